@@ -1,0 +1,210 @@
+"""The command line: `python -m lsc_core COMMAND`. Thin glue over the library.
+
+It uses the same store as the dashboard, so a run trained here shows up there live.
+Errors a person can fix (bad config, missing data, locked store) are one line on
+stderr and a non-zero exit status, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from .config import PRESET_DESCRIPTIONS, PRESETS, ConfigError, RunConfig, analyze, preset, validate
+from .store import COMPLETED, Store, StoreError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A one-line message for the person at the terminal."""
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", metavar="PATH", help="run store (default: $LSC_DB or ./runs.sqlite)")
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", metavar="PATH",
+                        help="CIFAR-100 as .npz, cifar-100-python directory or .tar.gz "
+                             "(default: $LSC_DATA, else the Keras cache, else a download)")
+
+
+# -- presets ------------------------------------------------------------------------------
+def cmd_presets(args) -> int:
+    print(f"{'preset':<20} {'params (coarse)':>16} {'params (fine)':>14}  description")
+    for name in PRESETS:
+        counts = [analyze(preset(name, label_mode=mode)).total_params for mode in ("coarse", "fine")]
+        print(f"{name:<20} {counts[0]:>16,} {counts[1]:>14,}  {PRESET_DESCRIPTIONS[name]}")
+    return EXIT_OK
+
+
+# -- train --------------------------------------------------------------------------------
+def config_from_args(args) -> RunConfig:
+    """--config file first, then --preset's layers, then each explicit flag on top."""
+    if args.config:
+        try:
+            config = RunConfig.from_json(Path(args.config).read_text())
+        except OSError as exc:
+            raise CommandError(f"cannot read config {args.config}: {exc.strerror}") from None
+    elif args.preset or not getattr(args, "backbone", None):
+        config = preset(args.preset or "seed-part2")
+    else:
+        config = RunConfig()
+    if args.config and args.preset:
+        config = config.replace(layers=preset(args.preset).layers, preset=args.preset)
+    flags = {"label_mode": args.labels, "epochs": args.epochs, "optimizer": args.optimizer,
+             "learning_rate": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
+             "limit": args.limit, "seed": args.seed, "validation": args.validation,
+             "holdout_fraction": args.holdout_fraction, "name": args.name,
+             "augment": True if args.augment else None}
+    config = config.replace(**{k: v for k, v in flags.items() if v is not None})
+    backbone = backbone_from_args(args, config)
+    if backbone is not None:
+        config = config.replace(backbone=backbone, layers=(), preset=None)
+    return validate(config)
+
+
+def backbone_from_args(args, config: RunConfig):
+    """A BackboneSpec from --backbone and its options (None without --backbone)."""
+    if not getattr(args, "backbone", None):
+        return None
+    from dataclasses import replace
+
+    from .config import BackboneSpec
+
+    spec = config.backbone or BackboneSpec()
+    changes = {"name": args.backbone, "weights": args.weights, "image_size": args.image_size,
+               "fine_tune_epochs": args.fine_tune_epochs}
+    return replace(spec, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _load_data_or_fail(path):
+    from .data import DataError, load_cifar100
+
+    try:
+        return load_cifar100(path)
+    except DataError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def cmd_train(args) -> int:
+    from .store import RUNNING
+    from .train import train_run
+
+    config = config_from_args(args)
+    data = _load_data_or_fail(args.data)  # before the run exists: no failed run for missing data
+    store = Store(args.db)
+    run_id = store.create_run(config, status=RUNNING)
+    print(f"run {run_id}: {config.display_name()}, {config.label_mode} labels, {config.total_epochs} epoch(s), "
+          f"data: {data.source}", flush=True)
+    after = _after_training()
+    run = train_run(store, run_id, load_data=lambda: data, verbose=1 if sys.stdout.isatty() else 2,
+                    after_training=after)
+    which = "test" if config.validation == "test" else "hold-out"
+    best = run["best_val_accuracy"]
+    best_text = f"{best:.4f} at epoch {run['best_epoch']}" if best is not None else "none"
+    print(f"run {run_id} {run['status']}: best {which} accuracy {best_text}")
+    if run["error"]:
+        print(f"error: {run['error']}", file=sys.stderr)
+    return EXIT_OK if run["status"] == COMPLETED else EXIT_FAILED
+
+
+def _after_training():
+    """The hook that stores a completed run's test predictions, when evaluation is available."""
+    try:
+        from .evaluate import store_predictions
+    except ImportError:
+        return None
+    return store_predictions
+
+
+# -- runs ---------------------------------------------------------------------------------
+def _duration(run: dict) -> str:
+    if not run.get("started_at"):
+        return ""
+    end = datetime.fromisoformat(run["finished_at"]) if run.get("finished_at") else datetime.now().astimezone()
+    seconds = int((end - datetime.fromisoformat(run["started_at"])).total_seconds())
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def cmd_runs(args) -> int:
+    store = Store(args.db)
+    runs = store.list_runs()
+    if not runs:
+        print(f"no runs in {store.path}")
+        return EXIT_OK
+    counts = {row["run_id"]: row["n"] for row in store.db.query(
+        "SELECT run_id, COUNT(*) AS n FROM epochs GROUP BY run_id")}
+    header = f"{'id':>4}  {'name':<24} {'status':<11} {'labels':<6} {'params':>11} {'best acc':>8} " \
+             f"{'@epoch':>6} {'epochs':>7} {'time':>8}  created"
+    print(header)
+    for run in runs:
+        best = f"{run['best_val_accuracy']:.4f}" if run["best_val_accuracy"] is not None else "-"
+        params = f"{run['params']:,}" if run["params"] else "-"
+        epochs = f"{counts.get(run['id'], 0)}/{run['epochs_planned'] or '?'}"
+        print(f"{run['id']:>4}  {run['name'][:24]:<24} {run['status']:<11} {run['label_mode']:<6} {params:>11} "
+              f"{best:>8} {run['best_epoch'] or '-':>6} {epochs:>7} {_duration(run):>8}  {run['created_at']}")
+    return EXIT_OK
+
+
+# -- the parser ---------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lsc_core",
+        description="LSC dashboard command line: train and inspect CIFAR-100 networks. "
+                    "Uses the same run store as the dashboard.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("presets", help="preset networks with their parameter counts")
+    _add_db(p)
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("train", help="train one run in the foreground",
+                       description="Train one run in the foreground with a progress bar; prints the run id "
+                                   "and the best test accuracy. Settings: --config JSON first, then --preset's "
+                                   "layers, then each flag given.")
+    p.add_argument("--preset", choices=list(PRESETS), help="network to start from (default: seed-part2)")
+    p.add_argument("--config", metavar="FILE.json", help="a RunConfig as JSON (as stored with every run)")
+    p.add_argument("--labels", choices=["coarse", "fine"], help="20 superclasses or 100 classes (default coarse)")
+    p.add_argument("--epochs", type=int, help="epochs to train (default 10)")
+    p.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop", "adamw"], help="default adam")
+    p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    p.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
+    p.add_argument("--batch-size", type=int, help="images per step (default 64)")
+    p.add_argument("--limit", type=int, help="train on the first N training images")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--validation", choices=["test", "holdout"],
+                   help="validate on the test set (default, as the study) or a stratified hold-out")
+    p.add_argument("--holdout-fraction", type=float, help="hold-out share of the training set (default 0.1)")
+    p.add_argument("--augment", action="store_true", help="random flips and shifts of training images")
+    p.add_argument("--name", help="run name (default: preset name and run id)")
+    p.add_argument("--backbone", choices=["vgg16", "vgg19", "resnet50", "xception", "mobilenetv2",
+                                          "efficientnetb0"],
+                   help="transfer learning from a keras.applications network instead of a custom stack")
+    p.add_argument("--weights", choices=["imagenet", "none"], help="backbone weights (default imagenet)")
+    p.add_argument("--image-size", type=int, help="upscale images to NxN for the backbone")
+    p.add_argument("--fine-tune-epochs", type=int, help="epochs with the top backbone layers unfrozen")
+    _add_data(p)
+    _add_db(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("runs", help="a table of runs in the store")
+    _add_db(p)
+    p.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, CommandError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

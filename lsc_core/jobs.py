@@ -1,0 +1,86 @@
+"""Background training: one worker thread per server process, fed by the store.
+
+The queue is the store itself (runs with status 'queued'), so a queue survives a
+restart, a run queued by any process is picked up, and the dashboard needs no state
+of its own. The worker never touches Streamlit; pages read the store.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from .config import RunConfig, validate
+from .store import Store
+from .train import train_run
+
+IDLE_POLL_S = 2.0  # how often an idle worker looks for runs queued by other processes
+
+
+class JobManager:
+    """Owns the worker thread that trains queued runs one at a time."""
+
+    def __init__(self, db_path, *, load_data: Callable | None = None, after_training: Callable | None = None,
+                 start: bool = True):
+        # Opening the store marks runs left 'running' by a dead process as interrupted.
+        self.store = Store(db_path)
+        self._load_data = load_data
+        self._after_training = after_training
+        self._data = None
+        self._data_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop_current = threading.Event()
+        self._shutdown = threading.Event()
+        self.current_run_id: int | None = None
+        self._thread = threading.Thread(target=self._work, name="lsc-trainer", daemon=True)
+        if start:
+            self._thread.start()
+
+    # -- what pages call ----------------------------------------------------------------
+    def submit(self, config: RunConfig, search_id: int | None = None) -> int:
+        """Queue a valid config (ConfigError otherwise); returns the new run's id."""
+        run_id = self.store.create_run(validate(config), search_id=search_id)
+        self._wake.set()
+        return run_id
+
+    def stop(self, run_id: int) -> None:
+        """Stop a run after its current batch (or drop it from the queue), whichever process trains it."""
+        self.store.request_stop(run_id)
+        if run_id == self.current_run_id:
+            self._stop_current.set()
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop the current run and the worker (tests and server exit)."""
+        self._shutdown.set()
+        self._stop_current.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def load_data(self):
+        """The data set, loaded once per manager and shared by its runs."""
+        with self._data_lock:
+            if self._data is None:
+                from .data import load_cifar100
+
+                self._data = (self._load_data or load_cifar100)()
+            return self._data
+
+    # -- the worker -----------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._shutdown.is_set():
+            run = self.store.claim_next_queued()
+            if run is None:
+                self._wake.wait(IDLE_POLL_S)
+                self._wake.clear()
+                continue
+            self.current_run_id = run["id"]
+            self._stop_current.clear()
+            try:
+                train_run(self.store, run["id"], load_data=self.load_data, stop_event=self._stop_current,
+                          after_training=self._after_training)
+            finally:
+                self.current_run_id = None

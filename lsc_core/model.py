@@ -1,0 +1,87 @@
+"""RunConfig -> keras.Model, a pure function of the config.
+
+Every model takes raw 0..255 float pixels and carries its own preprocessing (a
+Rescaling layer, or a backbone's `preprocess_input`), so training, evaluation and
+prediction feed images the same way and a saved `.keras` file is self-contained.
+"""
+from __future__ import annotations
+
+from .config import IMAGE_SHAPE, RunConfig, validate
+
+
+def _keras_layer(spec):
+    import keras
+
+    p = spec.params
+    if spec.kind == "conv2d":
+        return keras.layers.Conv2D(p["filters"], p["kernel_size"], strides=p["strides"],
+                                   padding=p["padding"], activation=p["activation"])
+    if spec.kind == "maxpool2d":
+        return keras.layers.MaxPooling2D(p["pool_size"])
+    if spec.kind == "avgpool2d":
+        return keras.layers.AveragePooling2D(p["pool_size"])
+    if spec.kind == "dropout":
+        return keras.layers.Dropout(p["rate"])
+    if spec.kind == "flatten":
+        return keras.layers.Flatten()
+    if spec.kind == "dense":
+        return keras.layers.Dense(p["units"], activation=p["activation"])
+    if spec.kind == "batchnorm":
+        return keras.layers.BatchNormalization()
+    if spec.kind == "global_avg_pool":
+        return keras.layers.GlobalAveragePooling2D()
+    raise ValueError(f"no Keras layer for {spec.kind!r}")  # unreachable after validate()
+
+
+def build_model(config: RunConfig):
+    """A fresh, uncompiled Keras model for a valid config (ConfigError otherwise)."""
+    import keras
+
+    validate(config)
+    if config.backbone is not None:
+        from .backbones import build_transfer_model
+        return build_transfer_model(config)
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="pixels")
+    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    for spec in config.layers:
+        x = _keras_layer(spec)(x)
+    outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head")(x)
+    return keras.Model(inputs, outputs, name=config.display_name().replace(" ", "_"))
+
+
+def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0):
+    import keras
+
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=momentum)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def compile_model(model, config: RunConfig, learning_rate: float | None = None) -> None:
+    """Sparse cross-entropy and accuracy (the study's metrics), the config's optimizer."""
+    model.compile(
+        optimizer=make_optimizer(config.optimizer, learning_rate or config.learning_rate, config.momentum),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def count_params(model) -> int:
+    """Trainable plus non-trainable parameters, as DESIGN's `params` column."""
+    return int(model.count_params())
+
+
+def load_model(path):
+    """Load a saved run model (safe mode: no arbitrary code from the file)."""
+    import keras
+
+    from .backbones import preprocess_class
+
+    preprocess_class()  # registers the transfer models' preprocessing layer for loading
+    return keras.models.load_model(path, compile=False, safe_mode=True)

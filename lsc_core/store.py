@@ -1,0 +1,300 @@
+"""runs.sqlite: the one place every run, epoch and search lives.
+
+The training thread, the dashboard's pages and the command line all go through this
+module, each thread with its own connection (SQLite connections must not be shared
+across threads). WAL mode lets pages read while a run writes; the busy timeout makes a
+writer wait for another instead of failing at once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import sqlite_utils
+
+# Run states. A run is queued until a worker claims it; finished states never change.
+QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED = (
+    "queued", "running", "completed", "failed", "stopped", "interrupted")
+ACTIVE_STATES = (QUEUED, RUNNING)
+FINISHED_STATES = (COMPLETED, FAILED, STOPPED, INTERRUPTED)
+
+BUSY_TIMEOUT_S = 30  # how long a write waits for another writer before giving up
+# A running run whose process is gone, or that has not written a heartbeat for this
+# long, is shown as interrupted. Heartbeats come every few seconds during training.
+STALE_HEARTBEAT_S = 300
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used (locked for too long, not a database, newer schema)."""
+
+
+def default_db_path() -> Path:
+    return Path(os.environ.get("LSC_DB", "runs.sqlite"))
+
+
+def artifacts_dir(db_path: str | os.PathLike) -> Path:
+    """$LSC_ARTIFACTS, else artifacts/ beside the database, so a store and its models travel together."""
+    env = os.environ.get("LSC_ARTIFACTS")
+    return Path(env) if env else Path(db_path).resolve().parent / "artifacts"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# -- Schema, one migration per version (PRAGMA user_version) -----------------------------
+def _migration_1(db: sqlite_utils.Database) -> None:
+    db["runs"].create({
+        "id": int, "name": str, "status": str, "label_mode": str, "config": str, "params": int,
+        "best_epoch": int, "best_val_accuracy": float, "created_at": str, "started_at": str,
+        "finished_at": str, "error": str,
+        "seed": int, "versions": str, "device": str,  # provenance
+        "epochs_planned": int, "pid": int, "host": str, "heartbeat_at": float,
+        "progress": str,  # JSON: phase, epoch, batch, batches, started_epoch_at
+        "stop_requested": int, "model_path": str, "search_id": int,
+    }, pk="id", not_null={"status", "config", "created_at"}, defaults={"stop_requested": 0})
+    db["epochs"].create({
+        "run_id": int, "epoch": int, "loss": float, "accuracy": float, "val_loss": float,
+        "val_accuracy": float, "seconds": float,
+    }, pk=("run_id", "epoch"), foreign_keys=[("run_id", "runs", "id")])
+    db["runs"].create_index(["status"])
+    db["searches"].create({
+        "id": int, "name": str, "status": str, "spec": str, "created_at": str, "finished_at": str,
+    }, pk="id")
+
+
+def _migration_2(db: sqlite_utils.Database) -> None:
+    # Test-set predictions of a run's best model, computed once so Evaluate opens fast.
+    db["predictions"].create({
+        "run_id": int, "created_at": str, "probabilities": bytes, "labels": bytes,
+        "shape": str, "label_mode": str,
+    }, pk="run_id", foreign_keys=[("run_id", "runs", "id")])
+
+
+MIGRATIONS = (_migration_1, _migration_2)
+
+
+def _connect(path: Path) -> sqlite_utils.Database:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+    db = sqlite_utils.Database(conn)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is not a usable SQLite database: {exc}") from None
+    db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(f"the store has schema version {version}, newer than this code "
+                         f"({len(MIGRATIONS)}); upgrade the LSC dashboard")
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        with db.conn:
+            db.execute("BEGIN IMMEDIATE")
+            # Another process may have migrated while we waited for the lock.
+            if db.execute("PRAGMA user_version").fetchone()[0] >= number:
+                continue
+            step(db)
+            db.execute(f"PRAGMA user_version = {number}")
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """The run store at `path`. Safe to share between threads: each gets its own connection."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        self.path = Path(path) if path else default_db_path()
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            migrate(self.db)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from None
+        self.mark_dead_runs_interrupted()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = _connect(self.path)
+        return db
+
+    @property
+    def artifacts(self) -> Path:
+        return artifacts_dir(self.path)
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+        """One write statement; a lock held past the busy timeout becomes a StoreError."""
+        try:
+            return self.db.execute(sql, list(params))
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError(f"{self.path} is locked by another writer (waited {BUSY_TIMEOUT_S} s); "
+                                 "nothing was lost, try again") from None
+            raise
+
+    # -- runs -------------------------------------------------------------------------
+    def create_run(self, config, status: str = QUEUED, search_id: int | None = None) -> int:
+        """Record a run for a RunConfig (queued for a worker, or running in this process)."""
+        assert status in ACTIVE_STATES, status
+        created = now_iso()
+        # A run trained in this process right away is owned by it from the start, so
+        # that no other process takes it for a dead one.
+        owner = [os.getpid(), socket.gethostname(), time.time(), created] if status == RUNNING else [None] * 4
+        cursor = self._write(
+            "INSERT INTO runs (name, status, label_mode, config, seed, epochs_planned, created_at, search_id, "
+            "stop_requested, pid, host, heartbeat_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            [config.display_name(), status, config.label_mode, config.to_json(), config.seed,
+             config.total_epochs, created, search_id, *owner])
+        run_id = cursor.lastrowid
+        if not config.name:  # a short distinguishing suffix: the run id
+            self._write("UPDATE runs SET name = ? WHERE id = ?", [f"{config.display_name()}-{run_id}", run_id])
+        return run_id
+
+    def claim_next_queued(self) -> dict | None:
+        """Atomically move the oldest queued run to running for this process; None if none."""
+        while True:
+            row = self.db.execute("SELECT id FROM runs WHERE status = ? ORDER BY id LIMIT 1", [QUEUED]).fetchone()
+            if row is None:
+                return None
+            cursor = self._write(
+                "UPDATE runs SET status = ?, pid = ?, host = ?, heartbeat_at = ?, started_at = ? "
+                "WHERE id = ? AND status = ?",
+                [RUNNING, os.getpid(), socket.gethostname(), time.time(), now_iso(), row[0], QUEUED])
+            if cursor.rowcount == 1:  # else another worker took it first: try the next
+                return self.get_run(row[0])
+
+    def start_run(self, run_id: int, *, params: int, versions: dict, device: str) -> None:
+        self._write(
+            "UPDATE runs SET status = ?, params = ?, versions = ?, device = ?, pid = ?, host = ?, "
+            "heartbeat_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+            [RUNNING, params, json.dumps(versions), device, os.getpid(), socket.gethostname(), time.time(),
+             now_iso(), run_id])
+
+    def heartbeat(self, run_id: int, progress: dict) -> None:
+        self._write("UPDATE runs SET heartbeat_at = ?, progress = ? WHERE id = ?",
+                    [time.time(), json.dumps(progress), run_id])
+
+    def log_epoch(self, run_id: int, epoch: int, metrics: dict, seconds: float) -> None:
+        """Write one epoch's metrics and keep the run's best epoch up to date, atomically."""
+        values = [run_id, epoch] + [_float(metrics.get(k)) for k in ("loss", "accuracy", "val_loss",
+                                                                       "val_accuracy")] + [seconds]
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            self._write("INSERT OR REPLACE INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, "
+                        "seconds) VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+            self._write(
+                "UPDATE runs SET (best_epoch, best_val_accuracy) = (SELECT epoch, val_accuracy FROM epochs "
+                "WHERE run_id = ? AND val_accuracy IS NOT NULL ORDER BY val_accuracy DESC, epoch LIMIT 1), "
+                "heartbeat_at = ? WHERE id = ?", [run_id, time.time(), run_id])
+
+    def set_model_path(self, run_id: int, path: str) -> None:
+        self._write("UPDATE runs SET model_path = ? WHERE id = ?", [path, run_id])
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        assert status in FINISHED_STATES, status
+        self._write("UPDATE runs SET status = ?, error = ?, finished_at = ?, progress = NULL WHERE id = ?",
+                    [status, error, now_iso(), run_id])
+
+    def request_stop(self, run_id: int) -> None:
+        """Ask a run to stop after its current batch; a queued run is stopped at once."""
+        self._write("UPDATE runs SET stop_requested = 1 WHERE id = ?", [run_id])
+        self._write("UPDATE runs SET status = ?, finished_at = ? WHERE id = ? AND status = ?",
+                    [STOPPED, now_iso(), run_id, QUEUED])
+
+    def stop_requested(self, run_id: int) -> bool:
+        row = self.db.execute("SELECT stop_requested FROM runs WHERE id = ?", [run_id]).fetchone()
+        return bool(row and row[0])
+
+    def requeue(self, run_id: int) -> None:
+        """Put an interrupted or failed run back in the queue, its old epochs dropped."""
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            self._write("DELETE FROM epochs WHERE run_id = ?", [run_id])
+            self._write("UPDATE runs SET status = ?, error = NULL, finished_at = NULL, started_at = NULL, "
+                        "best_epoch = NULL, best_val_accuracy = NULL, stop_requested = 0, progress = NULL "
+                        "WHERE id = ?", [QUEUED, run_id])
+
+    def mark_dead_runs_interrupted(self) -> list[int]:
+        """Runs left 'running' by a process that died (or went silent) become interrupted."""
+        dead = []
+        host = socket.gethostname()
+        for run in self.db.query("SELECT id, pid, host, heartbeat_at FROM runs WHERE status = ?", [RUNNING]):
+            silent = time.time() - (run["heartbeat_at"] or 0) > STALE_HEARTBEAT_S
+            gone = run["host"] == host and not _pid_alive(run["pid"])
+            if silent or gone:
+                dead.append(run["id"])
+        for run_id in dead:
+            self._write("UPDATE runs SET status = ?, finished_at = ?, progress = NULL, "
+                        "error = 'the process training this run ended before it finished' "
+                        "WHERE id = ? AND status = ?", [INTERRUPTED, now_iso(), run_id, RUNNING])
+        return dead
+
+    def get_run(self, run_id: int) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+        return _decode_run(rows[0]) if rows else None
+
+    def list_runs(self, status: str | None = None, search_id: int | None = None) -> list[dict]:
+        where, params = [], []
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if search_id is not None:
+            where.append("search_id = ?")
+            params.append(search_id)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
+        return [_decode_run(row) for row in self.db.query(sql, params)]
+
+    def epochs(self, run_id: int) -> list[dict]:
+        return list(self.db.query("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", [run_id]))
+
+    def epochs_for(self, run_ids: Iterable[int]) -> list[dict]:
+        ids = list(run_ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return list(self.db.query(f"SELECT * FROM epochs WHERE run_id IN ({marks}) ORDER BY run_id, epoch", ids))
+
+    def delete_run(self, run_id: int) -> None:
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            self._write("DELETE FROM epochs WHERE run_id = ?", [run_id])
+            self._write("DELETE FROM predictions WHERE run_id = ?", [run_id])
+            self._write("DELETE FROM runs WHERE id = ?", [run_id])
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _decode_run(row: dict) -> dict:
+    """JSON columns as Python objects."""
+    run = dict(row)
+    for key in ("config", "versions", "progress"):
+        if run.get(key):
+            run[key] = json.loads(run[key])
+    return run

@@ -1,0 +1,214 @@
+"""One training run: data -> model -> Keras fit -> the store.
+
+`StoreCallback` is the only bridge between Keras and the store: it writes each epoch,
+keeps a heartbeat and progress, saves the best epoch's model, and turns a stop request
+into a clean stop after the current batch. Nothing here knows about Streamlit.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from .config import ConfigError, RunConfig, validate
+from .store import COMPLETED, FAILED, STOPPED, Store
+
+HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks, at most this often
+BEST_MODEL_FILE = "best.keras"
+
+
+def configure_device() -> str:
+    """Let TensorFlow grow GPU memory as needed; describe the device training will use."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised (a second run in this process): keep its setting
+            pass
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU: {details.get('device_name', gpus[0].name)}" + (f" (x{len(gpus)})" if len(gpus) > 1 else "")
+    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def library_versions() -> dict:
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": numpy.__version__}
+
+
+def save_atomically(model, path: Path) -> None:
+    """Write a .keras file so that readers never see a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".partial-{os.getpid()}-{threading.get_ident()}.keras")
+    model.save(partial)
+    os.replace(partial, path)
+
+
+class StopRun(Exception):
+    """Raised inside a run that was asked to stop before training began."""
+
+
+def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int,
+                  stop_event: threading.Event | None = None):
+    """The Keras callback that writes a run's progress and epochs to the store.
+
+    Built inside a function so that importing this module does not import Keras.
+    `epoch_offset` is raised between the phases of a fine-tuned run so that epoch
+    numbers continue.
+    """
+    import keras
+
+    class StoreCallback(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.epoch_offset = 0
+            self.best_accuracy = -1.0
+            self.best_weights = None
+            self.stopped_mid_epoch = False
+            self.stop_asked = False
+            self._last_beat = 0.0
+            self._epoch_started = time.time()
+            self._phase = "training"
+            self._epoch = 0
+
+        # -- stop requests and heartbeats ---------------------------------------------
+        def _should_stop(self) -> bool:
+            if stop_event is not None and stop_event.is_set():
+                return True
+            return store.stop_requested(run_id)
+
+        def _beat(self, batch: int, batches: int | None, force: bool = False) -> None:
+            now = time.time()
+            if not force and now - self._last_beat < HEARTBEAT_EVERY_S:
+                return
+            self._last_beat = now
+            store.heartbeat(run_id, {"phase": self._phase, "epoch": self._epoch, "epochs": total_epochs,
+                                     "batch": batch, "batches": batches, "epoch_started": self._epoch_started})
+            if self._should_stop():
+                self.stop_asked = True
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch + 1 + self.epoch_offset
+            self._epoch_started = time.time()
+            self._phase = "training"
+            self._beat(0, self.params.get("steps"), force=True)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._beat(batch + 1, self.params.get("steps"))
+            if self.stop_asked:
+                self.stopped_mid_epoch = True
+                self.model.stop_training = True
+
+        def on_test_begin(self, logs=None):
+            self._phase = "validating"
+
+        def on_test_batch_end(self, batch, logs=None):
+            if self.stopped_mid_epoch:  # no point validating half an epoch that is not kept
+                self.model.stop_evaluating = True
+            self._beat(batch + 1, None)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.stopped_mid_epoch:
+                return
+            logs = logs or {}
+            seconds = time.time() - self._epoch_started
+            store.log_epoch(run_id, self._epoch, logs, seconds)
+            accuracy = logs.get("val_accuracy")
+            if accuracy is not None and accuracy > self.best_accuracy:
+                self.best_accuracy = float(accuracy)
+                self.best_weights = self.model.get_weights()
+                save_atomically(self.model, model_path)
+                store.set_model_path(run_id, str(model_path))
+            if self.stop_asked or self._should_stop():
+                self.stop_asked = True
+                self.model.stop_training = True
+
+    return StoreCallback()
+
+
+def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
+              stop_event: threading.Event | None = None, verbose: int = 0,
+              after_training: Callable | None = None) -> dict:
+    """Train the stored run `run_id` to its end, recording everything; returns the run row.
+
+    `load_data` returns a Cifar100 (default: `data.load_cifar100()`), so tests and the
+    dashboard can pass data they hold. `after_training(store, run_id, model, split)` runs
+    on the best model of a completed run (e.g. to store its test predictions).
+    Never raises for a failing run: the failure is recorded as the run's status.
+    """
+    run = store.get_run(run_id)
+    config = RunConfig.from_dict(run["config"])
+    try:
+        status = _train(store, run_id, config, load_data, stop_event, verbose, after_training)
+        store.finish_run(run_id, status)
+    except StopRun:
+        store.finish_run(run_id, STOPPED)
+    except KeyboardInterrupt:
+        store.finish_run(run_id, STOPPED, "interrupted from the keyboard")
+        raise
+    except ConfigError as exc:
+        store.finish_run(run_id, FAILED, f"invalid configuration: {exc}")
+    except Exception as exc:  # recorded for the person, never lost in a thread
+        store.finish_run(run_id, FAILED, f"{type(exc).__name__}: {exc}")
+    return store.get_run(run_id)
+
+
+def _train(store, run_id, config, load_data, stop_event, verbose, after_training) -> str:
+    from . import data as data_module
+    from .model import build_model, compile_model, count_params
+
+    validate(config)
+    store.heartbeat(run_id, {"phase": "loading data"})
+    dataset = (load_data or data_module.load_cifar100)()
+    split = data_module.split_data(dataset, config.label_mode, validation=config.validation,
+                                   holdout_fraction=config.holdout_fraction, limit=config.limit,
+                                   seed=config.seed)
+    store.heartbeat(run_id, {"phase": "building model"})
+    import keras
+
+    device = configure_device()
+    keras.utils.set_random_seed(config.seed)
+    model = build_model(config)
+    store.start_run(run_id, params=count_params(model), versions=library_versions(), device=device)
+    if store.stop_requested(run_id) or (stop_event is not None and stop_event.is_set()):
+        raise StopRun()
+
+    train_ds = data_module.make_dataset(split.x_train, split.y_train, config.batch_size, shuffle=True,
+                                        seed=config.seed, augment=config.augment)
+    val_ds = data_module.make_dataset(split.x_val, split.y_val, config.batch_size, shuffle=False)
+    model_path = store.artifacts / str(run_id) / BEST_MODEL_FILE
+    callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event)
+
+    for phase_offset, epochs, learning_rate in _phases(config, model):
+        compile_model(model, config, learning_rate)
+        callback.epoch_offset = phase_offset
+        model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[callback], verbose=verbose,
+                  shuffle=False)  # make_dataset shuffles
+        if callback.stop_asked:
+            return STOPPED
+
+    if callback.best_weights is not None:
+        model.set_weights(callback.best_weights)
+        if after_training is not None:
+            after_training(store, run_id, model, split)
+    return COMPLETED
+
+
+def _phases(config: RunConfig, model):
+    """(epoch offset, epochs, learning rate) of each fit: one phase, or two for fine-tuning."""
+    yield 0, config.epochs, config.learning_rate
+    backbone = config.backbone
+    if backbone is not None and backbone.fine_tune_epochs > 0:
+        from .backbones import unfreeze_top
+
+        unfreeze_top(model, backbone.fine_tune_layers)
+        yield config.epochs, backbone.fine_tune_epochs, backbone.fine_tune_learning_rate

@@ -1,0 +1,91 @@
+"""RunConfig: presets, JSON round trip, shape/parameter analysis and validation."""
+import json
+
+import pytest
+
+from lsc_core.config import BackboneSpec, ConfigError, LayerSpec, RunConfig, analyze, preset, validate
+
+
+@pytest.mark.parametrize("name, mode, expected", [
+    ("seed-part1", "coarse", 2_119_252),
+    ("seed-part2", "coarse", 2_165_428),
+    ("seed-part2", "fine", 2_175_748),
+    ("seed-part2-dropout", "coarse", 2_119_252),
+])
+def test_preset_parameter_counts_match_the_study(name, mode, expected):
+    assert expected == analyze(preset(name, label_mode=mode)).total_params
+
+
+def test_seed_part2_shapes_layer_by_layer():
+    rows = analyze(preset("seed-part2")).rows
+    assert [(32, 32, 32), (32, 32, 32), (16, 16, 32), (16, 16, 32), (16, 16, 64), (16, 16, 64), (16384,),
+            (16384,), (128,), (128,), (20,)] == [row.output_shape for row in rows]
+
+
+def test_json_round_trip_keeps_everything():
+    config = preset("seed-part2", label_mode="fine", optimizer="sgd", learning_rate=0.01, momentum=0.9,
+                    batch_size=32, epochs=3, seed=7, validation="holdout", holdout_fraction=0.2, limit=500,
+                    augment=True, name="mine")
+    assert config == RunConfig.from_json(config.to_json())
+    transfer = RunConfig(backbone=BackboneSpec(name="xception", image_size=71, weights="none"))
+    assert transfer == RunConfig.from_json(transfer.to_json())
+
+
+def test_unknown_settings_are_refused_by_name():
+    data = preset("seed-part1").to_dict() | {"learning_rte": 0.1}
+    with pytest.raises(ConfigError, match="unknown setting.*learning_rte"):
+        RunConfig.from_dict(data)
+    bad_layer = preset("seed-part1").to_dict()
+    bad_layer["layers"][0]["filtres"] = 8
+    with pytest.raises(ConfigError, match=r"layer 1 \(conv2d\): unknown parameter.*filtres"):
+        validate(RunConfig.from_dict(bad_layer))
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        RunConfig.from_json("{nope")
+
+
+@pytest.mark.parametrize("layers, position, message", [
+    ([LayerSpec.make("maxpool2d", pool_size=2)] * 6 + [LayerSpec.make("flatten")], 6, "makes the 1x1 feature map empty"),
+    ([LayerSpec.make("conv2d"), LayerSpec.make("dropout", rate=1.0), LayerSpec.make("flatten")], 2, r"rate must be in \[0, 1\)"),
+    ([LayerSpec.make("conv2d", filters=0), LayerSpec.make("flatten")], 1, "filters must be a whole number of at least 1"),
+    ([LayerSpec.make("dense", units=64)], 1, "unflattened 32x32x3 feature map"),
+    ([LayerSpec.make("conv2d")], 2, "ends in a 32x32x32 feature map"),
+    ([LayerSpec.make("flatten"), LayerSpec.make("conv2d")], 2, "needs a feature map"),
+    ([LayerSpec.make("conv2d", kernel_size=40, padding="valid"), LayerSpec.make("flatten")], 1, "does not fit"),
+    ([LayerSpec("pool3d", {})], 1, "unknown layer kind 'pool3d'"),
+])
+def test_impossible_networks_name_the_layer_and_reason(layers, position, message):
+    analysis = analyze(RunConfig(layers=tuple(layers)))
+    assert not analysis.ok
+    assert position == analysis.errors[0].position
+    assert f"layer {position}" in str(analysis.errors[0]) or "ends in" in str(analysis.errors[0])
+    with pytest.raises(ConfigError, match=message):
+        validate(RunConfig(layers=tuple(layers)))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"learning_rate": 0}, "learning_rate"), ({"batch_size": 0}, "batch_size"), ({"epochs": -1}, "epochs"),
+    ({"label_mode": "medium"}, "label_mode"), ({"optimizer": "lion"}, "optimizer"),
+    ({"validation": "val"}, "validation"), ({"holdout_fraction": 1.5}, "holdout_fraction"),
+    ({"limit": 0}, "limit"), ({"layers": ()}, "no layers"),
+])
+def test_bad_hyperparameters_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(preset("seed-part1").replace(**changes))
+
+
+def test_every_problem_is_reported_not_only_the_first():
+    layers = (LayerSpec.make("conv2d", filters=-1), LayerSpec.make("dropout", rate=2), LayerSpec.make("flatten"))
+    analysis = analyze(RunConfig(layers=layers, learning_rate=-1))
+    assert {None, 1, 2} <= {error.position for error in analysis.errors}
+
+
+def test_backbone_minimum_size_enforced():
+    with pytest.raises(ConfigError, match="Xception needs an image size from 71"):
+        validate(RunConfig(backbone=BackboneSpec(name="xception", image_size=64)))
+    rows = analyze(RunConfig(backbone=BackboneSpec(name="vgg16", image_size=32, head_units=0))).rows
+    assert 14_714_688 + 512 * 20 + 20 == sum(row.params for row in rows)
+
+
+def test_config_json_is_plain_json():
+    assert json.loads(preset("seed-part1").to_json())["layers"][0] == {
+        "kind": "conv2d", "filters": 32, "kernel_size": 3, "activation": "relu", "padding": "same", "strides": 1}

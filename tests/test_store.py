@@ -1,0 +1,112 @@
+"""runs.sqlite: schema, migrations, run life cycle, dead-run recovery, locking."""
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from lsc_core.config import preset
+from lsc_core.store import (COMPLETED, INTERRUPTED, QUEUED, RUNNING, STOPPED, MIGRATIONS, Store, StoreError)
+
+
+def test_schema_has_the_design_columns(store):
+    runs = set(store.db["runs"].columns_dict)
+    assert {"id", "name", "status", "label_mode", "config", "params", "best_epoch", "best_val_accuracy",
+            "created_at", "started_at", "finished_at", "error", "seed", "versions", "device"} <= runs
+    assert {"run_id": int, "epoch": int, "loss": float, "accuracy": float, "val_loss": float,
+            "val_accuracy": float, "seconds": float} == store.db["epochs"].columns_dict
+    assert ["run_id", "epoch"] == store.db["epochs"].pks
+    assert "wal" == store.db.execute("PRAGMA journal_mode").fetchone()[0]
+    assert len(MIGRATIONS) == store.db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def test_reopening_migrates_nothing_twice(store):
+    run_id = store.create_run(preset("seed-part1"))
+    again = Store(store.path)
+    assert [run_id] == [run["id"] for run in again.list_runs()]
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "future.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this code"):
+        Store(path)
+
+
+def test_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "junk.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a usable SQLite database"):
+        Store(path)
+
+
+def test_run_life_cycle_and_best_epoch(store):
+    run_id = store.create_run(preset("seed-part1", epochs=3))
+    run = store.get_run(run_id)
+    assert (QUEUED, f"seed-part1-{run_id}", "coarse", 3) == (run["status"], run["name"], run["label_mode"],
+                                                               run["epochs_planned"])
+    assert preset("seed-part1", epochs=3).to_dict() == run["config"]
+    assert run_id == store.claim_next_queued()["id"]
+    assert store.claim_next_queued() is None
+    for epoch, val in enumerate([0.2, 0.5, 0.4], start=1):
+        store.log_epoch(run_id, epoch, {"loss": 2.0, "accuracy": 0.3, "val_loss": 2.1, "val_accuracy": val}, 1.5)
+    store.finish_run(run_id, COMPLETED)
+    run = store.get_run(run_id)
+    assert (COMPLETED, 2, 0.5) == (run["status"], run["best_epoch"], run["best_val_accuracy"])
+    assert [1, 2, 3] == [row["epoch"] for row in store.epochs(run_id)]
+
+
+def test_stop_request_on_a_queued_run_stops_it_at_once(store):
+    run_id = store.create_run(preset("seed-part1"))
+    store.request_stop(run_id)
+    assert STOPPED == store.get_run(run_id)["status"]
+    assert store.claim_next_queued() is None
+
+
+def test_run_of_a_dead_process_becomes_interrupted_with_epochs_kept(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    # A real process creates a running run, writes an epoch and dies without finishing it.
+    code = ("import sys; from lsc_core.store import Store, RUNNING; from lsc_core.config import preset;"
+            "s = Store(sys.argv[1]); r = s.create_run(preset('seed-part1'), status=RUNNING);"
+            "s.log_epoch(r, 1, {'loss': 1.0, 'accuracy': 0.5, 'val_loss': 1.1, 'val_accuracy': 0.4}, 2.0)")
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True)
+    store = Store(path)
+    (run,) = store.list_runs()
+    assert INTERRUPTED == run["status"]
+    assert 1 == len(store.epochs(run["id"]))
+
+
+def test_live_run_of_this_process_is_not_interrupted(store):
+    run_id = store.create_run(preset("seed-part1"), status=RUNNING)
+    assert [] == Store(store.path).mark_dead_runs_interrupted()
+    assert RUNNING == store.get_run(run_id)["status"]
+
+
+def test_a_writer_holding_the_lock_gives_a_clear_error_and_loses_nothing(store, monkeypatch):
+    import lsc_core.store as store_module
+
+    run_id = store.create_run(preset("seed-part1"))
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    impatient = Store(store.path)  # connects with the short timeout
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+    try:
+        with pytest.raises(StoreError, match="locked by another writer"):
+            impatient.log_epoch(run_id, 1, {"loss": 1.0, "val_accuracy": 0.1}, 1.0)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    impatient.log_epoch(run_id, 1, {"loss": 1.0, "val_accuracy": 0.1}, 1.0)  # works once the lock is free
+    assert [1] == [row["epoch"] for row in store.epochs(run_id)]
+
+
+def test_each_thread_gets_its_own_connection(store):
+    import threading
+
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(store.db.conn))
+    thread.start()
+    thread.join()
+    assert seen[0] is not store.db.conn

@@ -1,0 +1,115 @@
+"""Real Keras training on tiny data: epochs in the store, best model saved, stop, failure."""
+import threading
+
+import numpy as np
+import pytest
+
+from lsc_core.config import BackboneSpec, LayerSpec, RunConfig, analyze, preset
+from lsc_core.model import build_model, load_model
+from lsc_core.store import COMPLETED, FAILED, RUNNING, STOPPED
+from lsc_core.train import train_run
+
+SMALL = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
+         LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))
+
+
+def small_config(**changes):
+    return RunConfig(layers=SMALL, epochs=2, batch_size=32, learning_rate=3e-3, name="small").replace(**changes)
+
+
+@pytest.mark.parametrize("name", ["seed-part1", "seed-part2-dropout", "seed-part2"])
+@pytest.mark.parametrize("mode", ["coarse", "fine"])
+def test_keras_model_has_the_analyzed_parameter_count(name, mode):
+    config = preset(name, label_mode=mode)
+    model = build_model(config)
+    assert analyze(config).total_params == model.count_params()
+    assert [row.output_shape for row in analyze(config).rows][-1] == tuple(model.output_shape[1:])
+
+
+def test_every_layer_kind_builds_with_the_analyzed_shapes():
+    layers = (LayerSpec.make("conv2d", filters=4, kernel_size=5, padding="valid", strides=2),
+              LayerSpec.make("batchnorm"), LayerSpec.make("avgpool2d"), LayerSpec.make("conv2d", filters=6),
+              LayerSpec.make("maxpool2d", pool_size=3), LayerSpec.make("dropout", rate=0.1),
+              LayerSpec.make("global_avg_pool"), LayerSpec.make("dense", units=10, activation="gelu"))
+    config = RunConfig(layers=layers, label_mode="fine")
+    model = build_model(config)
+    assert analyze(config).total_params == model.count_params()
+    keras_shapes = [tuple(layer.output.shape[1:]) for layer in model.layers[2:]]
+    assert [row.output_shape for row in analyze(config).rows] == keras_shapes
+
+
+def test_a_run_trains_logs_every_epoch_and_saves_the_best_model(store, tiny_data):
+    run_id = store.create_run(small_config(), status=RUNNING)
+    run = train_run(store, run_id, load_data=lambda: tiny_data)
+    assert (COMPLETED, None) == (run["status"], run["error"])
+    epochs = store.epochs(run_id)
+    assert [1, 2] == [row["epoch"] for row in epochs]
+    assert all(row["seconds"] > 0 and 0 <= row["val_accuracy"] <= 1 for row in epochs)
+    best = max(epochs, key=lambda row: (row["val_accuracy"], -row["epoch"]))
+    assert (best["epoch"], best["val_accuracy"]) == (run["best_epoch"], run["best_val_accuracy"])
+    assert run["params"] == analyze(small_config()).total_params
+    assert {"tensorflow", "keras", "numpy", "python"} <= set(run["versions"])
+    assert run["device"].startswith(("CPU", "GPU"))
+    model = load_model(run["model_path"])
+    assert model.count_params() == run["params"]
+    # The saved model is the best epoch's: it reproduces that epoch's validation accuracy.
+    x, y = tiny_data.x_test.astype("float32"), tiny_data.labels("test", "coarse")
+    accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
+    assert run["best_val_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_tiny_learnable_data_beats_chance(store, tiny_data):
+    run_id = store.create_run(small_config(epochs=8, label_mode="fine"), status=RUNNING)
+    run = train_run(store, run_id, load_data=lambda: tiny_data)
+    assert run["best_val_accuracy"] > 0.1  # chance is 0.01 on 100 classes
+
+
+def test_stop_request_ends_the_run_after_the_current_batch(store, tiny_data):
+    stop = threading.Event()
+    config = small_config(epochs=50, batch_size=8)
+    run_id = store.create_run(config, status=RUNNING)
+
+    def stop_after_first_epoch(store_, run_id_, model, split):  # pragma: no cover - not reached
+        raise AssertionError("a stopped run is not evaluated")
+
+    timer = threading.Timer(3.0, stop.set)
+    timer.start()
+    run = train_run(store, run_id, load_data=lambda: tiny_data, stop_event=stop,
+                    after_training=stop_after_first_epoch)
+    timer.cancel()
+    assert STOPPED == run["status"]
+    assert len(store.epochs(run_id)) < 50
+
+
+def test_stop_requested_through_the_store_also_stops(store, tiny_data):
+    run_id = store.create_run(small_config(epochs=50, batch_size=8), status=RUNNING)
+    threading.Timer(3.0, store.request_stop, args=[run_id]).start()
+    assert STOPPED == train_run(store, run_id, load_data=lambda: tiny_data)["status"]
+
+
+def test_a_failing_run_is_recorded_with_its_message(store):
+    def broken_loader():
+        raise OSError("disk on fire")
+
+    run_id = store.create_run(small_config(), status=RUNNING)
+    run = train_run(store, run_id, load_data=broken_loader)
+    assert (FAILED, "OSError: disk on fire") == (run["status"], run["error"])
+
+
+def test_holdout_validation_and_limit(store, tiny_data):
+    config = small_config(epochs=1, validation="holdout", holdout_fraction=0.25, limit=100)
+    run_id = store.create_run(config, status=RUNNING)
+    seen = {}
+    train_run(store, run_id, load_data=lambda: tiny_data,
+              after_training=lambda s, r, m, split: seen.update(train=len(split.x_train), val=len(split.x_val)))
+    assert {"train": 100, "val": 100} == seen
+
+
+def test_transfer_backbone_trains_a_step_with_weights_none(store, tiny_data):
+    config = RunConfig(backbone=BackboneSpec(name="mobilenetv2", weights="none", image_size=32, head_units=16,
+                                             fine_tune_epochs=1, fine_tune_layers=5),
+                       epochs=1, batch_size=64, limit=64)
+    run_id = store.create_run(config, status=RUNNING)
+    run = train_run(store, run_id, load_data=lambda: tiny_data)
+    assert (COMPLETED, [1, 2]) == (run["status"], [row["epoch"] for row in store.epochs(run_id)])
+    assert analyze(config).total_params == load_model(run["model_path"]).count_params()
