@@ -11,7 +11,7 @@ from typing import Callable
 
 from .config import RunConfig, validate
 from .store import Store
-from .train import train_run
+from .train import configure_device, train_run
 
 IDLE_POLL_S = 2.0  # how often an idle worker looks for runs queued by other processes
 
@@ -31,6 +31,7 @@ class JobManager:
         self._stop_current = threading.Event()
         self._shutdown = threading.Event()
         self.current_run_id: int | None = None
+        self.device: str | None = None  # e.g. "GPU: NVIDIA H100", found by the worker
         self._thread = threading.Thread(target=self._work, name="lsc-trainer", daemon=True)
         if start:
             self._thread.start()
@@ -71,6 +72,10 @@ class JobManager:
 
     # -- the worker -----------------------------------------------------------------------
     def _work(self) -> None:
+        try:
+            self.device = configure_device()
+        except Exception as exc:  # TensorFlow unusable: runs will fail with the reason
+            self.device = f"unavailable ({type(exc).__name__}: {exc})"
         while not self._shutdown.is_set():
             run = self.store.claim_next_queued()
             if run is None:

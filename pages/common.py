@@ -1,0 +1,69 @@
+"""What every page shares: the job manager and data of this server process, the sidebar.
+
+Not a page itself (app.py lists the pages). Heavy objects live in st.cache_resource,
+so every session of one server shares one worker thread and one copy of the data.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from lsc_core.data import DataError, resolve_data_path
+from lsc_core.jobs import JobManager
+from lsc_core.store import default_db_path
+
+# Session-state keys by which pages hand work to each other.
+SELECTED_RUN = "selected_run"  # run id the Runs/Evaluate pages open on
+CLONE_CONFIG = "clone_config"  # a RunConfig dict the Build page starts from
+LIVE_REFRESH_S = 2.0  # how often live views re-read the store
+
+
+def db_path() -> str:
+    return str(default_db_path().resolve())
+
+
+def data_path() -> str | None:
+    path = resolve_data_path()
+    return str(path) if path else None
+
+
+@st.cache_resource(show_spinner=False)
+def _manager(db: str, data: str | None) -> JobManager:
+    from lsc_core.data import load_cifar100
+
+    try:
+        from lsc_core.evaluate import store_predictions
+    except ImportError:  # evaluation not installed: runs still train
+        store_predictions = None
+    return JobManager(db, load_data=lambda: load_cifar100(data), after_training=store_predictions)
+
+
+def manager() -> JobManager:
+    """The job manager of this server process for the current $LSC_DB and $LSC_DATA."""
+    return _manager(db_path(), data_path())
+
+
+def store():
+    return manager().store
+
+
+def data():
+    """The data set, loaded once per process; a clear message and st.stop() when it cannot be."""
+    try:
+        with st.spinner("Loading CIFAR-100 (once per server)..."):
+            return manager().load_data()
+    except DataError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def select_run(run_id: int, page: str = "pages/runs.py") -> None:
+    st.session_state[SELECTED_RUN] = int(run_id)
+    st.switch_page(page)
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.caption(f"Store: `{db_path()}`")
+        st.caption(f"Data: `{data_path() or 'Keras cache / download'}`")
+        # The worker finds the device in the background: importing TensorFlow takes seconds.
+        st.caption(f"Device: {manager().device or 'detecting...'}")
