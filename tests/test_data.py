@@ -10,7 +10,7 @@ import pytest
 
 from lsc_core import data
 from lsc_core.data import DataError
-from tests import cifar_files as cf
+import cifar_files as cf  # tests/ is on sys.path (conftest.py, and pytest's rootdir insertion)
 
 REAL_NPZ = Path(__file__).parent.parent.parent / "shared/data/cifar100.npz"
 ARRAY_KEYS = ("x_train", "y_train_fine", "y_train_coarse", "x_test", "y_test_fine", "y_test_coarse")
