@@ -141,8 +141,8 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
     """Train the stored run `run_id` to its end, recording everything; returns the run row.
 
     `load_data` returns a Cifar100 (default: `data.load_cifar100()`), so tests and the
-    dashboard can pass data they hold. `after_training(store, run_id, model, split)` runs
-    on the best model of a completed run (e.g. to store its test predictions).
+    dashboard can pass data they hold. `after_training(store, run_id, model, data, split)`
+    runs on the best model of a completed run (e.g. to store its test-set predictions).
     Never raises for a failing run: the failure is recorded as the run's status.
     """
     run = store.get_run(run_id)
@@ -199,7 +199,7 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
     if callback.best_weights is not None:
         model.set_weights(callback.best_weights)
         if after_training is not None:
-            after_training(store, run_id, model, split)
+            after_training(store, run_id, model, dataset, split)
     return COMPLETED
 
 

@@ -69,7 +69,7 @@ def test_stop_request_ends_the_run_after_the_current_batch(store, tiny_data):
     config = small_config(epochs=50, batch_size=8)
     run_id = store.create_run(config, status=RUNNING)
 
-    def stop_after_first_epoch(store_, run_id_, model, split):  # pragma: no cover - not reached
+    def stop_after_first_epoch(store_, run_id_, model, data, split):  # pragma: no cover - not reached
         raise AssertionError("a stopped run is not evaluated")
 
     timer = threading.Timer(3.0, stop.set)
@@ -101,7 +101,7 @@ def test_holdout_validation_and_limit(store, tiny_data):
     run_id = store.create_run(config, status=RUNNING)
     seen = {}
     train_run(store, run_id, load_data=lambda: tiny_data,
-              after_training=lambda s, r, m, split: seen.update(train=len(split.x_train), val=len(split.x_val)))
+              after_training=lambda s, r, m, d, split: seen.update(train=len(split.x_train), val=len(split.x_val)))
     assert {"train": 100, "val": 100} == seen
 
 
