@@ -1,0 +1,359 @@
+"""What the Home and Runs pages show, computed from the store: tables, curves, progress.
+
+Pure functions of the store (or of rows already read from it) that return DataFrames,
+dicts and numbers, so the pages only place widgets and every figure is testable
+without Streamlit. Times in the store are ISO-8601 UTC strings; durations here are
+seconds.
+"""
+from __future__ import annotations
+
+import io
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from .config import ConfigError, RunConfig
+from .store import COMPLETED, QUEUED, RUNNING, Store
+
+# The study's best test accuracies (DESIGN.md): the bar every dashboard run is held to.
+STUDY_BEST = {"coarse": 0.552, "fine": 0.385}
+
+RUN_COLUMNS = ["id", "name", "status", "label_mode", "params", "best_accuracy", "best_epoch", "epochs_done",
+               "epochs_planned", "duration_s", "created", "source"]
+CURVE_COLUMNS = ["run_id", "run", "epoch", "split", "metric", "value"]
+# Store column -> (split, metric) of the long-form curves. "test" is the validation
+# data, which is the test set unless a run held out part of the training set.
+_CURVE_FIELDS = {"loss": ("train", "loss"), "accuracy": ("train", "accuracy"),
+                 "val_loss": ("test", "loss"), "val_accuracy": ("test", "accuracy")}
+MAX_SMOOTHING = 0.99  # as TensorBoard: a weight of 1 would freeze the curve at its first value
+
+
+# -- the runs table ------------------------------------------------------------------------
+def _parse_time(text: str | None) -> float | None:
+    """An ISO timestamp from the store as POSIX seconds; None when absent or unreadable."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def run_duration(run: dict, now: float | None = None) -> float | None:
+    """Seconds from start to finish; for a run still running, up to `now`."""
+    started = _parse_time(run.get("started_at"))
+    if started is None:
+        return None
+    finished = _parse_time(run.get("finished_at"))
+    if finished is None:
+        if run.get("status") != RUNNING:
+            return None
+        finished = time.time() if now is None else now
+    return max(0.0, finished - started)
+
+
+def run_source(run: dict) -> str | None:
+    """Where a run came from, when the store records it: a `source` column, else 'search' for search trials."""
+    if run.get("source"):
+        return run["source"]
+    return "search" if run.get("search_id") is not None else None
+
+
+def runs_table(store: Store, now: float | None = None) -> pd.DataFrame:
+    """All runs, newest first, one row each with the columns of RUN_COLUMNS."""
+    runs = store.list_runs()
+    done = _epoch_counts(store, [run["id"] for run in runs])
+    rows = [{
+        "id": run["id"], "name": run["name"], "status": run["status"], "label_mode": run["label_mode"],
+        "params": run["params"], "best_accuracy": run["best_val_accuracy"], "best_epoch": run["best_epoch"],
+        "epochs_done": done.get(run["id"], 0), "epochs_planned": run["epochs_planned"],
+        "duration_s": run_duration(run, now), "created": _created(run["created_at"]), "source": run_source(run),
+    } for run in runs]
+    table = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    # Nullable integers keep "no best epoch yet" empty instead of turning the column into floats.
+    for column in ("params", "best_epoch", "epochs_planned"):
+        table[column] = table[column].astype("Int64")
+    return table
+
+
+def _created(text: str | None):
+    try:
+        return pd.Timestamp(text) if text else pd.NaT
+    except ValueError:
+        return pd.NaT
+
+
+def _epoch_counts(store: Store, run_ids: list[int]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for row in store.epochs_for(run_ids):
+        counts[row["run_id"]] = counts.get(row["run_id"], 0) + 1
+    return counts
+
+
+def filter_runs(table: pd.DataFrame, statuses: Iterable[str] = (), label_modes: Iterable[str] = (),
+                text: str = "") -> pd.DataFrame:
+    """Rows of a runs table with one of `statuses` and `label_modes` (empty: any) whose name contains `text`."""
+    keep = pd.Series(True, index=table.index)
+    statuses, label_modes = list(statuses), list(label_modes)
+    if statuses:
+        keep &= table["status"].isin(statuses)
+    if label_modes:
+        keep &= table["label_mode"].isin(label_modes)
+    if text.strip():
+        keep &= table["name"].fillna("").str.contains(text.strip(), case=False, regex=False)
+    return table[keep].reset_index(drop=True)
+
+
+# -- curves ---------------------------------------------------------------------------------
+def run_labels(runs: Iterable[dict]) -> dict[int, str]:
+    """A legend label per run: its name, with '#id' added where two runs share a name."""
+    runs = list(runs)
+    names = [run["name"] or f"run {run['id']}" for run in runs]
+    return {run["id"]: name if names.count(name) == 1 else f"{name} #{run['id']}"
+            for run, name in zip(runs, names)}
+
+
+def curves(store: Store, run_ids: Iterable[int]) -> pd.DataFrame:
+    """Long-form curves of the runs: one row per run, epoch, split (train/test) and metric (loss/accuracy)."""
+    run_ids = list(dict.fromkeys(int(i) for i in run_ids))
+    runs = [run for run in (store.get_run(i) for i in run_ids) if run is not None]
+    labels = run_labels(runs)
+    rows = []
+    for epoch in store.epochs_for(labels):
+        for field, (split, metric) in _CURVE_FIELDS.items():
+            if epoch[field] is not None:
+                rows.append({"run_id": epoch["run_id"], "run": labels[epoch["run_id"]], "epoch": epoch["epoch"],
+                             "split": split, "metric": metric, "value": float(epoch[field])})
+    # Runs in the order asked for, so a chart's colours follow the person's selection.
+    order = {run_id: position for position, run_id in enumerate(labels)}
+    frame = pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    frame = frame.sort_values(["run_id", "split", "metric", "epoch"], key=lambda c: c.map(order)
+                              if c.name == "run_id" else c, kind="stable").reset_index(drop=True)
+    return frame
+
+
+def smooth(values: Iterable[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so it starts at the first value.
+
+    `weight` is in [0, MAX_SMOOTHING]; 0 returns the values unchanged. Non-finite values
+    are passed through and do not disturb the average.
+    """
+    if not 0 <= weight <= MAX_SMOOTHING:
+        raise ValueError(f"smoothing weight must be in [0, {MAX_SMOOTHING}], got {weight!r}")
+    smoothed, last, steps = [], 0.0, 0
+    for value in values:
+        value = float(value)
+        if not math.isfinite(value):
+            smoothed.append(value)
+            continue
+        last = last * weight + (1 - weight) * value
+        steps += 1
+        smoothed.append(last / (1 - weight ** steps))
+    return smoothed
+
+
+def smooth_curves(frame: pd.DataFrame, weight: float) -> pd.DataFrame:
+    """The curves with `value` smoothed per run, split and metric; the original kept as `raw`."""
+    result = frame.copy()
+    result["raw"] = result["value"]
+    for _, group in result.groupby(["run_id", "split", "metric"], sort=False):
+        ordered = group.sort_values("epoch")
+        result.loc[ordered.index, "value"] = smooth(ordered["raw"], weight)
+    return result
+
+
+def curves_csv(store: Store, run_id: int) -> bytes:
+    """A run's epochs as CSV (one row per epoch: losses, accuracies, seconds), for download."""
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
+    frame = pd.DataFrame(store.epochs(run_id), columns=["run_id", *columns])[columns]
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue().encode()
+
+
+# -- live progress ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands: epochs, the batch within the current epoch, and the time left."""
+
+    phase: str  # e.g. "training", "validating", "loading data", "queued"
+    epochs_done: int
+    epochs_planned: int
+    epoch: int | None  # the epoch in progress (1-based), None before training starts
+    batch: int | None
+    batches: int | None
+    fraction: float  # 0..1 of all planned epochs
+    eta_s: float | None  # seconds left; None until there is a time to go by
+    mean_epoch_s: float | None
+
+    def describe(self) -> str:
+        """One line for a progress bar, e.g. 'epoch 3/10, batch 120/782, about 4m 10s left'."""
+        parts = [self.phase]
+        if self.epoch:
+            parts.append(f"epoch {min(self.epoch, self.epochs_planned)}/{self.epochs_planned}")
+        if self.batch is not None and self.batches:
+            parts.append(f"batch {self.batch}/{self.batches}")
+        if self.eta_s is not None:
+            parts.append(f"about {format_duration(self.eta_s)} left")
+        return ", ".join(parts)
+
+
+def progress(run: dict, epochs: list[dict], now: float | None = None) -> Progress:
+    """Progress of a run from its `progress` heartbeat and its logged epochs.
+
+    The time left is the mean epoch time so far times the epochs still to go, less
+    what the current epoch has already taken; before the first epoch ends it is
+    extrapolated from the batches done.
+    """
+    now = time.time() if now is None else now
+    beat = run.get("progress") or {}
+    planned = max(1, int(run.get("epochs_planned") or beat.get("epochs") or 1))
+    done = len(epochs)
+    batch, batches = beat.get("batch"), beat.get("batches")
+    in_epoch = batch / batches if batch is not None and batches else 0.0
+    phase = beat.get("phase") or run.get("status") or ""
+    if run.get("status") != RUNNING:
+        in_epoch = 0.0
+        phase = run.get("status") or phase
+    fraction = min(1.0, (done + in_epoch) / planned)
+    seconds = [row["seconds"] for row in epochs if row.get("seconds")]
+    mean = sum(seconds) / len(seconds) if seconds else None
+    elapsed = max(0.0, now - beat["epoch_started"]) if beat.get("epoch_started") else None
+    eta = None
+    if run.get("status") == RUNNING:
+        if mean is not None:
+            eta = max(0.0, mean * (planned - done) - (elapsed or 0.0))
+        elif elapsed and in_epoch > 0:  # first epoch: extrapolate from its batches
+            eta = elapsed / in_epoch * (planned - done) - elapsed
+    return Progress(phase=phase, epochs_done=done, epochs_planned=planned, epoch=beat.get("epoch"),
+                    batch=batch, batches=batches, fraction=fraction, eta_s=eta, mean_epoch_s=mean)
+
+
+def format_duration(seconds: float | None) -> str:
+    """'1h 02m', '3m 05s' or '12s'; '' for None."""
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    run: dict
+    progress: Progress
+
+
+def running_now(store: Store, now: float | None = None) -> list[LiveRun]:
+    """Runs training now, oldest first, each with its progress."""
+    runs = sorted(store.list_runs(status=RUNNING), key=lambda run: run["id"])
+    return [LiveRun(run, progress(run, store.epochs(run["id"]), now)) for run in runs]
+
+
+def queued(store: Store) -> pd.DataFrame:
+    """Runs waiting for the worker, in the order they will train."""
+    runs = sorted(store.list_runs(status=QUEUED), key=lambda run: run["id"])
+    return pd.DataFrame([{"id": run["id"], "name": run["name"], "label_mode": run["label_mode"],
+                          "epochs_planned": run["epochs_planned"], "created": _created(run["created_at"])}
+                         for run in runs], columns=["id", "name", "label_mode", "epochs_planned", "created"])
+
+
+def best_runs(store: Store) -> dict[str, dict | None]:
+    """The completed run with the best test accuracy for each label mode (None where there is none)."""
+    best: dict[str, dict | None] = {mode: None for mode in STUDY_BEST}
+    for run in store.list_runs(status=COMPLETED):
+        mode, accuracy = run["label_mode"], run["best_val_accuracy"]
+        if mode not in best or accuracy is None:
+            continue
+        current = best[mode]
+        if current is None or accuracy > current["best_val_accuracy"]:
+            best[mode] = run
+    return best
+
+
+# -- one run ----------------------------------------------------------------------------------
+def initial_run(store: Store, selected: int | None, query: str | None) -> tuple[int | None, str | None]:
+    """The run the Runs page opens on: the session's selection, else `?run=ID`, else the newest.
+
+    Returns (run id or None when the store is empty, a message when `query` named no run).
+    """
+    if selected is not None and store.get_run(int(selected)) is not None:
+        return int(selected), None
+    message = None
+    if query:
+        try:
+            run_id = int(str(query).strip())
+        except ValueError:
+            run_id = None
+        if run_id is not None and store.get_run(run_id) is not None:
+            return run_id, None
+        message = f"There is no run {query!r}; showing the newest run instead."
+    newest = store.list_runs()
+    return (newest[0]["id"] if newest else None), message
+
+
+def newest_completed(store: Store, count: int = 2) -> list[int]:
+    """Ids of the `count` most recently created completed runs (the compare view's default)."""
+    return [run["id"] for run in store.list_runs(status=COMPLETED)[:count]]
+
+
+def run_options(store: Store) -> dict[int, str]:
+    """Run id -> 'name (status, label mode)' for pickers, newest first."""
+    runs = store.list_runs()
+    labels = run_labels(runs)
+    return {run["id"]: f"{labels[run['id']]} ({run['status']}, {run['label_mode']})" for run in runs}
+
+
+def run_config_view(run: dict) -> dict:
+    """A run's config as a person reads it: layers, hyperparameters and provenance."""
+    raw = run.get("config") or {}
+    try:
+        config = RunConfig.from_dict(raw)
+    except (ConfigError, TypeError) as exc:  # a config from a newer version: show it as stored
+        return {"layers": [], "hyperparameters": raw, "provenance": _provenance(run), "problem": str(exc)}
+    if config.backbone is not None:
+        b = config.backbone
+        layers = [f"{b.name} backbone ({b.weights} weights, {b.image_size}x{b.image_size} input)",
+                  *( [f"dense {b.head_units} relu", f"dropout {b.head_dropout}"] if b.head_units else []),
+                  f"dense {config.num_classes} softmax (head)"]
+    else:
+        layers = [layer.describe() for layer in config.layers] + [f"dense {config.num_classes} softmax (head)"]
+    hyper = {"label mode": config.label_mode, "optimizer": config.optimizer, "learning rate": config.learning_rate,
+             "batch size": config.batch_size, "epochs": config.total_epochs,
+             "validation": "test set" if config.validation == "test"
+             else f"hold-out {config.holdout_fraction:.0%} of train",
+             "training images": config.limit or "all", "augmentation": "on" if config.augment else "off"}
+    if config.optimizer == "sgd":
+        hyper["momentum"] = config.momentum
+    if config.backbone is not None and config.backbone.fine_tune_epochs:
+        hyper["fine-tune epochs"] = config.backbone.fine_tune_epochs
+        hyper["fine-tune learning rate"] = config.backbone.fine_tune_learning_rate
+    return {"layers": layers, "hyperparameters": hyper, "provenance": _provenance(run), "problem": None}
+
+
+def _provenance(run: dict) -> dict:
+    versions = run.get("versions") or {}
+    return {"seed": run.get("seed"), "device": run.get("device") or "not started",
+            **{name: version for name, version in sorted(versions.items())},
+            "created": run.get("created_at"), "started": run.get("started_at"), "finished": run.get("finished_at")}
+
+
+def model_file(run: dict) -> tuple[bytes, str] | None:
+    """The run's saved best model as (bytes, download file name), or None if it has none on disk."""
+    path = Path(run["model_path"]) if run.get("model_path") else None
+    if path is None or not path.is_file():
+        return None
+    name = run["name"] or "run"
+    # Default names already end in "-<id>"; others get it so downloads never clash.
+    stem = name if name.endswith(f"-{run['id']}") else f"{name}-{run['id']}"
+    return path.read_bytes(), f"{stem}.keras"
