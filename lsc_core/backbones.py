@@ -8,6 +8,7 @@ batch normalisation statistics stay those it was trained with, also when fine-tu
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 from .config import ConfigError, LayerRow
@@ -118,10 +119,17 @@ def _load_base(info: Backbone, weights: str, size: int):
     except Exception as exc:  # offline without the Keras cache, or a corrupt download
         if weights == "none":
             raise
+        cache = keras_models_dir()
         raise ConfigError(
-            f"ImageNet weights for {info.application} are not in the Keras cache (~/.keras/models) and could not "
+            f"ImageNet weights for {info.application} are not in the Keras cache ({cache}) and could not "
             f"be downloaded ({type(exc).__name__}: {str(exc)[:200]}). Connect to the internet once, copy the "
-            "weights file into ~/.keras/models, or use weights 'none'.", field_name="weights") from None
+            f"weights file into {cache}, or use weights 'none'.", field_name="weights") from None
+
+
+def keras_models_dir() -> str:
+    """Where Keras keeps downloaded weights: $KERAS_HOME/models, else ~/.keras/models."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models")
 
 
 def build_transfer_model(config):
