@@ -24,7 +24,7 @@ from .store import COMPLETED, QUEUED, RUNNING, Store
 STUDY_BEST = {"coarse": 0.552, "fine": 0.385}
 
 RUN_COLUMNS = ["id", "name", "status", "label_mode", "params", "best_accuracy", "best_epoch", "epochs_done",
-               "epochs_planned", "duration_s", "created", "source"]
+               "epochs_planned", "duration_s", "duration", "created", "source"]
 CURVE_COLUMNS = ["run_id", "run", "epoch", "split", "metric", "value"]
 # Store column -> (split, metric) of the long-form curves. "test" is the validation
 # data, which is the test set unless a run held out part of the training set.
@@ -67,18 +67,22 @@ def run_source(run: dict) -> str | None:
 def runs_table(store: Store, now: float | None = None) -> pd.DataFrame:
     """All runs, newest first, one row each with the columns of RUN_COLUMNS."""
     runs = store.list_runs()
-    done = _epoch_counts(store, [run["id"] for run in runs])
-    rows = [{
-        "id": run["id"], "name": run["name"], "status": run["status"], "label_mode": run["label_mode"],
-        "params": run["params"], "best_accuracy": run["best_val_accuracy"], "best_epoch": run["best_epoch"],
-        "epochs_done": done.get(run["id"], 0), "epochs_planned": run["epochs_planned"],
-        "duration_s": run_duration(run, now), "created": _created(run["created_at"]), "source": run_source(run),
-    } for run in runs]
+    done = _epoch_counts(store)
+    rows = [_table_row(run, done.get(run["id"], 0), now) for run in runs]
     table = pd.DataFrame(rows, columns=RUN_COLUMNS)
     # Nullable integers keep "no best epoch yet" empty instead of turning the column into floats.
     for column in ("params", "best_epoch", "epochs_planned"):
         table[column] = table[column].astype("Int64")
     return table
+
+
+def _table_row(run: dict, epochs_done: int, now: float | None) -> dict:
+    duration = run_duration(run, now)
+    return {"id": run["id"], "name": run["name"], "status": run["status"], "label_mode": run["label_mode"],
+            "params": run["params"], "best_accuracy": run["best_val_accuracy"], "best_epoch": run["best_epoch"],
+            "epochs_done": epochs_done, "epochs_planned": run["epochs_planned"], "duration_s": duration,
+            "duration": format_duration(duration), "created": _created(run["created_at"]),
+            "source": run_source(run)}
 
 
 def _created(text: str | None):
@@ -88,11 +92,9 @@ def _created(text: str | None):
         return pd.NaT
 
 
-def _epoch_counts(store: Store, run_ids: list[int]) -> dict[int, int]:
-    counts: dict[int, int] = {}
-    for row in store.epochs_for(run_ids):
-        counts[row["run_id"]] = counts.get(row["run_id"], 0) + 1
-    return counts
+def _epoch_counts(store: Store) -> dict[int, int]:
+    """Epochs logged per run, counted in SQLite (cheaper than reading every epoch row)."""
+    return dict(store.db.execute("SELECT run_id, COUNT(*) FROM epochs GROUP BY run_id").fetchall())
 
 
 def filter_runs(table: pd.DataFrame, statuses: Iterable[str] = (), label_modes: Iterable[str] = (),

@@ -1,0 +1,76 @@
+"""Home: what is training now, what waits in the queue, the best results against the study's."""
+import streamlit as st
+
+from lsc_core import views
+from pages import common
+
+PAGES = (
+    ("pages/build.py", "Build & Train", ":material/construction:", "design a network and launch it"),
+    ("pages/runs.py", "Runs", ":material/monitoring:", "live curves, compare, clone"),
+    ("pages/data_explorer.py", "Data", ":material/photo_library:", "CIFAR-100 images and classes"),
+    ("pages/evaluate.py", "Evaluate", ":material/grid_on:", "confusion and per-class accuracy"),
+    ("pages/predict.py", "Predict", ":material/image_search:", "classify an uploaded photo"),
+    ("pages/search.py", "Search", ":material/tune:", "hyperparameter and transfer search"),
+    ("pages/study.py", "Study", ":material/science:", "replay the original study"),
+)
+
+st.title("LSC dashboard")
+st.caption("CNNs on CIFAR-100: coarse (20 superclasses) and fine (100 classes) labels.")
+
+
+def running_card(live: views.LiveRun) -> None:
+    run, progress = live.run, live.progress
+    left, right = st.columns([5, 1], vertical_alignment="center")
+    with left:
+        st.markdown(f"**{run['name']}** · {run['label_mode']} labels")
+        st.progress(progress.fraction, text=progress.describe())
+    with right:
+        if st.button("Stop", key=f"stop-{run['id']}", icon=":material/stop:",
+                     disabled=bool(run.get("stop_requested"))):
+            common.manager().stop(run["id"])
+            st.toast(f"Stopping {run['name']} after its current batch.")
+        if st.button("Open", key=f"open-{run['id']}", icon=":material/open_in_new:"):
+            common.select_run(run["id"])
+
+
+def best_metric(mode: str, run: dict | None) -> None:
+    study = views.STUDY_BEST[mode]
+    label = f"Best {mode} test accuracy"
+    if run is None:
+        st.metric(label, "none yet", help=f"The study's best: {study:.3f}. No completed {mode} run so far.")
+        return
+    st.metric(label, f"{run['best_val_accuracy']:.3f}",
+              delta=f"{run['best_val_accuracy'] - study:+.3f} vs study {study:.3f}")
+    st.caption(f"{run['name']}, epoch {run['best_epoch']}")
+
+
+@st.fragment(run_every=common.LIVE_REFRESH_S)
+def live() -> None:
+    store = common.store()
+    st.subheader("Training now")
+    running = views.running_now(store)
+    if not running:
+        st.info("Nothing is training. Launch a run from Build & Train or `python -m lsc_core train`.")
+    for live_run in running:
+        running_card(live_run)
+    waiting = views.queued(store)
+    if len(waiting):
+        st.markdown(f"**Queued** ({len(waiting)})")
+        st.dataframe(waiting, hide_index=True, width="stretch")
+
+    st.subheader("Best so far")
+    best = views.best_runs(store)
+    columns = st.columns(len(best))
+    for column, (mode, run) in zip(columns, best.items()):
+        with column:
+            best_metric(mode, run)
+
+
+live()
+
+st.subheader("Pages")
+columns = st.columns(len(PAGES) // 2 + 1)
+for position, (path, title, icon, what) in enumerate(PAGES):
+    with columns[position % len(columns)]:
+        st.page_link(path, label=title, icon=icon)
+        st.caption(what)

@@ -1,0 +1,148 @@
+"""Runs: every run in the store, one run's live curves and config, and several runs compared."""
+import streamlit as st
+
+from lsc_core import charts, views
+from lsc_core.store import ACTIVE_STATES, FINISHED_STATES
+from pages import common
+
+STATUSES = (*ACTIVE_STATES, *FINISHED_STATES)
+TABLE_COLUMNS = {
+    "name": st.column_config.TextColumn("name"),
+    "status": st.column_config.TextColumn("status"),
+    "label_mode": st.column_config.TextColumn("labels"),
+    "params": st.column_config.NumberColumn("params", format="localized"),
+    "best_accuracy": st.column_config.NumberColumn("best test acc.", format="%.4f"),
+    "best_epoch": st.column_config.NumberColumn("best epoch"),
+    "epochs_done": st.column_config.NumberColumn("epochs"),
+    "epochs_planned": st.column_config.NumberColumn("of"),
+    "duration": st.column_config.TextColumn("duration"),
+    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+    "source": st.column_config.TextColumn("source"),
+}
+HANDLED_SELECTION = "runs_table_handled"  # the table selection already turned into SELECTED_RUN
+
+st.title("Runs")
+store = common.store()
+if not store.list_runs():
+    st.info("No runs yet. Launch one from Build & Train, or with `python -m lsc_core train`.")
+    st.stop()
+
+run_id, message = views.initial_run(store, st.session_state.get(common.SELECTED_RUN), st.query_params.get("run"))
+if message:
+    st.warning(message)
+st.query_params["run"] = str(run_id)  # the address bar names the run shown, so it can be shared
+
+runs_tab, compare_tab = st.tabs(["Runs", "Compare"])
+
+
+# -- all runs ---------------------------------------------------------------------------------
+@st.fragment(run_every=common.LIVE_REFRESH_S)
+def runs_table(statuses: list, label_modes: list, text: str) -> None:
+    table = views.filter_runs(views.runs_table(store), statuses, label_modes, text)
+    st.caption(f"{len(table)} run(s). Select a row to open it below.")
+    event = st.dataframe(table, hide_index=True, width="stretch", column_order=["id", *TABLE_COLUMNS],
+                         column_config=TABLE_COLUMNS, on_select="rerun", selection_mode="single-row",
+                         key="runs_table")
+    rows = tuple(event.selection.rows)
+    # A live refresh keeps the old selection: act only when the person changed it.
+    if rows and rows != st.session_state.get(HANDLED_SELECTION):
+        st.session_state[HANDLED_SELECTION] = rows
+        st.session_state[common.SELECTED_RUN] = int(table["id"].iloc[rows[0]])
+        st.rerun()
+
+
+# -- one run ---------------------------------------------------------------------------------
+@st.fragment(run_every=common.LIVE_REFRESH_S)
+def live_run(run_id: int) -> None:
+    run = store.get_run(run_id)
+    if run["status"] in ACTIVE_STATES:
+        live = views.progress(run, store.epochs(run_id))
+        st.progress(live.fraction, text=live.describe())
+        if st.button("Stop", icon=":material/stop:", key="stop_run", disabled=bool(run["stop_requested"]),
+                     help="Ends the run after its current batch; its epochs and best model are kept."):
+            common.manager().stop(run_id)
+            st.rerun()
+    if run["error"]:
+        st.error(f"This run {run['status']}: {run['error']}")
+    curves = views.curves(store, [run_id])
+    if curves.empty:
+        st.info("No epoch has finished yet; the curves appear after the first one.")
+    else:
+        st.altair_chart(charts.run_curves_chart(curves, run["best_epoch"]))
+    downloads(run)
+
+
+def downloads(run: dict) -> None:
+    left, right = st.columns(2)
+    with left:
+        st.download_button("Curves (CSV)", views.curves_csv(store, run["id"]), file_name=f"{run['name']}-curves.csv",
+                           mime="text/csv", icon=":material/download:", key="download_csv")
+    model = views.model_file(run)
+    with right:
+        if model is None:
+            st.caption("No trained model saved yet.")
+        else:
+            st.download_button("Best model (.keras)", model[0], file_name=model[1], mime="application/octet-stream",
+                               icon=":material/download:", key="download_model")
+
+
+def run_config(run: dict) -> None:
+    view = views.run_config_view(run)
+    if view["problem"]:
+        st.warning(f"This config cannot be read by this version: {view['problem']}")
+    layers, hyper, provenance = st.columns(3)
+    with layers:
+        st.markdown("**Layers**")
+        st.markdown("\n".join(f"{n}. {label}" for n, label in enumerate(view["layers"], start=1)) or "—")
+    with hyper:
+        st.markdown("**Hyperparameters**")
+        st.table([{"setting": k, "value": str(v)} for k, v in view["hyperparameters"].items()])
+    with provenance:
+        st.markdown("**Provenance**")
+        st.table([{"item": k, "value": str(v)} for k, v in view["provenance"].items()])
+
+
+with runs_tab:
+    with st.container(horizontal=True):
+        statuses = st.multiselect("Status", STATUSES, placeholder="any status")
+        label_modes = st.multiselect("Label mode", ["coarse", "fine"], placeholder="coarse or fine")
+        text = st.text_input("Name contains", placeholder="e.g. seed-part2")
+    runs_table(statuses, label_modes, text)
+
+    run = store.get_run(run_id)
+    st.divider()
+    st.subheader(run["name"])
+    st.caption(f"run {run['id']} · {run['status']} · {run['label_mode']} labels"
+               + (f" · {run['params']:,} parameters" if run["params"] else ""))
+    if st.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
+        st.session_state[common.CLONE_CONFIG] = run["config"]
+        st.switch_page("pages/build.py")
+    live_run(run_id)
+    with st.expander("Config", expanded=False):
+        run_config(run)
+
+
+# -- compare ---------------------------------------------------------------------------------
+@st.fragment(run_every=common.LIVE_REFRESH_S)
+def compare(run_ids: list, smoothing: float, splits: list) -> None:
+    curves = views.smooth_curves(views.curves(store, run_ids), smoothing)
+    if curves.empty:
+        st.info("None of these runs has finished an epoch yet.")
+        return
+    st.altair_chart(charts.compare_chart(curves, tuple(splits)))
+
+
+with compare_tab:
+    options = views.run_options(store)
+    chosen = st.multiselect("Runs to compare", list(options), format_func=options.get,
+                            default=views.newest_completed(store), key="compare_runs")
+    left, right = st.columns([3, 1])
+    with left:
+        smoothing = st.slider("Smoothing", 0.0, views.MAX_SMOOTHING, 0.0, 0.01, key="smoothing",
+                              help="Exponential moving average as in TensorBoard; faint lines are the raw values.")
+    with right:
+        splits = st.pills("Show", ["test", "train"], selection_mode="multi", default=["test", "train"], key="splits")
+    if not chosen or not splits:
+        st.info("Pick at least one run and one of test/train to compare.")
+        st.stop()
+    compare(chosen, smoothing, splits)

@@ -1,0 +1,81 @@
+"""charts: the Runs page's charts as Vega-Lite specs built from curves of a real store."""
+import pytest
+
+from lsc_core import charts, views
+from lsc_core.config import preset
+from lsc_core.store import COMPLETED, RUNNING
+
+
+@pytest.fixture
+def two_runs(store):
+    ids = []
+    for name, accuracies in (("adam", (0.30, 0.42, 0.40)), ("sgd", (0.25, 0.33, 0.37))):
+        run_id = store.create_run(preset("seed-part1", epochs=3, name=name), status=RUNNING)
+        for epoch, acc in enumerate(accuracies, start=1):
+            store.log_epoch(run_id, epoch, {"loss": 2.0 / epoch, "accuracy": acc + 0.1, "val_loss": 2.2 / epoch,
+                                            "val_accuracy": acc}, 1.0)
+        store.finish_run(run_id, COMPLETED)
+        ids.append(run_id)
+    return ids
+
+
+def layers_of(panel):
+    return panel["layer"]
+
+
+def test_run_chart_has_loss_and_accuracy_panels_with_train_and_test_lines(store, two_runs):
+    run = store.get_run(two_runs[0])
+    spec = charts.run_curves_chart(views.curves(store, [run["id"]]), run["best_epoch"]).to_dict()
+    panels = spec["hconcat"]
+    assert ["Loss (cross-entropy)", "Accuracy"] == [p["title"] for p in panels]
+    for panel in panels:
+        lines, rule, point = layers_of(panel)
+        assert ("line", "split", "epoch") == (lines["mark"]["type"], lines["encoding"]["color"]["field"],
+                                              lines["encoding"]["x"]["field"])
+        assert ["test", "train"] == lines["encoding"]["color"]["scale"]["domain"]
+        assert ["split", "epoch", "value"] == [t["field"] for t in lines["encoding"]["tooltip"]]
+        assert "rule" == rule["mark"]["type"]
+        assert "point" == point["mark"]["type"]
+    datasets = spec["datasets"]
+    rule_data = datasets[panels[1]["layer"][1]["data"]["name"]]
+    point_data = datasets[panels[1]["layer"][2]["data"]["name"]]
+    assert [{"epoch": 2}] == rule_data
+    assert [(2, "test", "accuracy", 0.42)] == [(r["epoch"], r["split"], r["metric"], r["value"]) for r in point_data]
+
+
+def test_run_chart_without_best_epoch_has_only_lines(store):
+    run_id = store.create_run(preset("seed-part1", epochs=2), status=RUNNING)
+    store.log_epoch(run_id, 1, {"loss": 2.0, "accuracy": 0.2}, 1.0)  # no validation yet: no best epoch
+    spec = charts.run_curves_chart(views.curves(store, [run_id]), None).to_dict()
+    assert [1, 1] == [len(p["layer"]) for p in spec["hconcat"]]
+
+
+def test_compare_chart_colours_runs_and_dashes_train(store, two_runs):
+    frame = views.curves(store, list(reversed(two_runs)))
+    spec = charts.compare_chart(frame).to_dict()
+    for panel in spec["hconcat"]:
+        (lines,) = layers_of(panel)
+        encoding = lines["encoding"]
+        assert ("run", ["sgd", "adam"]) == (encoding["color"]["field"], encoding["color"]["scale"]["domain"])
+        assert ("split", ["test", "train"]) == (encoding["strokeDash"]["field"],
+                                                encoding["strokeDash"]["scale"]["domain"])
+        assert [[1, 0], [5, 4]] == encoding["strokeDash"]["scale"]["range"]  # test solid, train dashed
+
+
+def test_compare_chart_draws_raw_lines_beneath_smoothed_ones(store, two_runs):
+    frame = views.smooth_curves(views.curves(store, two_runs), 0.8)
+    spec = charts.compare_chart(frame).to_dict()
+    raw, smoothed = layers_of(spec["hconcat"][1])
+    assert ("raw", 0.25) == (raw["encoding"]["y"]["field"], raw["mark"]["opacity"])
+    assert ["run", "split", "epoch", "value", "raw"] == [t["field"] for t in smoothed["encoding"]["tooltip"]]
+    panel = spec["hconcat"][1]
+    values = spec["datasets"][(panel.get("data") or smoothed["data"])["name"]]
+    adam_test_acc = [r["value"] for r in values if r["run"] == "adam" and r["split"] == "test"
+                     and r["metric"] == "accuracy"]
+    assert pytest.approx(views.smooth([0.30, 0.42, 0.40], 0.8)) == adam_test_acc
+
+
+def test_compare_chart_can_show_one_split(store, two_runs):
+    spec = charts.compare_chart(views.curves(store, two_runs), splits=("test",)).to_dict()
+    rows = [r for values in spec["datasets"].values() for r in values]
+    assert {"test"} == {r["split"] for r in rows}

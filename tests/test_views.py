@@ -1,0 +1,201 @@
+"""views: the runs table, curves, smoothing, progress and best runs, read from a real store."""
+import time
+
+import pandas as pd
+import pytest
+
+from lsc_core import views
+from lsc_core.config import preset
+from lsc_core.store import COMPLETED, FAILED, QUEUED, RUNNING
+
+EPOCHS = [  # (loss, accuracy, val_loss, val_accuracy, seconds) per epoch
+    (2.0, 0.30, 2.1, 0.28, 10.0),
+    (1.5, 0.45, 1.8, 0.40, 12.0),
+    (1.0, 0.60, 1.9, 0.38, 11.0),
+]
+
+
+def log(store, run_id, epochs=EPOCHS):
+    for number, (loss, acc, val_loss, val_acc, seconds) in enumerate(epochs, start=1):
+        store.log_epoch(run_id, number, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
+                                         "val_accuracy": val_acc}, seconds)
+
+
+@pytest.fixture
+def runs(store):
+    """A completed coarse run, a running fine run one epoch in, a queued run, a failed run."""
+    done = store.create_run(preset("seed-part1", epochs=3), status=RUNNING)
+    log(store, done)
+    store.finish_run(done, COMPLETED)
+    live = store.create_run(preset("seed-part2", epochs=4, label_mode="fine", name="live"), status=RUNNING)
+    log(store, live, EPOCHS[:1])
+    waiting = store.create_run(preset("seed-part2", epochs=2))
+    broken = store.create_run(preset("seed-part1", epochs=2), status=RUNNING)
+    store.finish_run(broken, FAILED, "OSError: disk on fire")
+    return {"done": done, "live": live, "waiting": waiting, "broken": broken}
+
+
+def test_runs_table_matches_the_store(store, runs):
+    table = views.runs_table(store)
+    assert views.RUN_COLUMNS == list(table.columns)
+    rows = table.set_index("id")
+    assert [runs["broken"], runs["waiting"], runs["live"], runs["done"]] == list(table["id"])
+    assert {"id": runs["done"], "name": f"seed-part1-{runs['done']}", "status": COMPLETED, "label_mode": "coarse",
+            "best_accuracy": 0.40, "best_epoch": 2, "epochs_done": 3, "epochs_planned": 3} == {
+        "id": runs["done"], **{k: rows.loc[runs["done"], k] for k in ("name", "status", "label_mode",
+                                                                      "best_accuracy", "best_epoch", "epochs_done",
+                                                                      "epochs_planned")}}
+    assert (RUNNING, "fine", 1, 4) == tuple(rows.loc[runs["live"], ["status", "label_mode", "epochs_done",
+                                                                    "epochs_planned"]])
+    assert (QUEUED, 0) == tuple(rows.loc[runs["waiting"], ["status", "epochs_done"]])
+    assert pd.isna(rows.loc[runs["waiting"], "best_epoch"]) and pd.isna(rows.loc[runs["waiting"], "duration_s"])
+    assert rows.loc[runs["done"], "duration_s"] >= 0
+
+
+def test_duration_of_a_finished_and_of_a_running_run():
+    finished = {"status": COMPLETED, "started_at": "2025-01-01T10:00:00+00:00",
+                "finished_at": "2025-01-01T11:02:05+00:00"}
+    assert 3725.0 == views.run_duration(finished)
+    running = {"status": RUNNING, "started_at": "2025-01-01T10:00:00+00:00", "finished_at": None}
+    start = pd.Timestamp("2025-01-01T10:00:00+00:00").timestamp()
+    assert 90.0 == views.run_duration(running, now=start + 90)
+    assert ["1h 02m", "3m 05s", "12s", ""] == [views.format_duration(s) for s in (3725, 185, 12, None)]
+
+
+def test_filter_runs_by_status_label_mode_and_name(store, runs):
+    table = views.runs_table(store)
+    assert [runs["live"]] == list(views.filter_runs(table, [RUNNING], [], "")["id"])
+    assert [runs["live"]] == list(views.filter_runs(table, [], ["fine"], "")["id"])
+    assert [runs["broken"], runs["done"]] == list(views.filter_runs(table, [], [], "PART1")["id"])
+    assert [runs["done"]] == list(views.filter_runs(table, [COMPLETED], ["coarse"], "part1")["id"])
+    assert 4 == len(views.filter_runs(table))
+
+
+def test_source_is_search_for_search_trials_and_unknown_otherwise():
+    assert ["search", None, "cli"] == [views.run_source(r) for r in
+                                       ({"search_id": 3}, {"search_id": None}, {"source": "cli", "search_id": 2})]
+
+
+def test_curves_are_long_form_per_run_split_and_metric(store, runs):
+    frame = views.curves(store, [runs["done"]])
+    assert views.CURVE_COLUMNS == list(frame.columns)
+    assert 3 * 4 == len(frame)
+    test_accuracy = frame[(frame["split"] == "test") & (frame["metric"] == "accuracy")]
+    assert [(1, 0.28), (2, 0.40), (3, 0.38)] == list(zip(test_accuracy["epoch"], test_accuracy["value"]))
+    train_loss = frame[(frame["split"] == "train") & (frame["metric"] == "loss")]
+    assert [2.0, 1.5, 1.0] == list(train_loss["value"])
+
+
+def test_curves_of_several_runs_keep_the_order_asked_for(store, runs):
+    frame = views.curves(store, [runs["live"], runs["done"]])
+    assert ["live", f"seed-part1-{runs['done']}"] == list(dict.fromkeys(frame["run"]))
+    assert views.curves(store, []).empty
+
+
+def test_runs_with_the_same_name_get_their_id_in_the_legend():
+    labels = views.run_labels([{"id": 1, "name": "a"}, {"id": 2, "name": "a"}, {"id": 3, "name": "b"}])
+    assert {1: "a #1", 2: "a #2", 3: "b"} == labels
+
+
+def test_smoothing_is_tensorboards_debiased_ema():
+    assert [1.0, 2.0, 3.0] == views.smooth([1, 2, 3], 0.0)
+    # weight 0.5: ema 0.5, 1.25 -> debiased by 1-0.5, 1-0.25
+    assert [pytest.approx(1.0), pytest.approx(1.25 / 0.75)] == views.smooth([1, 2], 0.5)
+    assert [5.0, 5.0, 5.0] == pytest.approx(views.smooth([5, 5, 5], 0.99))  # debiased: no pull towards 0
+    nan_kept = views.smooth([1.0, float("nan"), 1.0], 0.9)
+    assert nan_kept[0] == 1.0 and nan_kept[2] == pytest.approx(1.0) and nan_kept[1] != nan_kept[1]
+    with pytest.raises(ValueError):
+        views.smooth([1.0], 1.0)
+
+
+def test_smooth_curves_smooths_each_run_split_and_metric_separately(store, runs):
+    frame = views.curves(store, [runs["done"], runs["live"]])
+    smoothed = views.smooth_curves(frame, 0.6)
+    assert list(frame["value"]) == list(smoothed["raw"])
+    one = smoothed[(smoothed["run_id"] == runs["done"]) & (smoothed["split"] == "train")
+                   & (smoothed["metric"] == "loss")]
+    assert pytest.approx(views.smooth([2.0, 1.5, 1.0], 0.6)) == list(one["value"])
+    live = smoothed[smoothed["run_id"] == runs["live"]]
+    assert list(live["raw"]) == list(live["value"])  # one point: nothing to smooth with
+
+
+def test_curves_csv_has_one_row_per_epoch(store, runs):
+    lines = views.curves_csv(store, runs["done"]).decode().splitlines()
+    assert "epoch,loss,accuracy,val_loss,val_accuracy,seconds" == lines[0]
+    assert ["1,2.0,0.3,2.1,0.28,10.0", "2,1.5,0.45,1.8,0.4,12.0", "3,1.0,0.6,1.9,0.38,11.0"] == lines[1:]
+
+
+def test_progress_of_a_running_run_from_heartbeat_and_epochs(store, runs):
+    now = time.time()
+    store.heartbeat(runs["live"], {"phase": "training", "epoch": 2, "epochs": 4, "batch": 25, "batches": 100,
+                                   "epoch_started": now - 3.0})
+    live = views.running_now(store, now=now)
+    assert [runs["live"]] == [item.run["id"] for item in live]
+    p = live[0].progress
+    assert ("training", 1, 4, 2, 25, 100) == (p.phase, p.epochs_done, p.epochs_planned, p.epoch, p.batch, p.batches)
+    assert pytest.approx((1 + 0.25) / 4) == p.fraction
+    assert pytest.approx(10.0 * 3 - 3.0) == p.eta_s  # mean epoch 10 s, 3 epochs to go, 3 s of this one spent
+    assert "training, epoch 2/4, batch 25/100, about 27s left" == p.describe()
+
+
+def test_progress_before_the_first_epoch_extrapolates_from_batches():
+    now = 1000.0
+    run = {"status": RUNNING, "epochs_planned": 2,
+           "progress": {"phase": "training", "epoch": 1, "batch": 10, "batches": 40, "epoch_started": now - 5}}
+    p = views.progress(run, [], now=now)
+    assert (0.125, pytest.approx(35.0)) == (p.fraction, p.eta_s)  # 20 s per epoch, 2 epochs, 5 s spent
+    finished = views.progress({"status": COMPLETED, "epochs_planned": 3, "progress": None},
+                              [{"seconds": 1.0}] * 3, now=now)
+    assert (1.0, None, COMPLETED) == (finished.fraction, finished.eta_s, finished.phase)
+
+
+def test_queued_runs_in_training_order(store, runs):
+    later = store.create_run(preset("seed-part1", epochs=1))
+    assert [runs["waiting"], later] == list(views.queued(store)["id"])
+
+
+def test_best_runs_are_completed_runs_with_the_highest_test_accuracy(store, runs):
+    assert {"coarse": runs["done"], "fine": None} == {m: r and r["id"] for m, r in views.best_runs(store).items()}
+    better = store.create_run(preset("seed-part2", epochs=1), status=RUNNING)
+    log(store, better, [(1.0, 0.6, 1.2, 0.57, 5.0)])
+    store.finish_run(better, COMPLETED)
+    fine = store.create_run(preset("seed-part2", epochs=1, label_mode="fine"), status=RUNNING)
+    log(store, fine, [(3.0, 0.2, 3.1, 0.21, 5.0)])
+    store.finish_run(fine, COMPLETED)
+    best = views.best_runs(store)
+    assert {"coarse": (better, 0.57), "fine": (fine, 0.21)} == {
+        mode: (run["id"], run["best_val_accuracy"]) for mode, run in best.items()}
+    assert {"coarse": 0.552, "fine": 0.385} == views.STUDY_BEST
+
+
+def test_initial_run_prefers_session_then_query_then_newest(store, runs):
+    assert (runs["done"], None) == views.initial_run(store, runs["done"], str(runs["live"]))
+    assert (runs["live"], None) == views.initial_run(store, None, str(runs["live"]))
+    assert (runs["broken"], None) == views.initial_run(store, None, None)
+    run_id, message = views.initial_run(store, 999, "abc")
+    assert (runs["broken"], "There is no run 'abc'; showing the newest run instead.") == (run_id, message)
+
+
+def test_newest_completed_and_run_options(store, runs):
+    assert [runs["done"]] == views.newest_completed(store)
+    options = views.run_options(store)
+    assert [runs["broken"], runs["waiting"], runs["live"], runs["done"]] == list(options)
+    assert "live (running, fine)" == options[runs["live"]]
+
+
+def test_run_config_view_lists_layers_hyperparameters_and_provenance(store, runs):
+    view = views.run_config_view(store.get_run(runs["done"]))
+    assert ["conv2d 32 3x3 relu", "maxpool2d 2x2", "conv2d 64 3x3 relu", "flatten", "dense 128 relu",
+            "dense 20 softmax (head)"] == view["layers"]
+    assert {"label mode": "coarse", "optimizer": "adam", "learning rate": 0.001, "batch size": 64, "epochs": 3,
+            "validation": "test set", "training images": "all", "augmentation": "off"} == view["hyperparameters"]
+    assert (0, None) == (view["provenance"]["seed"], view["problem"])
+
+
+def test_model_file_only_when_saved(store, runs, tmp_path):
+    run = store.get_run(runs["done"])
+    assert views.model_file(run) is None
+    path = tmp_path / "best.keras"
+    path.write_bytes(b"model bytes")
+    store.set_model_path(run["id"], str(path))
+    assert (b"model bytes", f"seed-part1-{run['id']}.keras") == views.model_file(store.get_run(run["id"]))
