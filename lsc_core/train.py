@@ -17,6 +17,10 @@ from .config import ConfigError, RunConfig, validate
 from .store import COMPLETED, FAILED, STOPPED, Store
 
 HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks, at most this often
+# The best model is kept in memory at every improvement but written to disk at most this
+# often (and at the end): a 2M-parameter .keras file takes ~0.5 s to write, which would
+# cost several percent of throughput if written after every short epoch.
+CHECKPOINT_EVERY_S = 60.0
 BEST_MODEL_FILE = "best.keras"
 
 
@@ -68,11 +72,17 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
     import keras
 
     class StoreCallback(keras.callbacks.Callback):
+        # Batch hooks may run on Keras's callback thread: the main loop then never waits
+        # for a batch's metrics to be copied to Python (a stall on GPUs).
+        async_safe = True
+
         def __init__(self):
             super().__init__()
             self.epoch_offset = 0
             self.best_accuracy = -1.0
             self.best_weights = None
+            self._best_saved = True
+            self._last_save = 0.0
             self.stopped_mid_epoch = False
             self.stop_asked = False
             self._last_beat = 0.0
@@ -126,11 +136,23 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             if accuracy is not None and accuracy > self.best_accuracy:
                 self.best_accuracy = float(accuracy)
                 self.best_weights = self.model.get_weights()
-                save_atomically(self.model, model_path)
-                store.set_model_path(run_id, str(model_path))
+                self._best_saved = False
+                if time.time() - self._last_save >= CHECKPOINT_EVERY_S:
+                    self.save_best()
             if self.stop_asked or self._should_stop():
                 self.stop_asked = True
                 self.model.stop_training = True
+
+        def save_best(self) -> None:
+            """Write the best epoch's model to disk (once per improvement at most)."""
+            if self._best_saved or self.best_weights is None:
+                return
+            current = self.model.get_weights()
+            self.model.set_weights(self.best_weights)
+            save_atomically(self.model, model_path)
+            self.model.set_weights(current)
+            self._best_saved, self._last_save = True, time.time()
+            store.set_model_path(run_id, str(model_path))
 
     return StoreCallback()
 
@@ -191,8 +213,11 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
     for phase_offset, epochs, learning_rate in _phases(config, model):
         compile_model(model, config, learning_rate)
         callback.epoch_offset = phase_offset
-        model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[callback], verbose=verbose,
-                  shuffle=False)  # make_dataset shuffles
+        try:
+            model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[callback], verbose=verbose,
+                      shuffle=False)  # make_dataset shuffles
+        finally:  # also when stopped or failing: the best epoch so far is not lost
+            callback.save_best()
         if callback.stop_asked:
             return STOPPED
 

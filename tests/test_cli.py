@@ -1,0 +1,71 @@
+"""The command line as a person uses it: output, exit status, one-line errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lsc_core.cli import main
+from lsc_core.store import COMPLETED, Store
+
+
+def test_presets_lists_the_study_counts(capsys):
+    assert 0 == main(["presets"])
+    lines = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert ["2,119,252", "2,129,572"] == lines["seed-part1"]
+    assert ["2,165,428", "2,175,748"] == lines["seed-part2"]
+
+
+def test_train_runs_and_records_a_completed_run(tmp_path, tiny_npz, capsys):
+    db = tmp_path / "cli.sqlite"
+    code = main(["train", "--preset", "seed-part1", "--labels", "fine", "--epochs", "1", "--limit", "200",
+                 "--batch-size", "50", "--data", str(tiny_npz), "--db", str(db)])
+    out = capsys.readouterr().out
+    assert 0 == code
+    (run,) = Store(db).list_runs()
+    assert (COMPLETED, "fine", 200) == (run["status"], run["label_mode"], run["config"]["limit"])
+    assert f"run {run['id']} completed: best test accuracy {run['best_val_accuracy']:.4f} at epoch 1" in out
+    assert 1 == len(Store(db).epochs(run["id"]))
+    assert 0 == main(["runs", "--db", str(db)])
+    assert f"seed-part1-{run['id']}" in capsys.readouterr().out
+
+
+def test_config_file_and_flags_combine(tmp_path, tiny_npz, capsys):
+    from lsc_core.cli import build_parser, config_from_args
+    from lsc_core.config import preset
+
+    config_file = tmp_path / "c.json"
+    config_file.write_text(preset("seed-part1", epochs=7, batch_size=16).to_json())
+    args = build_parser().parse_args(["train", "--config", str(config_file), "--lr", "0.01", "--labels", "fine"])
+    assert preset("seed-part1", epochs=7, batch_size=16, learning_rate=0.01, label_mode="fine") == \
+        config_from_args(args)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "error: epochs: must be a whole number of at least 1, got 0"),
+    (["--lr", "-1"], "error: learning_rate: must be a number in (0, 10], got -1.0"),
+    (["--config", "CONFIG"], "error: layer 2 (dropout): rate must be in [0, 1), got 1.5"),
+    (["--config", "MISSING"], "error: cannot read config"),
+    (["--data", "NOWHERE"], "error: "),
+])
+def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"layers": [{"kind": "flatten"}, {"kind": "dropout", "rate": 1.5}]}))
+    args = [{"CONFIG": str(bad), "MISSING": str(tmp_path / "none.json"),
+             "NOWHERE": str(tmp_path / "no-data.npz")}.get(a, a) for a in args]
+    result = subprocess.run([sys.executable, "-m", "lsc_core", "train", *args, "--db", str(tmp_path / "x.sqlite")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert 1 == len(errors) and errors[0].startswith(message), result.stderr
+    assert "Traceback" not in result.stderr
+    if (tmp_path / "x.sqlite").exists():  # refused before any run was recorded
+        assert [] == Store(tmp_path / "x.sqlite").list_runs()
+
+
+def test_help_texts_describe_the_commands():
+    result = subprocess.run([sys.executable, "-m", "lsc_core", "train", "--help"], capture_output=True, text=True)
+    assert 0 == result.returncode
+    for flag in ("--preset", "--labels", "--epochs", "--optimizer", "--lr", "--batch-size", "--limit", "--config",
+                 "--data", "--db", "--backbone", "--weights", "--image-size"):
+        assert flag in result.stdout
