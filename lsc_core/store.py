@@ -78,7 +78,14 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     }, pk="run_id", foreign_keys=[("run_id", "runs", "id")])
 
 
-MIGRATIONS = (_migration_1, _migration_2)
+def _migration_3(db: sqlite_utils.Database) -> None:
+    # The study replayed as a suite: which run (or search) plays each of its experiments.
+    db["suites"].create({"id": int, "name": str, "spec": str, "created_at": str}, pk="id")
+    db["suite_runs"].create({"suite_id": int, "key": str, "run_id": int}, pk=("suite_id", "key"),
+                            foreign_keys=[("suite_id", "suites", "id"), ("run_id", "runs", "id")])
+
+
+MIGRATIONS = (_migration_1, _migration_2, _migration_3)
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
@@ -315,6 +322,51 @@ class Store:
         labels = np.frombuffer(row[1], dtype=np.uint8).reshape(shape[0], 2)
         return {"probabilities": np.frombuffer(row[0], dtype=np.float16).reshape(shape),
                 "fine": labels[:, 0], "coarse": labels[:, 1], "label_mode": row[3], "created_at": row[4]}
+
+    # -- searches -------------------------------------------------------------------------
+    def create_search(self, name: str, spec: str) -> int:
+        """Record a search (its spec as JSON), status running; returns its id."""
+        return self._write("INSERT INTO searches (name, status, spec, created_at) VALUES (?, 'running', ?, ?)",
+                           [name, spec, now_iso()]).lastrowid
+
+    def get_search(self, search_id: int) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM searches WHERE id = ?", [search_id]))
+        return rows[0] if rows else None
+
+    def list_searches(self, status: str | None = None) -> list[dict]:
+        """Searches, newest first (optionally only those with `status`)."""
+        where, params = ("WHERE status = ?", [status]) if status else ("", [])
+        return list(self.db.query(f"SELECT * FROM searches {where} ORDER BY id DESC", params))
+
+    def set_search_status(self, search_id: int, status: str) -> None:
+        finished = None if status == "running" else now_iso()
+        self._write("UPDATE searches SET status = ?, finished_at = ? WHERE id = ?", [status, finished, search_id])
+
+    def claim_run(self, run_id: int) -> bool:
+        """Take one queued run for this process (as claim_next_queued does); False if another took it."""
+        cursor = self._write(
+            "UPDATE runs SET status = ?, pid = ?, host = ?, heartbeat_at = ?, started_at = ? "
+            "WHERE id = ? AND status = ?",
+            [RUNNING, os.getpid(), socket.gethostname(), time.time(), now_iso(), run_id, QUEUED])
+        return cursor.rowcount == 1
+
+    def create_suite(self, name: str, spec: str, runs: dict[str, int]) -> int:
+        """Record a suite and which run plays each of its experiments (key -> run id)."""
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            suite_id = self._write("INSERT INTO suites (name, spec, created_at) VALUES (?, ?, ?)",
+                                   [name, spec, now_iso()]).lastrowid
+            for key, run_id in runs.items():
+                self._write("INSERT INTO suite_runs (suite_id, key, run_id) VALUES (?, ?, ?)", [suite_id, key, run_id])
+        return suite_id
+
+    def list_suites(self) -> list[dict]:
+        """Suites, newest first, each with `runs`: {experiment key: run id}."""
+        suites = list(self.db.query("SELECT * FROM suites ORDER BY id DESC"))
+        for suite in suites:
+            suite["runs"] = {row["key"]: row["run_id"] for row in self.db.query(
+                "SELECT key, run_id FROM suite_runs WHERE suite_id = ? ORDER BY rowid", [suite["id"]])}
+        return suites
 
 
 def _float(value: Any) -> float | None:

@@ -1,0 +1,405 @@
+"""Hyperparameter search: a space, a strategy and a budget, turned into ordinary runs.
+
+A search plans all its trials up front, deterministically (random search is seeded), so
+the plan can be recomputed at any time from the stored spec: that is what lets a search
+resume after a restart (finished trials kept, an interrupted one run again, missing
+ones created). Each trial is a normal run named `search<ID>-trial<N>` with the search's
+id, so every run view works on it, and the queue is the store, as for any run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .config import ConfigError, LayerSpec, RunConfig, preset, validate
+from .store import ACTIVE_STATES, COMPLETED, FINISHED_STATES, INTERRUPTED, QUEUED, RUNNING, Store
+
+STRATEGIES = ("random", "grid")
+LAYER_FIELDS = {"conv2d": "filters", "dense": "units", "dropout": "rate"}  # what a layer choice sets
+CONFIG_FIELDS = ("learning_rate", "batch_size", "optimizer", "momentum")  # run-level choices
+GRID_LOG_POINTS = 3  # a log-uniform range becomes this many log-spaced values in a grid
+# Search states. A running search becomes completed once none of its trials is active.
+SEARCH_RUNNING, SEARCH_STOPPED, SEARCH_COMPLETED = "running", "stopped", "completed"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched setting: a layer's filters/units/rate, or a run-level setting.
+
+    `layer` is the 1-based position in the base network (None for a run-level setting
+    such as learning_rate); values come from `choices`, or from `log_range` (low, high),
+    sampled log-uniformly (learning rates).
+    """
+
+    name: str
+    layer: int | None = None
+    field: str | None = None  # for run-level settings: the RunConfig field
+    choices: tuple = ()
+    log_range: tuple[float, float] | None = None
+
+    def values(self) -> tuple:
+        """The grid values: the choices, or GRID_LOG_POINTS log-spaced points of the range."""
+        if self.log_range is None:
+            return self.choices
+        low, high = (math.log10(v) for v in self.log_range)
+        steps = GRID_LOG_POINTS - 1
+        return tuple(float(f"{10 ** (low + (high - low) * i / steps):.3g}") for i in range(GRID_LOG_POINTS))
+
+    def sample(self, rng: random.Random):
+        if self.log_range is None:
+            return rng.choice(self.choices)
+        low, high = (math.log10(v) for v in self.log_range)
+        return float(f"{10 ** rng.uniform(low, high):.3g}")  # 3 significant digits: readable, enough
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The base network every trial starts from and the settings varied over it."""
+
+    base: RunConfig
+    params: tuple[Param, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base.to_dict(), "params": [_param_dict(p) for p in self.params]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SearchSpace":
+        """Parse and check a space; `base` may be a preset name or a RunConfig object."""
+        if not isinstance(data, dict) or not isinstance(data.get("params"), list):
+            raise ConfigError("a search space is an object with 'base' and a list of 'params'")
+        base = data.get("base", "seed-part2")
+        base = preset(base) if isinstance(base, str) else RunConfig.from_dict(base)
+        params = tuple(_parse_param(item, number) for number, item in enumerate(data["params"], start=1))
+        return check_space(cls(base, params))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchSpace":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"search space is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(p.values()) for p in self.params)
+
+
+def _param_dict(param: Param) -> dict[str, Any]:
+    data = {k: v for k, v in dataclasses.asdict(param).items() if v not in (None, ())}
+    for key in ("choices", "log_range"):
+        if key in data:
+            data[key] = list(data[key])
+    return data
+
+
+def _parse_param(item: Any, number: int) -> Param:
+    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+        raise ConfigError(f"search parameter {number}: expected an object with a 'name'")
+    known = {f.name for f in dataclasses.fields(Param)}
+    extra = sorted(set(item) - known)
+    if extra:
+        raise ConfigError(f"search parameter {item['name']!r}: unknown key(s) {', '.join(extra)}")
+    item = dict(item)
+    item["choices"] = tuple(item.get("choices") or ())
+    if item.get("log_range") is not None:
+        item["log_range"] = tuple(item["log_range"])
+    return Param(**item)
+
+
+def check_space(space: SearchSpace) -> SearchSpace:
+    """The space itself if every parameter names a real setting with usable values; else ConfigError."""
+    if not space.params:
+        raise ConfigError("the search space has no parameters; add at least one")
+    names = [p.name for p in space.params]
+    if len(set(names)) != len(names):
+        raise ConfigError("search parameter names must be unique")
+    for param in space.params:
+        where = f"search parameter {param.name!r}"
+        if param.layer is not None:
+            if not 1 <= param.layer <= len(space.base.layers):
+                raise ConfigError(f"{where}: the base network has no layer {param.layer}")
+            kind = space.base.layers[param.layer - 1].kind
+            if kind not in LAYER_FIELDS:
+                raise ConfigError(f"{where}: layer {param.layer} is {kind}, which has nothing to search")
+        elif param.field not in CONFIG_FIELDS:
+            raise ConfigError(f"{where}: give a layer position or a field from {', '.join(CONFIG_FIELDS)}")
+        if (param.log_range is None) == (not param.choices):
+            raise ConfigError(f"{where}: give either choices or a log_range, not both or neither")
+        if param.log_range is not None and not (len(param.log_range) == 2 and 0 < param.log_range[0]
+                                                 < param.log_range[1]):
+            raise ConfigError(f"{where}: log_range must be [low, high] with 0 < low < high")
+    # Every value must build a valid network (e.g. no dropout rate of 1): try each one
+    # with the other parameters at their first value.
+    first = {p.name: p.values()[0] for p in space.params}
+    for param in space.params:
+        for value in param.values():
+            try:
+                validate(apply_values(space, {**first, param.name: value}))
+            except ConfigError as exc:
+                raise ConfigError(f"search parameter {param.name!r} = {value!r}: {exc}") from None
+    return space
+
+
+def apply_values(space: SearchSpace, values: dict[str, Any]) -> RunConfig:
+    """The base config with the given parameter values set."""
+    layers = list(space.base.layers)
+    changes: dict[str, Any] = {}
+    for param in space.params:
+        value = values[param.name]
+        if param.layer is None:
+            changes[param.field] = value
+            continue
+        layer = layers[param.layer - 1]
+        layers[param.layer - 1] = LayerSpec(layer.kind, {**layer.params, LAYER_FIELDS[layer.kind]: value})
+    return space.base.replace(layers=tuple(layers), **changes)
+
+
+def param_value(param: Param, config: RunConfig):
+    """The value a config has for a searched parameter."""
+    if param.layer is None:
+        return getattr(config, param.field)
+    layer = config.layers[param.layer - 1]
+    return layer.params.get(LAYER_FIELDS.get(layer.kind))
+
+
+def study_space(base: str = "seed-part2") -> SearchSpace:
+    """The study's space: filters of the four convs and the dense units of seed-part2's layout."""
+    config = preset(base)
+    choices = iter([(16, 32, 64), (16, 32, 64), (32, 64, 128), (32, 64, 128)])
+    params, conv = [], 0
+    for position, layer in enumerate(config.layers, start=1):
+        if layer.kind == "conv2d":
+            conv += 1
+            params.append(Param(f"conv{conv}_filters", layer=position, choices=next(choices)))
+        elif layer.kind == "dense":
+            params.append(Param("dense_units", layer=position, choices=(64, 128, 256)))
+    return SearchSpace(config, tuple(params))
+
+
+# -- a search: space + strategy + budget ---------------------------------------------------
+@dataclass(frozen=True)
+class SearchSpec:
+    space: SearchSpace
+    strategy: str = "random"
+    trials: int = 10  # random: trials drawn; grid: at most this many grid points (None: all)
+    epochs: int = 5  # per trial
+    label_mode: str = "coarse"
+    limit: int | None = None  # train each trial on the first N images
+    seed: int = 0  # of the random draw (each trial trains with the base config's seed)
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["space"] = self.space.to_dict()
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SearchSpec":
+        data = json.loads(text)
+        data["space"] = SearchSpace.from_dict(data["space"])
+        return cls(**data)
+
+
+def check_spec(spec: SearchSpec) -> SearchSpec:
+    """The spec itself if its strategy and budget are usable; else ConfigError."""
+    if spec.strategy not in STRATEGIES:
+        raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {spec.strategy!r}")
+    if spec.trials is not None and (not isinstance(spec.trials, int) or spec.trials < 1):
+        raise ConfigError(f"trials must be a whole number of at least 1, got {spec.trials!r}")
+    if spec.strategy == "random" and spec.trials is None:
+        raise ConfigError("a random search needs a number of trials")
+    check_space(spec.space)
+    validate(spec.space.base.replace(epochs=spec.epochs, label_mode=spec.label_mode, limit=spec.limit))
+    return spec
+
+
+def plan_values(spec: SearchSpec) -> list[dict[str, Any]]:
+    """Each trial's parameter values, in order: the grid's product, or seeded random draws."""
+    params = spec.space.params
+    if spec.strategy == "grid":
+        grid = [dict(zip([p.name for p in params], combo)) for combo in itertools.product(*(p.values() for p in params))]
+        return grid[:spec.trials] if spec.trials else grid
+    rng = random.Random(spec.seed)
+    drawn: list[dict[str, Any]] = []
+    distinct = spec.space.grid_size if all(p.log_range is None for p in params) else math.inf
+    while len(drawn) < spec.trials:
+        values = {p.name: p.sample(rng) for p in params}
+        # A repeated combination teaches nothing new: draw again while unseen ones remain.
+        if values in drawn and len(set(map(_key, drawn))) < distinct:
+            continue
+        drawn.append(values)
+    return drawn
+
+
+def _key(values: dict) -> tuple:
+    return tuple(sorted(values.items()))
+
+
+def plan_trials(spec: SearchSpec, search_id: int) -> list[RunConfig]:
+    """Every trial's RunConfig, named search<ID>-trial<N> (N from 1)."""
+    return [apply_values(spec.space, values).replace(
+        epochs=spec.epochs, label_mode=spec.label_mode, limit=spec.limit, preset=None,
+        name=f"search{search_id}-trial{number}") for number, values in enumerate(plan_values(spec), start=1)]
+
+
+# -- searches in the store -------------------------------------------------------------------
+Submit = Callable[..., int]  # JobManager.submit(config, search_id=...) -> run id
+
+
+def create_search(store: Store, spec: SearchSpec, name: str | None = None) -> int:
+    """Record a (valid) search without queuing anything; returns its id."""
+    check_spec(spec)
+    return store.create_search(name or f"{spec.strategy} search", spec.to_json())
+
+
+def launch_search(store: Store, spec: SearchSpec, submit: Submit | None = None, name: str | None = None) -> int:
+    """Record a search and queue all its trials for the background worker; returns its id."""
+    search_id = create_search(store, spec, name)
+    queue_missing_trials(store, search_id, submit)
+    return search_id
+
+
+def get_spec(store: Store, search_id: int) -> SearchSpec:
+    return SearchSpec.from_json(store.get_search(search_id)["spec"])
+
+
+def _trials_by_name(store: Store, search_id: int) -> dict[str, dict]:
+    return {run["name"]: run for run in store.list_runs(search_id=search_id)}
+
+
+def queue_missing_trials(store: Store, search_id: int, submit: Submit | None = None) -> list[int]:
+    """Queue planned trials that have no run yet; returns the new run ids."""
+    submit = submit or (lambda config, search_id: store.create_run(validate(config), search_id=search_id))
+    existing = _trials_by_name(store, search_id)
+    return [submit(config, search_id=search_id) for config in plan_trials(get_spec(store, search_id), search_id)
+            if config.name not in existing]
+
+
+def resume_searches(store: Store, submit: Submit | None = None) -> list[int]:
+    """After a restart: requeue interrupted trials of unfinished searches and queue missing ones.
+
+    Completed, failed and stopped trials are kept. Returns the ids of runs (re)queued.
+    """
+    store.mark_dead_runs_interrupted()
+    queued = []
+    for search in store.list_searches(status=SEARCH_RUNNING):
+        for run in store.list_runs(search_id=search["id"], status=INTERRUPTED):
+            store.requeue(run["id"])
+            queued.append(run["id"])
+        queued += queue_missing_trials(store, search["id"], submit)
+    return queued
+
+
+def stop_search(store: Store, search_id: int, stop_run: Callable[[int], None] | None = None) -> None:
+    """Stop a search: its queued trials are dropped, its running trial stops after the batch."""
+    store.set_search_status(search_id, SEARCH_STOPPED)
+    for run in store.list_runs(search_id=search_id):
+        if run["status"] in ACTIVE_STATES:
+            (stop_run or store.request_stop)(run["id"])
+
+
+def refresh_status(store: Store, search_id: int) -> str:
+    """The search's status, marking a running search completed once no trial is left to run."""
+    search = store.get_search(search_id)
+    if search["status"] != SEARCH_RUNNING:
+        return search["status"]
+    runs = store.list_runs(search_id=search_id)
+    planned = len(plan_values(get_spec(store, search_id)))
+    if len(runs) >= planned and all(run["status"] in FINISHED_STATES and run["status"] != INTERRUPTED
+                                    for run in runs):
+        store.set_search_status(search_id, SEARCH_COMPLETED)
+        return SEARCH_COMPLETED
+    return SEARCH_RUNNING
+
+
+def run_search(store: Store, search_id: int, *, load_data: Callable, on_trial: Callable | None = None,
+               **train_options) -> list[dict]:
+    """Train a search's remaining trials here, in the foreground, one after another.
+
+    Trials already finished are kept; an interrupted or still-queued one is taken over
+    (unless another worker claims it first). `on_trial(number, total, config)` is called
+    before each trial. Returns the trial runs, best first.
+    """
+    from .train import train_run
+
+    configs = plan_trials(get_spec(store, search_id), search_id)
+    for number, config in enumerate(configs, start=1):
+        if store.get_search(search_id)["status"] == SEARCH_STOPPED:
+            break
+        run = _trials_by_name(store, search_id).get(config.name)
+        if run is None:
+            run_id = store.create_run(config, status=RUNNING, search_id=search_id)
+        elif run["status"] in (QUEUED, INTERRUPTED):
+            if run["status"] == INTERRUPTED:
+                store.requeue(run["id"])
+            if not store.claim_run(run["id"]):
+                continue  # another worker took it
+            run_id = run["id"]
+        else:
+            continue  # finished (or running elsewhere): kept as it is
+        if on_trial is not None:
+            on_trial(number, len(configs), config)
+        train_run(store, run_id, load_data=load_data, **train_options)
+    refresh_status(store, search_id)
+    return ranked_trials(store, search_id)
+
+
+# -- results ---------------------------------------------------------------------------------
+def ranked_trials(store: Store, search_id: int) -> list[dict]:
+    """The search's trial runs, best test accuracy first (runs without one last, by trial)."""
+    runs = store.list_runs(search_id=search_id)
+    return sorted(runs, key=lambda run: (run["best_val_accuracy"] is None, -(run["best_val_accuracy"] or 0),
+                                         run["id"]))
+
+
+def results_rows(store: Store, search_id: int) -> list[dict]:
+    """One row per trial: trial number, run, status, each searched value, accuracy; best first."""
+    spec = get_spec(store, search_id)
+    rows = []
+    for run in ranked_trials(store, search_id):
+        config = RunConfig.from_dict(run["config"])
+        row = {"trial": int(run["name"].rsplit("trial", 1)[-1]), "run": run["id"], "status": run["status"]}
+        row.update({p.name: param_value(p, config) for p in spec.space.params})
+        row.update({"best test accuracy": run["best_val_accuracy"], "best epoch": run["best_epoch"],
+                    "params": run["params"]})
+        rows.append(row)
+    return rows
+
+
+def results_frame(store: Store, search_id: int):
+    """results_rows as a DataFrame (columns fixed even before any trial exists)."""
+    import pandas as pd
+
+    spec = get_spec(store, search_id)
+    columns = ["trial", "run", "status", *[p.name for p in spec.space.params], "best test accuracy",
+               "best epoch", "params"]
+    return pd.DataFrame(results_rows(store, search_id), columns=columns)
+
+
+def best_trial(store: Store, search_id: int) -> dict | None:
+    """The completed (or stopped) trial with the best test accuracy, or None yet."""
+    scored = [run for run in ranked_trials(store, search_id) if run["best_val_accuracy"] is not None]
+    return scored[0] if scored else None
+
+
+def summaries(store: Store) -> list[dict]:
+    """Every search, newest first, with its trial counts and best accuracy so far."""
+    rows = []
+    for search in store.list_searches():
+        runs = store.list_runs(search_id=search["id"])
+        best = best_trial(store, search["id"])
+        spec = get_spec(store, search["id"])
+        rows.append({"id": search["id"], "name": search["name"], "status": refresh_status(store, search["id"]),
+                     "strategy": spec.strategy, "labels": spec.label_mode,
+                     "trials": f"{sum(r['status'] == COMPLETED for r in runs)}/{len(plan_values(spec))}",
+                     "best test accuracy": best["best_val_accuracy"] if best else None,
+                     "created": search["created_at"]})
+    return rows
