@@ -1,0 +1,230 @@
+"""The Build page's editable network: a RunConfig as plain, mutable, form-shaped data.
+
+An `EditorState` holds the custom layer list (each layer with a stable `uid`, so a
+page can key its widgets by layer and keep them attached while layers move), the
+hyperparameters, the transfer-learning choice and the backbone settings. Edits are
+coerced to the types a RunConfig expects but never refused here: `to_config()` always
+gives a RunConfig, and `lsc_core.config.analyze` says what is wrong and where, so a
+person sees the problem next to what they typed instead of losing the edit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from .backbones import BACKBONES, MAX_IMAGE_SIZE
+from .config import (LAYER_DEFAULTS, Analysis, BackboneSpec, ConfigError, LayerSpec, RunConfig, preset)
+
+CUSTOM, TRANSFER = "custom", "transfer"  # the two kinds of network the form builds
+# RunConfig fields edited as hyperparameters (layers, backbone and preset are edited apart).
+SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("layers", "backbone", "preset"))
+_SETTING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in SETTINGS}
+_BACKBONE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(BackboneSpec)}
+SUMMARY_COLUMNS = ("position", "layer", "output shape", "params", "problem")
+
+
+@dataclass(frozen=True)
+class ParamField:
+    """How the form shows one layer parameter: a whole number, a fraction or a choice."""
+
+    label: str
+    kind: str  # "int", "float" or "choice"
+    help: str = ""
+    options: tuple[str, ...] = ()
+
+
+# Every parameter of lsc_core.config.LAYER_DEFAULTS, in the order a person reads a layer.
+PARAM_FIELDS: dict[str, ParamField] = {
+    "filters": ParamField("Filters", "int", "output channels of the convolution"),
+    "kernel_size": ParamField("Kernel", "int", "side of the square kernel, in pixels"),
+    "strides": ParamField("Strides", "int", "step of the kernel; 2 halves the feature map"),
+    "padding": ParamField("Padding", "choice", "'same' keeps the size, 'valid' shrinks it", ("same", "valid")),
+    "activation": ParamField("Activation", "choice", "", ("relu", "elu", "gelu", "selu", "swish", "tanh",
+                                                          "sigmoid", "linear")),
+    "pool_size": ParamField("Pool size", "int", "side of the pooling window; divides the feature map"),
+    "rate": ParamField("Rate", "float", "share of inputs dropped while training, in [0, 1)"),
+    "units": ParamField("Units", "int", "neurons of the dense layer"),
+}
+
+
+def _new_token() -> str:
+    return secrets.token_hex(4)
+
+
+@dataclass
+class EditorState:
+    """A network being edited. `token` changes with every fresh start, so widget keys built
+    from it never carry a value over from a network that was replaced."""
+
+    layers: list[dict[str, Any]] = field(default_factory=list)  # {"uid", "kind", "params"}
+    settings: dict[str, Any] = field(default_factory=lambda: dict(_SETTING_DEFAULTS))
+    network: str = CUSTOM
+    backbone: dict[str, Any] = field(default_factory=lambda: dict(_BACKBONE_DEFAULTS))
+    preset: str | None = None
+    next_uid: int = 1
+    token: str = field(default_factory=_new_token)
+
+    # -- layers -------------------------------------------------------------------------
+    def add_layer(self, kind: str, position: int | None = None) -> int:
+        """Insert a layer of `kind` with default parameters at 1-based `position` (default:
+        the end); returns its uid."""
+        if kind not in LAYER_DEFAULTS:
+            raise ConfigError(f"unknown layer kind {kind!r}; choose from {', '.join(LAYER_DEFAULTS)}")
+        uid = self.next_uid
+        self.next_uid += 1
+        index = len(self.layers) if position is None else min(max(int(position) - 1, 0), len(self.layers))
+        self.layers.insert(index, {"uid": uid, "kind": kind, "params": dict(LAYER_DEFAULTS[kind])})
+        return uid
+
+    def remove_layer(self, uid: int) -> None:
+        self.layers.pop(self._index(uid))
+
+    def move_layer(self, uid: int, offset: int) -> None:
+        """Move a layer up (offset -1) or down (+1); at either end it stays where it is."""
+        index = self._index(uid)
+        target = min(max(index + offset, 0), len(self.layers) - 1)
+        self.layers.insert(target, self.layers.pop(index))
+
+    def set_param(self, uid: int, name: str, value: Any) -> None:
+        """Set one layer parameter, coerced to the type of its default (e.g. "64" -> 64)."""
+        layer = self.layers[self._index(uid)]
+        default = LAYER_DEFAULTS.get(layer["kind"], {}).get(name)
+        layer["params"][name] = coerce(value, default)
+
+    def position(self, uid: int) -> int:
+        """1-based position of the layer with `uid` (the position analyze() reports)."""
+        return self._index(uid) + 1
+
+    def _index(self, uid: int) -> int:
+        for index, layer in enumerate(self.layers):
+            if layer["uid"] == uid:
+                return index
+        raise KeyError(f"no layer with uid {uid}")
+
+    # -- hyperparameters and the backbone -------------------------------------------------
+    def set_setting(self, name: str, value: Any) -> None:
+        """Set one hyperparameter. Empty limit or name mean none (all images, default name)."""
+        if name not in SETTINGS:
+            raise KeyError(f"unknown setting {name!r}")
+        if name in ("limit", "name") and value in (None, "", 0):
+            value = None
+        elif name == "limit":
+            value = coerce(value, 1)
+        elif name == "name":
+            value = str(value).strip() or None
+        else:
+            value = coerce(value, _SETTING_DEFAULTS[name])
+        self.settings[name] = value
+
+    def set_backbone(self, name: str, value: Any) -> None:
+        """Set one backbone setting; choosing another backbone resets the image size to its default."""
+        if name not in _BACKBONE_DEFAULTS:
+            raise KeyError(f"unknown backbone setting {name!r}")
+        self.backbone[name] = coerce(value, _BACKBONE_DEFAULTS[name])
+        if name == "name" and value in BACKBONES:
+            self.backbone["image_size"] = BACKBONES[value].default_size
+
+    def set_network(self, network: str) -> None:
+        if network not in (CUSTOM, TRANSFER):
+            raise ValueError(f"network must be {CUSTOM!r} or {TRANSFER!r}, got {network!r}")
+        self.network = network
+
+    # -- the result ---------------------------------------------------------------------
+    def to_config(self) -> RunConfig:
+        """The RunConfig being edited, valid or not (analyze() it to find out)."""
+        if self.network == TRANSFER:
+            return RunConfig(backbone=BackboneSpec(**self.backbone), **self.settings)
+        layers = tuple(LayerSpec(layer["kind"], dict(layer["params"])) for layer in self.layers)
+        return RunConfig(layers=layers, preset=self.preset, **self.settings)
+
+
+def coerce(value: Any, like: Any) -> Any:
+    """`value` as the type of `like` when that is lossless (3.0 -> 3, "0.5" -> 0.5);
+    otherwise `value` unchanged, so analysis reports it instead of it being lost."""
+    if isinstance(like, bool):  # a checkbox gives a bool; anything else is left for analysis
+        return value
+    if isinstance(like, int):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return value
+        return int(number) if number.is_integer() else value
+    if isinstance(like, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return value
+    if isinstance(like, str) and value is not None:
+        return str(value)
+    return value
+
+
+# -- where an edit starts ------------------------------------------------------------------
+def from_config(config: RunConfig) -> EditorState:
+    """An editor state holding `config`. A transfer config starts with no custom layers; a
+    custom one keeps the default backbone settings ready in case the person switches."""
+    state = EditorState(preset=config.preset)
+    state.settings = {name: getattr(config, name) for name in SETTINGS}
+    for spec in config.layers:  # kept as they are, unknown kinds too, so analysis can name them
+        state.layers.append({"uid": state.next_uid, "kind": spec.kind, "params": dict(spec.params)})
+        state.next_uid += 1
+    if config.backbone is not None:
+        state.network = TRANSFER
+        state.backbone = dataclasses.asdict(config.backbone)
+    return state
+
+
+def from_preset(name: str) -> EditorState:
+    """One of the study's networks (lsc_core.config.PRESETS) with the default hyperparameters."""
+    return from_config(preset(name))
+
+
+def from_run_config(data: dict[str, Any]) -> EditorState:
+    """An earlier run's config dict (as stored) to edit again; the clone gets a fresh default
+    name rather than repeating the original's. ConfigError if the dict is not a config."""
+    if not isinstance(data, dict):
+        raise ConfigError("the run's config is not a JSON object")
+    return from_config(RunConfig.from_dict(data).replace(name=None))
+
+
+def scratch() -> EditorState:
+    """An empty custom network with the default hyperparameters."""
+    return EditorState()
+
+
+# -- what the page shows -------------------------------------------------------------------
+def shape_text(shape: tuple[int, ...] | None) -> str:
+    """(16, 16, 64) -> "16x16x64"; "-" for a shape that cannot be computed."""
+    return "x".join(str(side) for side in shape) if shape else "-"
+
+
+def summary_frame(analysis: Analysis) -> pd.DataFrame:
+    """One row per layer (the head included): position, layer, output shape, params, problem."""
+    rows = [{"position": row.position, "layer": row.label, "output shape": shape_text(row.output_shape),
+             "params": row.params, "problem": "; ".join(analysis.errors_at(row.position))}
+            for row in analysis.rows]
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def errors_for(analysis: Analysis, field_name: str) -> list[str]:
+    """Messages about one setting that no layer position owns (e.g. 'learning_rate', 'image_size')."""
+    return [str(e) for e in analysis.errors if e.position is None and e.field_name == field_name]
+
+
+def general_errors(analysis: Analysis, shown_fields: tuple[str, ...]) -> list[str]:
+    """Problems not tied to a layer position nor to one of `shown_fields` (shown apart)."""
+    return [str(e) for e in analysis.errors if e.position is None and e.field_name not in shown_fields]
+
+
+def default_run_name(config: RunConfig) -> str:
+    """The name the store gives a run launched without one: preset or backbone plus its id."""
+    return f"{config.replace(name=None).display_name()}-<run id>"
+
+
+def image_size_range(backbone_name: str) -> tuple[int, int]:
+    """Smallest and largest image side the form accepts for a backbone."""
+    return BACKBONES[backbone_name].min_size, MAX_IMAGE_SIZE
