@@ -1,0 +1,281 @@
+"""Where a trained network errs: test-set predictions, confusion, per-class accuracy.
+
+A run's test-set class probabilities are computed once, by `store_predictions` right
+after training (the trainer's `after_training` hook) or on first request for older
+runs (`ensure_predictions`), and kept in the store, so the Evaluate page only reads
+2 MB and does array arithmetic. Everything else here is pure numpy on those arrays.
+
+For a fine-label run the coarse result is derived by summing the fine probabilities
+within each superclass (the official fine->coarse map), which is the probability the
+model gives to that superclass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .data import COARSE_LABELS, FINE_LABELS, FINE_TO_COARSE, NUM_CLASSES
+from .store import Store
+
+PREDICT_BATCH = 500  # test images per forward pass: bounded memory, few Python round trips
+BASELINE = {mode: 1.0 / n for mode, n in NUM_CLASSES.items()}  # random guessing: 0.05 coarse, 0.01 fine
+NAMES = {"fine": FINE_LABELS, "coarse": COARSE_LABELS}
+
+
+class EvaluationError(Exception):
+    """One user-facing message: why a run cannot be evaluated."""
+
+
+# -- computing and storing predictions ------------------------------------------------------
+def predict_probabilities(model, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """Class probabilities (N, C) float32 for uint8 images (N, 32, 32, 3), in batches.
+
+    Models take 0..255 float pixels and rescale themselves (lsc_core.model).
+    """
+    parts = [np.asarray(model.predict_on_batch(images[start:start + batch_size].astype(np.float32)))
+             for start in range(0, len(images), batch_size)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def store_predictions(store: Store, run_id: int, model, data, split=None) -> None:
+    """The trainer's after_training hook: predict the full test set and store it."""
+    run = store.get_run(run_id)
+    probs = predict_probabilities(model, data.x_test)
+    store.save_predictions(run_id, probs, data.y_test_fine, data.y_test_coarse, run["label_mode"])
+
+
+def evaluable_runs(store: Store) -> list[dict]:
+    """Completed runs that saved a model, newest first."""
+    return [run for run in store.list_runs(status="completed") if run.get("model_path")]
+
+
+def ensure_predictions(store: Store, run_id: int, load_data=None) -> dict:
+    """A run's stored test predictions; computed from its saved model first if missing.
+
+    `load_data()` returns the Cifar100 to predict (only called when computing).
+    Raises EvaluationError when the run has no usable model.
+    """
+    stored = store.load_predictions(run_id)
+    if stored is not None:
+        return stored
+    run = store.get_run(run_id)
+    if run is None:
+        raise EvaluationError(f"run {run_id} does not exist")
+    if not run.get("model_path"):
+        raise EvaluationError(f"run {run_id} ({run['name']}) has no saved model: it never finished an epoch")
+    from .model import load_model
+
+    try:
+        model = load_model(run["model_path"])
+    except (OSError, ValueError) as exc:
+        raise EvaluationError(f"the model of run {run_id} cannot be loaded from {run['model_path']}: "
+                              f"{' '.join(str(exc).split())[:200]}") from None
+    if load_data is None:
+        from .data import load_cifar100 as load_data
+    store_predictions(store, run_id, model, load_data())
+    return store.load_predictions(run_id)
+
+
+# -- the arithmetic (pure) -----------------------------------------------------------------
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n, n) int64 counts; row = true class, column = predicted class."""
+    flat = np.asarray(y_true, dtype=np.int64) * n_classes + np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def row_normalise(confusion: np.ndarray) -> np.ndarray:
+    """Each row divided by its total (the share of a true class predicted as each class); empty rows stay 0."""
+    totals = confusion.sum(axis=1, keepdims=True)
+    return np.divide(confusion, totals, out=np.zeros(confusion.shape, dtype=np.float64), where=totals > 0)
+
+
+def top_k_accuracy(probabilities: np.ndarray, y_true: np.ndarray, k: int) -> float:
+    """Share of rows whose true class is among the k most probable."""
+    k = min(k, probabilities.shape[1])
+    top = np.argpartition(-probabilities.astype(np.float32), k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top == np.asarray(y_true)[:, None], axis=1)))
+
+
+def coarse_from_fine(probabilities: np.ndarray, fine_to_coarse=FINE_TO_COARSE) -> np.ndarray:
+    """(N, 20) superclass probabilities: the fine probabilities summed within each superclass."""
+    mapping = np.asarray(fine_to_coarse)
+    one_hot = np.zeros((len(mapping), mapping.max() + 1), dtype=np.float32)
+    one_hot[np.arange(len(mapping)), mapping] = 1.0
+    return probabilities.astype(np.float32) @ one_hot
+
+
+def within_superclass_error_share(y_true: np.ndarray, y_pred: np.ndarray, fine_to_coarse=FINE_TO_COARSE) -> float:
+    """Of the fine errors, the share whose wrong class lies in the true class's superclass (nan if none)."""
+    mapping = np.asarray(fine_to_coarse)
+    wrong = np.asarray(y_true) != np.asarray(y_pred)
+    if not wrong.any():
+        return float("nan")
+    return float(np.mean(mapping[np.asarray(y_true)[wrong]] == mapping[np.asarray(y_pred)[wrong]]))
+
+
+def per_class_accuracy(confusion: np.ndarray) -> np.ndarray:
+    """Recall of each true class (nan for a class absent from the test set)."""
+    totals = confusion.sum(axis=1)
+    return np.divide(np.diag(confusion), totals, out=np.full(len(totals), np.nan), where=totals > 0)
+
+
+def display_order(label_mode: str, fine_to_coarse=FINE_TO_COARSE) -> list[int]:
+    """Class indices in display order: fine classes grouped by superclass (5x5 blocks show)."""
+    if label_mode == "coarse":
+        return list(range(NUM_CLASSES["coarse"]))
+    return sorted(range(NUM_CLASSES["fine"]), key=lambda c: (fine_to_coarse[c], FINE_LABELS[c]))
+
+
+def most_confused_pairs(confusion: np.ndarray, n: int = 10) -> list[tuple[int, int, int]]:
+    """The n largest off-diagonal cells as (true, predicted, count), largest first, zeros left out."""
+    off = confusion.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:n]
+    pairs = [(int(i // off.shape[1]), int(i % off.shape[1])) for i in flat]
+    return [(t, p, int(off[t, p])) for t, p in pairs if off[t, p] > 0]
+
+
+# -- one run's evaluation --------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Result:
+    """Predictions of one label level (the run's own, or coarse derived from fine)."""
+
+    label_mode: str
+    probabilities: np.ndarray  # (N, C)
+    y_true: np.ndarray  # (N,)
+    y_pred: np.ndarray  # (N,)
+    confusion: np.ndarray  # (C, C)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return NAMES[self.label_mode]
+
+    @property
+    def top1(self) -> float:
+        return float(np.mean(self.y_true == self.y_pred))
+
+    @property
+    def top5(self) -> float:
+        return top_k_accuracy(self.probabilities, self.y_true, 5)
+
+    @property
+    def baseline(self) -> float:
+        return BASELINE[self.label_mode]
+
+
+def make_result(label_mode: str, probabilities: np.ndarray, y_true: np.ndarray) -> Result:
+    y_true = np.asarray(y_true).astype(np.int64)
+    y_pred = np.argmax(probabilities, axis=1)
+    return Result(label_mode, probabilities, y_true, y_pred,
+                  confusion_matrix(y_true, y_pred, probabilities.shape[1]))
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """A run's test-set result, and for a fine run the coarse result derived from it."""
+
+    run_id: int
+    result: Result
+    derived_coarse: Result | None  # fine runs only
+    within_superclass: float | None  # fine runs only: share of fine errors inside the true superclass
+
+    @property
+    def n_images(self) -> int:
+        return len(self.result.y_true)
+
+
+def evaluate(run_id: int, predictions: dict) -> Evaluation:
+    """An Evaluation from stored predictions (as `Store.load_predictions` returns them)."""
+    mode = predictions["label_mode"]
+    result = make_result(mode, predictions["probabilities"], predictions[mode])
+    if mode == "coarse":
+        return Evaluation(run_id, result, None, None)
+    derived = make_result("coarse", coarse_from_fine(predictions["probabilities"]), predictions["coarse"])
+    return Evaluation(run_id, result, derived, within_superclass_error_share(result.y_true, result.y_pred))
+
+
+def evaluate_run(store: Store, run_id: int, load_data=None) -> Evaluation:
+    """Evaluate a completed run from its stored (or freshly computed) test predictions."""
+    return evaluate(run_id, ensure_predictions(store, run_id, load_data))
+
+
+# -- frames for charts and tables ------------------------------------------------------------
+def confusion_frame(result: Result) -> pd.DataFrame:
+    """One row per (true, predicted) cell: names, count, share of the true class, display ranks."""
+    n = len(result.names)
+    order = display_order(result.label_mode)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    true_idx, pred_idx = np.divmod(np.arange(n * n), n)
+    names = np.asarray(result.names)
+    return pd.DataFrame({
+        "true": names[true_idx], "predicted": names[pred_idx],
+        "count": result.confusion.ravel(), "share": row_normalise(result.confusion).ravel(),
+        "true_rank": rank[true_idx], "predicted_rank": rank[pred_idx],
+    })
+
+
+def class_names_in_order(label_mode: str) -> list[str]:
+    return [NAMES[label_mode][c] for c in display_order(label_mode)]
+
+
+def per_class_frame(result: Result) -> pd.DataFrame:
+    """Class, superclass (fine only), test images and accuracy, best first (ties by name)."""
+    frame = pd.DataFrame({"class": result.names, "images": result.confusion.sum(axis=1),
+                          "accuracy": per_class_accuracy(result.confusion)})
+    if result.label_mode == "fine":
+        frame.insert(1, "superclass", [COARSE_LABELS[c] for c in FINE_TO_COARSE])
+    frame = frame[frame["images"] > 0]
+    return frame.sort_values(["accuracy", "class"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+def confused_pairs_frame(result: Result, n: int = 10) -> pd.DataFrame:
+    """The most-confused (true, predicted) pairs with their counts and share of the true class."""
+    shares = row_normalise(result.confusion)
+    rows = [{"true": result.names[t], "predicted": result.names[p], "count": c, "share": shares[t, p],
+             "true_index": t, "predicted_index": p} for t, p, c in most_confused_pairs(result.confusion, n)]
+    return pd.DataFrame(rows, columns=["true", "predicted", "count", "share", "true_index", "predicted_index"])
+
+
+def misclassified(result: Result, *, true_class: int | None = None, predicted_class: int | None = None,
+                  limit: int = 24) -> np.ndarray:
+    """Test indices of wrong predictions, optionally of one true and/or predicted class, most confident first."""
+    mask = result.y_true != result.y_pred
+    if true_class is not None:
+        mask &= result.y_true == true_class
+    if predicted_class is not None:
+        mask &= result.y_pred == predicted_class
+    indices = np.flatnonzero(mask)
+    confidence = result.probabilities[indices, result.y_pred[indices]].astype(np.float32)
+    return indices[np.argsort(-confidence, kind="stable")][:limit]
+
+
+def gallery(result: Result, images: np.ndarray, indices: np.ndarray) -> tuple[list[np.ndarray], list[str]]:
+    """Test images at `indices` with captions 'true -> predicted (p)'.
+
+    `images` are the data set's test images; they must be the ones predicted.
+    """
+    if len(images) != len(result.y_true):
+        raise EvaluationError(f"the loaded test set has {len(images)} images but this run was evaluated on "
+                              f"{len(result.y_true)}: is LSC_DATA the data set it was trained on?")
+    captions = [f"{result.names[result.y_true[i]]} → {result.names[result.y_pred[i]]} "
+                f"({float(result.probabilities[i, result.y_pred[i]]):.0%})" for i in indices]
+    return [images[i] for i in indices], captions
+
+
+def _named(frame: pd.DataFrame) -> list[tuple[str, float]]:
+    return [(str(name), float(acc)) for name, acc in zip(frame["class"], frame["accuracy"])]
+
+
+def summary(evaluation: Evaluation) -> dict:
+    """The headline numbers and the best and worst classes, for metrics and text."""
+    result = evaluation.result
+    classes = per_class_frame(result)
+    out = {"top1": result.top1, "top5": result.top5, "baseline": result.baseline, "images": evaluation.n_images,
+           "best": _named(classes.head(3)), "worst": _named(classes.tail(3).iloc[::-1])}
+    if evaluation.derived_coarse is not None:
+        out.update(coarse_top1=evaluation.derived_coarse.top1, coarse_top5=evaluation.derived_coarse.top5,
+                   within_superclass=evaluation.within_superclass)
+    return out
