@@ -7,6 +7,7 @@ stderr and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from datetime import datetime
@@ -150,6 +151,46 @@ def cmd_runs(args) -> int:
     return EXIT_OK
 
 
+# -- predict ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow's C++ start-up lines (oneDNN, CUDA probing) bypass TF_CPP_MIN_LOG_LEVEL and
+    write to file descriptor 2; hide them so stderr holds only our one line per bad file.
+    Python exceptions still propagate and are reported after the descriptor is restored."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def cmd_predict(args) -> int:
+    """Top-k labels per image; a bad file is one stderr line and makes the exit status 1."""
+    from .predict import classify, format_prediction, load_run_model, read_files
+
+    if args.top < 1:
+        raise CommandError(f"--top must be at least 1, not {args.top}")
+    uploads = read_files(args.images)  # before the model: a typo'd path fails in milliseconds
+    store = Store(args.db)
+    try:
+        with _native_stderr_silenced():
+            run, model = load_run_model(store, args.run)
+            predictions = classify(model, run["label_mode"], uploads, args.top)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    for upload, prediction in zip(uploads, predictions):
+        if prediction is None:
+            print(f"error: {upload.error}", file=sys.stderr)
+            continue
+        print(f"{upload.name}  [{upload.image.describe()}]")
+        print("\n".join(format_prediction(prediction)), flush=True)
+    return EXIT_OK if all(u.image is not None for u in uploads) else EXIT_FAILED
+
+
 # -- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -194,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="a table of runs in the store")
     _add_db(p)
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("predict", help="top-k fine and coarse labels of image files under a run's model",
+                       description="Predict image files (PNG, JPEG, WebP, BMP, GIF, TIFF, ...) with a run's best "
+                                   "model. A fine run also gives coarse labels, summed from its fine "
+                                   "probabilities. A file that is not a usable image gets one line on stderr "
+                                   "and the exit status 1; the others are still predicted.")
+    p.add_argument("--run", type=int, required=True, metavar="ID", help="run id (see `runs`)")
+    p.add_argument("--top", type=int, default=5, metavar="K", help="labels per level (default 5)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    _add_db(p)
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
