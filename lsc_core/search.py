@@ -390,16 +390,94 @@ def best_trial(store: Store, search_id: int) -> dict | None:
     return scored[0] if scored else None
 
 
+def summary(store: Store, search_id: int) -> dict:
+    """A search's status, strategy, trials completed and planned, best accuracy so far."""
+    search = store.get_search(search_id)
+    runs = store.list_runs(search_id=search_id)
+    best = best_trial(store, search_id)
+    spec = get_spec(store, search_id)
+    return {"id": search_id, "name": search["name"], "status": refresh_status(store, search_id),
+            "strategy": spec.strategy, "labels": spec.label_mode, "epochs": spec.epochs,
+            "completed": sum(run["status"] == COMPLETED for run in runs), "planned": len(plan_values(spec)),
+            "best test accuracy": best["best_val_accuracy"] if best else None, "created": search["created_at"]}
+
+
 def summaries(store: Store) -> list[dict]:
-    """Every search, newest first, with its trial counts and best accuracy so far."""
-    rows = []
-    for search in store.list_searches():
-        runs = store.list_runs(search_id=search["id"])
-        best = best_trial(store, search["id"])
-        spec = get_spec(store, search["id"])
-        rows.append({"id": search["id"], "name": search["name"], "status": refresh_status(store, search["id"]),
-                     "strategy": spec.strategy, "labels": spec.label_mode,
-                     "trials": f"{sum(r['status'] == COMPLETED for r in runs)}/{len(plan_values(spec))}",
-                     "best test accuracy": best["best_val_accuracy"] if best else None,
-                     "created": search["created_at"]})
-    return rows
+    """Every search's summary, newest first."""
+    return [summary(store, search["id"]) for search in store.list_searches()]
+
+
+# -- building a space from the dashboard's form -----------------------------------------------
+LAYER_OPTIONS = {"conv2d": (8, 16, 32, 64, 128, 256), "dense": (32, 64, 128, 256, 512),
+                 "dropout": (0.0, 0.1, 0.25, 0.4, 0.5)}
+BATCH_SIZES = (16, 32, 64, 128, 256)
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """A searchable layer of a base network, as the form shows it."""
+
+    position: int  # 1-based
+    kind: str
+    label: str  # e.g. "layer 1: conv2d 32 3x3 relu"
+    options: tuple  # values offered
+    default: tuple  # values preselected
+
+
+def searchable_layers(base: RunConfig) -> list[LayerChoice]:
+    """Layers whose filters/units/rate can be searched, with defaults that halve, keep and
+    double each size (for seed-part2 that is exactly the study's space)."""
+    choices = []
+    for position, layer in enumerate(base.layers, start=1):
+        if layer.kind not in LAYER_FIELDS:
+            continue
+        value = layer.params[LAYER_FIELDS[layer.kind]]
+        if layer.kind == "dropout":
+            default = (value,)
+        else:
+            default = tuple(v for v in (value // 2, value, value * 2) if v >= 1)
+        options = tuple(sorted(set(LAYER_OPTIONS[layer.kind]) | set(default)))
+        choices.append(LayerChoice(position, layer.kind, f"layer {position}: {layer.describe()}", options, default))
+    return choices
+
+
+def space_from_form(base: RunConfig, layer_values: dict[int, list], batch_sizes: list, optimizers: list,
+                    learning_rate: tuple[float, float] | None) -> SearchSpace:
+    """A space from the form: a setting with one value is fixed in the base, several are searched.
+
+    ConfigError names the setting left without a value or a space with nothing to vary.
+    """
+    layers = list(base.layers)
+    params: list[Param] = []
+    counts: dict[str, int] = {}
+    for choice in searchable_layers(base):
+        values = sorted(layer_values.get(choice.position) or ())
+        if not values:
+            raise ConfigError(f"{choice.label}: choose at least one value")
+        if len(values) == 1:
+            layer = layers[choice.position - 1]
+            layers[choice.position - 1] = LayerSpec(layer.kind, {**layer.params, LAYER_FIELDS[layer.kind]: values[0]})
+            continue
+        counts[choice.kind] = counts.get(choice.kind, 0) + 1
+        name = {"conv2d": "conv{}_filters", "dense": "dense{}_units", "dropout": "dropout{}_rate"}[choice.kind]
+        params.append(Param(name.format(counts[choice.kind]), layer=choice.position, choices=tuple(values)))
+    if len([c for c in searchable_layers(base) if c.kind == "dense"]) == 1:
+        params = [dataclasses.replace(p, name="dense_units") if p.name == "dense1_units" else p for p in params]
+    fixed: dict[str, Any] = {}
+    for field_name, values in (("batch_size", sorted(batch_sizes)), ("optimizer", list(optimizers))):
+        if not values:
+            raise ConfigError(f"{field_name.replace('_', ' ')}: choose at least one value")
+        if len(values) == 1:
+            fixed[field_name] = values[0]
+        else:
+            params.append(Param(field_name, field=field_name, choices=tuple(values)))
+    if learning_rate is not None:
+        params.append(Param("learning_rate", field="learning_rate", log_range=tuple(learning_rate)))
+    if not params:
+        raise ConfigError("nothing to search: give some setting two or more values")
+    return check_space(SearchSpace(base.replace(layers=tuple(layers), **fixed), tuple(params)))
+
+
+def trial_config_dict(run: dict) -> dict:
+    """A trial's config for the Build page: its own, without the trial's name."""
+    return RunConfig.from_dict(run["config"]).replace(name=None).to_dict()
