@@ -58,10 +58,11 @@ def live_run(run_id: int) -> None:
     if run["status"] in ACTIVE_STATES:
         live = views.progress(run, store.epochs(run_id))
         st.progress(live.fraction, text=live.describe())
-        if st.button("Stop", icon=":material/stop:", key="stop_run", disabled=bool(run["stop_requested"]),
-                     help="Ends the run after its current batch; its epochs and best model are kept."):
-            common.manager().stop(run_id)
-            st.rerun()
+        stopping = bool(run["stop_requested"])
+        # A callback stops the run before the fragment re-reads the store, so the button shows it at once.
+        st.button("Stopping..." if stopping else "Stop", icon=":material/stop:", key="stop_run", disabled=stopping,
+                  on_click=common.manager().stop, args=(run_id,),
+                  help="Ends the run after its current batch; its epochs and best model are kept.")
     if run["error"]:
         st.error(f"This run {run['status']}: {run['error']}")
     curves = views.curves(store, [run_id])

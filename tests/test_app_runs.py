@@ -1,0 +1,155 @@
+"""AppTest of the Home and Runs pages against a real store: a really trained run and a running one."""
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lsc_core.config import LayerSpec, RunConfig, preset
+from lsc_core.store import COMPLETED, RUNNING, Store
+from lsc_core.train import train_run
+
+REPO = Path(__file__).resolve().parent.parent
+# Pages Home links to. Both pages must be run under st.navigation for st.page_link and
+# st.switch_page to resolve, so the tests run them through a navigation entry point.
+LINKED_PAGES = ("home", "build", "runs", "data_explorer", "evaluate", "predict", "search", "study")
+SMALL = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
+         LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))
+
+
+# Stands in for Build & Train in the Clone test: shows what the Runs page handed over.
+CLONE_RECEIVER = "import streamlit as st\nst.json(st.session_state.get('clone_config'))\n"
+
+
+def navigation_entry(root: Path, stand_ins: dict | None = None) -> Path:
+    """app.py's navigation over the repo's pages, linked into `root`.
+
+    Links (not copies) keep the pages' real paths, which is what page links resolve
+    to. A page another part of the project has not added yet is replaced by a page
+    that says so, and `stand_ins` (name -> source) replace others, so these tests
+    exercise Home and Runs alone.
+    """
+    stand_ins = stand_ins or {}
+    (root / "pages").mkdir(parents=True)
+    for name in LINKED_PAGES:
+        target, link = REPO / "pages" / f"{name}.py", root / "pages" / f"{name}.py"
+        if name in stand_ins:
+            link.write_text(stand_ins[name])
+        elif target.exists():
+            link.symlink_to(target)
+        else:
+            link.write_text(f"import streamlit as st\nst.write('{name} is not in this checkout')\n")
+    pages = ", ".join(f"st.Page('pages/{name}.py', default={name == 'home'})" for name in LINKED_PAGES)
+    entry = root / "app.py"
+    entry.write_text(f"import streamlit as st\nst.navigation([{pages}]).run()\n")
+    return entry
+
+
+@pytest.fixture
+def app_store(tmp_path, monkeypatch, tiny_npz, tiny_data):
+    """$LSC_DB with one completed run trained for real and one running run one epoch in."""
+    db = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("LSC_DB", str(db))
+    monkeypatch.setenv("LSC_DATA", str(tiny_npz))
+    monkeypatch.setenv("LSC_ARTIFACTS", str(tmp_path / "artifacts"))
+    store = Store(db)
+    trained = store.create_run(RunConfig(layers=SMALL, epochs=2, batch_size=32, learning_rate=3e-3, name="small"),
+                               status=RUNNING)
+    train_run(store, trained, load_data=lambda: tiny_data)
+    # Owned by this (living) process, so the page's store does not take it for a dead run.
+    live = store.create_run(preset("seed-part2", epochs=4, label_mode="fine"), status=RUNNING)
+    store.log_epoch(live, 1, {"loss": 4.0, "accuracy": 0.05, "val_loss": 4.2, "val_accuracy": 0.04}, 8.0)
+    store.heartbeat(live, {"phase": "training", "epoch": 2, "epochs": 4, "batch": 30, "batches": 60,
+                           "epoch_started": time.time() - 2.0})
+    return store, trained, live
+
+
+def start(tmp_path, page: str, stand_ins: dict | None = None, **session) -> AppTest:
+    at = AppTest.from_file(str(navigation_entry(tmp_path / "app", stand_ins)), default_timeout=30)
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.run()
+    if page != "home":
+        at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def test_home_shows_the_running_run_and_the_best_results(tmp_path, app_store):
+    store, trained, live = app_store
+    at = start(tmp_path, "home")
+    assert not at.exception
+    run = store.get_run(trained)
+    assert [("Best coarse test accuracy", f"{run['best_val_accuracy']:.3f}",
+             f"{run['best_val_accuracy'] - 0.552:+.3f} vs study 0.552"),
+            ("Best fine test accuracy", "none yet", "")] == [(m.label, m.value, m.delta) for m in at.metric]
+    (bar,) = at.get("progress")
+    assert bar.proto.text.startswith("training, epoch 2/4, batch 30/60, about ")
+    assert pytest.approx((1 + 30 / 60) / 4, abs=0.01) == bar.proto.value / 100
+    links = [link.proto.label for link in at.get("page_link")]
+    assert sorted(["Build & Train", "Runs", "Data", "Evaluate", "Predict", "Search", "Study"]) == sorted(links)
+
+
+def test_home_stop_button_asks_the_run_to_stop(tmp_path, app_store):
+    store, _, live = app_store
+    at = start(tmp_path, "home")
+    at.button(key=f"stop-{live}").click().run()
+    assert not at.exception
+    assert 1 == store.get_run(live)["stop_requested"]
+    assert (True, "Stopping...") == (at.button(key=f"stop-{live}").disabled, at.button(key=f"stop-{live}").label)
+
+
+def test_runs_table_matches_the_store(tmp_path, app_store):
+    store, trained, live = app_store
+    at = start(tmp_path, "runs")
+    assert not at.exception
+    table = at.dataframe[0].value
+    expected = [(run["id"], run["name"], run["status"], run["label_mode"], run["best_epoch"])
+                for run in store.list_runs()]
+    assert expected == list(zip(table["id"], table["name"], table["status"], table["label_mode"],
+                                [None if v is None or v != v else int(v) for v in table["best_epoch"]]))
+    assert [store.get_run(trained)["best_val_accuracy"]] == list(table[table["id"] == trained]["best_accuracy"])
+
+
+def test_runs_page_opens_the_newest_run_with_stop_and_progress(tmp_path, app_store):
+    store, _, live = app_store
+    at = start(tmp_path, "runs")
+    assert str(live) == at.query_params["run"]
+    assert [store.get_run(live)["name"]] == [h.value for h in at.subheader]
+    (bar,) = at.get("progress")
+    assert bar.proto.text.startswith("training, epoch 2/4, batch 30/60, about ")
+    at.button(key="stop_run").click().run()
+    assert not at.exception
+    assert 1 == store.get_run(live)["stop_requested"]
+    assert (True, "Stopping...") == (at.button(key="stop_run").disabled, at.button(key="stop_run").label)
+
+
+def test_runs_page_opens_the_selected_run_with_curves_and_downloads(tmp_path, app_store):
+    store, trained, _ = app_store
+    at = start(tmp_path, "runs", selected_run=trained)
+    assert not at.exception
+    run = store.get_run(trained)
+    assert [run["name"]] == [h.value for h in at.subheader]
+    assert "stop_run" not in [b.key for b in at.button]  # a completed run cannot be stopped
+    assert ["download_csv", "download_model"] == [d.key for d in at.get("download_button")]
+    # The run's curves, and the compare view of the one completed run.
+    assert 2 == len(at.get("vega_lite_chart"))
+
+
+def test_runs_page_clone_hands_the_config_to_build(tmp_path, app_store):
+    store, trained, _ = app_store
+    at = start(tmp_path, "runs", stand_ins={"build": CLONE_RECEIVER}, selected_run=trained)
+    at.button(key="clone_run").click().run()
+    assert not at.exception
+    (handed_over,) = at.json
+    assert store.get_run(trained)["config"] == json.loads(handed_over.proto.body)
+
+
+def test_unknown_run_in_the_address_falls_back_with_a_message(tmp_path, app_store):
+    store, _, live = app_store
+    at = AppTest.from_file(str(navigation_entry(tmp_path / "app")), default_timeout=30)
+    at.run()
+    at.query_params["run"] = "nope"
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception
+    assert ["There is no run 'nope'; showing the newest run instead."] == [w.value for w in at.warning]
