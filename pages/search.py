@@ -1,0 +1,108 @@
+"""Search: a space over a base network, a strategy and a budget; trials fill in live."""
+import streamlit as st
+
+from lsc_core import charts
+from lsc_core import search as lsc_search
+from lsc_core.config import PRESETS, ConfigError, preset
+from pages import common
+
+SELECTED_SEARCH = "selected_search"  # search id this page shows
+
+
+@st.cache_resource(show_spinner=False)
+def _resume_once(db: str) -> list[int]:
+    """After a server restart, once: interrupted trials run again, missing ones are queued."""
+    return lsc_search.resume_searches(common.store(), common.manager().submit)
+
+
+st.title("Hyperparameter search")
+st.caption("Each trial is an ordinary run (named search*N*-trial*M*) trained by the background queue. "
+           "The default space is the study's: the filters of seed-part2's four convolutions and its dense units.")
+store = common.store()
+_resume_once(common.db_path())
+
+# -- inputs -----------------------------------------------------------------------------------
+base_name = st.selectbox("Base network", list(PRESETS), index=list(PRESETS).index("seed-part2"),
+                         help="The layout every trial starts from; the form below lists its searchable layers.")
+base = preset(base_name)
+with st.form("search_form"):
+    st.markdown("**Values to try per layer** (one value fixes the layer, several are searched)")
+    columns = st.columns(3)
+    layer_values = {}
+    for number, choice in enumerate(lsc_search.searchable_layers(base)):
+        with columns[number % 3]:
+            layer_values[choice.position] = st.multiselect(choice.label, choice.options, default=choice.default,
+                                                           key=f"layer_{base_name}_{choice.position}")
+    left, middle, right = st.columns(3)
+    batch_sizes = left.multiselect("Batch sizes", lsc_search.BATCH_SIZES, default=[64])
+    optimizers = middle.multiselect("Optimizers", ["adam", "sgd", "rmsprop", "adamw"], default=["adam"])
+    search_lr = right.checkbox("Search the learning rate (log-uniform)", value=False)
+    lr_low = right.number_input("lowest learning rate", value=1e-4, min_value=1e-6, max_value=1.0, format="%.0e")
+    lr_high = right.number_input("highest learning rate", value=1e-2, min_value=1e-6, max_value=1.0, format="%.0e")
+    st.markdown("**Strategy and budget**")
+    a, b, c, d, e, f = st.columns(6)
+    strategy = a.radio("Strategy", lsc_search.STRATEGIES, horizontal=True)
+    trials = b.number_input("Trials", min_value=1, max_value=500, value=10,
+                            help="Random: trials drawn. Grid: at most this many grid points, in order.")
+    epochs = c.number_input("Epochs per trial", min_value=1, max_value=200, value=5)
+    labels = d.radio("Labels", ["coarse", "fine"], horizontal=True)
+    limit = e.number_input("Training images (0 = all 50,000)", min_value=0, max_value=50_000, value=0, step=500)
+    seed = f.number_input("Seed of the draw", min_value=0, value=0)
+    launched = st.form_submit_button("Launch search", type="primary")
+
+# -- guard and call ------------------------------------------------------------------------
+if launched:
+    try:
+        space = lsc_search.space_from_form(base, layer_values, batch_sizes, optimizers,
+                                           (lr_low, lr_high) if search_lr else None)
+        spec = lsc_search.SearchSpec(space, strategy=strategy, trials=int(trials), epochs=int(epochs),
+                                     label_mode=labels, limit=int(limit) or None, seed=int(seed))
+        st.session_state[SELECTED_SEARCH] = lsc_search.launch_search(store, spec, common.manager().submit)
+        st.success(f"Search {st.session_state[SELECTED_SEARCH]} queued: "
+                   f"{len(lsc_search.plan_values(spec))} trials of {int(epochs)} epoch(s).")
+    except ConfigError as exc:
+        st.error(str(exc))
+
+searches = lsc_search.summaries(store)
+if not searches:
+    st.info("No search yet: choose the values above and launch one.")
+    st.stop()
+
+ids = [s["id"] for s in searches]
+current = st.session_state.get(SELECTED_SEARCH)
+search_id = st.selectbox("Search", ids, index=ids.index(current) if current in ids else 0,
+                         format_func=lambda i: next(f"{s['id']}: {s['name']} ({s['status']}, {s['completed']}/"
+                                                    f"{s['planned']} trials done)" for s in searches if s["id"] == i))
+st.session_state[SELECTED_SEARCH] = search_id
+
+
+# -- render (live) -----------------------------------------------------------------------------
+@st.fragment(run_every=common.LIVE_REFRESH_S)
+def show_search(search_id: int) -> None:
+    info = lsc_search.summary(store, search_id)
+    spec = lsc_search.get_spec(store, search_id)
+    results = lsc_search.results_frame(store, search_id)
+    head, stop = st.columns([4, 1])
+    head.markdown(f"**Search {search_id}** · {info['status']} · {info['strategy']} · {info['labels']} labels · "
+                  f"{info['completed']}/{info['planned']} trials completed · {info['epochs']} epoch(s) each")
+    if info["status"] == lsc_search.SEARCH_RUNNING and stop.button("Stop search", key=f"stop_{search_id}"):
+        lsc_search.stop_search(store, search_id, common.manager().stop)
+        st.rerun()
+    st.progress(info["completed"] / max(1, info["planned"]))
+    st.dataframe(results, hide_index=True, use_container_width=True,
+                 column_config={"best test accuracy": st.column_config.NumberColumn(format="%.4f"),
+                                "params": st.column_config.NumberColumn(format="localized")})
+    best = lsc_search.best_trial(store, search_id)
+    if best is None:
+        st.info("Results appear here as trials finish their first epoch.")
+        return
+    st.altair_chart(charts.search_scatter_chart(results, [p.name for p in spec.space.params]))
+    st.markdown(f"**Best so far:** {best['name']} (run {best['id']}), test accuracy "
+                f"{best['best_val_accuracy']:.4f} at epoch {best['best_epoch']}")
+    st.json(lsc_search.trial_config_dict(best), expanded=False)
+    if st.button("Open the best configuration in Build & Train", key=f"open_{search_id}"):
+        st.session_state[common.CLONE_CONFIG] = lsc_search.trial_config_dict(best)
+        st.switch_page("pages/build.py")
+
+
+show_search(search_id)

@@ -1,0 +1,61 @@
+"""Study: the study this dashboard grows from, queued as one suite, with its figures beside ours."""
+import streamlit as st
+
+from lsc_core import charts
+from lsc_core import study as lsc_study
+from pages import common
+
+st.title("The study, replayed")
+st.caption("Part 1: seed-part1 on coarse labels (optimizers, batch sizes, learning rates). Part 2: dropout, two "
+           "extra convolutions, a 10-trial random search. Part 3: the best network on fine labels and VGG16 "
+           "transfer done right (ImageNet weights, upscaled input, its own preprocessing). A run shared by "
+           "several comparisons is trained once. Study epochs: Part 1 10, Parts 2-3 15, search trials 5, "
+           "VGG16 5 + 3 fine-tuning.")
+store = common.store()
+
+# -- inputs -----------------------------------------------------------------------------------
+with st.form("study_form"):
+    left, right = st.columns(2)
+    scale = left.number_input("Epochs scale", min_value=0.01, max_value=2.0, value=1.0, step=0.1,
+                              help="Multiplies every study epoch count (each run keeps at least 1 epoch).")
+    limit = right.number_input("Training images per run (0 = all 50,000)", min_value=0, max_value=50_000,
+                               value=0, step=500)
+    queue = st.form_submit_button("Queue the study", type="primary")
+
+# -- call ---------------------------------------------------------------------------------------
+if queue:
+    suite_id, new = lsc_study.queue_suite(store, common.manager().submit, float(scale), int(limit) or None)
+    if new:
+        st.success(f"Study suite {suite_id} queued; the background queue trains it run by run.")
+    else:
+        st.info(f"The study at this scale and limit is already suite {suite_id}; showing it.")
+
+suite = lsc_study.latest_suite(store)
+if suite is None:
+    st.info("No study suite yet: choose a scale (0.1 for a quick pass) and queue it.")
+    st.stop()
+
+
+# -- render (live) -----------------------------------------------------------------------------
+@st.fragment(run_every=common.LIVE_REFRESH_S * 2)
+def show_suite(suite: dict) -> None:
+    counts = lsc_study.progress(store, suite)
+    st.markdown(f"**Suite {suite['id']}** · epochs x{suite['epochs_scale']} · "
+                f"{suite['limit'] or 'all'} training images · "
+                + " · ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    table = lsc_study.study_frame(store, suite)
+    st.dataframe(table, hide_index=True, use_container_width=True,
+                 column_config={"study accuracy": st.column_config.NumberColumn(format="%.3f"),
+                                "our accuracy": st.column_config.NumberColumn(format="%.3f"),
+                                "run": st.column_config.NumberColumn(format="%d")})
+    st.altair_chart(charts.study_accuracy_chart(table))
+    st.subheader("The study's comparisons")
+    for title, _pairs in lsc_study.COMPARISONS:
+        curves = lsc_study.comparison_curves(store, suite, title)
+        if curves.empty:
+            st.caption(f"{title}: waiting for a first epoch.")
+            continue
+        st.altair_chart(charts.study_comparison_chart(curves, title))
+
+
+show_suite(suite)

@@ -1,0 +1,113 @@
+"""The Search and Study pages run in Streamlit's AppTest: launch with tiny limits, no exceptions."""
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lsc_core import search, study
+from lsc_core.store import Store
+
+TIMEOUT_S = 60
+REPO = Path(__file__).resolve().parent.parent
+# Stands in for Build & Train: shows what the Search page handed over.
+BUILD_STAND_IN = "import streamlit as st\nst.json(st.session_state.get('clone_config'))\n"
+
+
+def start(tmp_path, page: str) -> AppTest:
+    """`page` under st.navigation (as app.py runs it), so st.switch_page resolves; Build is a stand-in."""
+    root = tmp_path / "app"
+    (root / "pages").mkdir(parents=True)
+    for name in ("search", "study"):
+        (root / "pages" / f"{name}.py").symlink_to(REPO / "pages" / f"{name}.py")
+    (root / "pages" / "build.py").write_text(BUILD_STAND_IN)
+    pages = ", ".join(f"st.Page('pages/{name}.py', default={name == page})" for name in ("search", "study", "build"))
+    (root / "app.py").write_text(f"import streamlit as st\nst.navigation([{pages}]).run()\n")
+    return AppTest.from_file(str(root / "app.py"), default_timeout=TIMEOUT_S).run()
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, tiny_npz):
+    db = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("LSC_DB", str(db))
+    monkeypatch.setenv("LSC_DATA", str(tiny_npz))
+    monkeypatch.setenv("LSC_ARTIFACTS", str(tmp_path / "artifacts"))
+    yield db
+    # Stop this test's background worker so it does not train on in later tests.
+    from pages import common
+
+    common.manager().shutdown(timeout=60)
+
+
+def widget(widgets, label):
+    return next(w for w in widgets if w.label == label)
+
+
+def wait_until(predicate, seconds=120):
+    deadline = time.time() + seconds
+    while not predicate() and time.time() < deadline:
+        time.sleep(0.5)
+    return predicate()
+
+
+def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
+    at = start(tmp_path, "search")
+    assert not at.exception
+    assert "No search yet" in at.info[0].value
+    widget(at.number_input, "Trials").set_value(2)
+    widget(at.number_input, "Epochs per trial").set_value(1)
+    widget(at.number_input, "Training images (0 = all 50,000)").set_value(64)
+    widget(at.multiselect, "layer 9: dense 128 relu").set_value([32, 64])  # small and quick
+    at.button[0].click().run()
+    assert not at.exception
+    assert ["Search 1 queued: 2 trials of 1 epoch(s)."] == [s.value for s in at.success]
+
+    store = Store(env)
+    assert wait_until(lambda: search.refresh_status(store, 1) == search.SEARCH_COMPLETED)
+    at.run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert 2 == len(table) and ["completed", "completed"] == list(table["status"])
+    best = search.best_trial(store, 1)
+    assert any(best["name"] in m.value for m in at.markdown)
+    open_button = next(b for b in at.button if b.label.startswith("Open the best configuration"))
+    open_button.click().run()
+    from pages.common import CLONE_CONFIG
+
+    assert not at.exception
+    assert search.trial_config_dict(best) == at.session_state[CLONE_CONFIG]
+    assert search.trial_config_dict(best) == json.loads(at.json[0].value)  # Build (stand-in) received it
+
+
+def test_search_page_refuses_an_empty_layer_choice_where_it_was_typed(env, tmp_path):
+    at = start(tmp_path, "search")
+    widget(at.multiselect, "layer 1: conv2d 32 3x3 relu").set_value([])
+    at.button[0].click().run()
+    assert not at.exception
+    assert ["layer 1: conv2d 32 3x3 relu: choose at least one value"] == [e.value for e in at.error]
+    assert [] == Store(env).list_searches()
+
+
+def test_study_page_queues_the_suite_and_fills_in(env, tmp_path):
+    at = start(tmp_path, "study")
+    assert not at.exception
+    widget(at.number_input, "Epochs scale").set_value(0.01)
+    widget(at.number_input, "Training images per run (0 = all 50,000)").set_value(64)
+    at.button[0].click().run()
+    assert not at.exception
+    assert 1 == len(at.success)
+    table = at.dataframe[0].value
+    assert [row["experiment"] for row in study.study_table(Store(env), None)] == list(table["experiment"])
+    assert [f.accuracy for f in study.STUDY_FIGURES] == [None if v != v else v for v in table["study accuracy"]]
+
+    store = Store(env)
+    suite = study.latest_suite(store)
+    first = suite["runs"]["p1-adam-b32"]
+    assert wait_until(lambda: store.get_run(first)["status"] == "completed")
+    at.run()
+    assert not at.exception and not at.error
+    assert store.get_run(first)["best_val_accuracy"] == pytest.approx(at.dataframe[0].value["our accuracy"][0])
+    # Asking again does not queue the study twice.
+    at.button[0].click().run()
+    assert 20 == len(store.list_runs())
