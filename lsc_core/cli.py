@@ -191,6 +191,95 @@ def cmd_predict(args) -> int:
     return EXIT_OK if all(u.image is not None for u in uploads) else EXIT_FAILED
 
 
+# -- search -------------------------------------------------------------------------------
+def cmd_search(args) -> int:
+    """Train a search's trials here, one after another; print the results and the best trial."""
+    from . import search
+
+    store = Store(args.db)
+    if args.resume:
+        if store.get_search(args.resume) is None:
+            raise CommandError(f"no search {args.resume} in {store.path}")
+        search_id, spec = args.resume, search.get_spec(store, args.resume)
+    else:
+        spec = search.check_spec(_search_spec_from_args(args, search))
+    data = _load_data_or_fail(args.data)
+    if not args.resume:
+        search_id = search.create_search(store, spec)
+    print(f"search {search_id}: {spec.strategy}, {len(search.plan_values(spec))} trial(s) of {spec.epochs} "
+          f"epoch(s), {spec.label_mode} labels, data: {data.source}", flush=True)
+
+    def announce(number, total, config):
+        values = ", ".join(f"{p.name}={search.param_value(p, config)}" for p in spec.space.params)
+        print(f"trial {number}/{total} ({config.name}): {values}", flush=True)
+
+    search.run_search(store, search_id, load_data=lambda: data, on_trial=announce,
+                      verbose=1 if sys.stdout.isatty() else 2, after_training=_after_training())
+    rows = search.results_rows(store, search_id)
+    _print_table(rows)
+    best = search.best_trial(store, search_id)
+    if best is None:
+        print(f"search {search_id}: no trial finished an epoch")
+        return EXIT_FAILED
+    print(f"best: trial {best['name']} (run {best['id']}), test accuracy {best['best_val_accuracy']:.4f} "
+          f"at epoch {best['best_epoch']}")
+    return EXIT_OK
+
+
+def _search_spec_from_args(args, search):
+    if args.space:
+        try:
+            space = search.SearchSpace.from_json(Path(args.space).read_text())
+        except OSError as exc:
+            raise CommandError(f"cannot read search space {args.space}: {exc.strerror}") from None
+    else:
+        space = search.study_space()
+    trials = args.trials if args.trials is not None else (10 if args.strategy == "random" else None)
+    return search.SearchSpec(space, strategy=args.strategy, trials=trials, epochs=args.epochs,
+                             label_mode=args.labels, limit=args.limit, seed=args.seed)
+
+
+def _print_table(rows: list[dict]) -> None:
+    """Rows of dicts as aligned text columns (accuracies to 4 places)."""
+    if not rows:
+        return
+    cells = [[_cell(row[key]) for key in rows[0]] for row in rows]
+    widths = [max(len(str(key)), *(len(line[i]) for line in cells)) for i, key in enumerate(rows[0])]
+    print("  ".join(str(key).rjust(width) for key, width in zip(rows[0], widths)))
+    for line in cells:
+        print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+# -- study --------------------------------------------------------------------------------
+def cmd_study(args) -> int:
+    """Queue the study's experiments (each distinct config once); with --run, train them here."""
+    from . import study
+
+    if args.epochs_scale <= 0:
+        raise CommandError(f"--epochs-scale must be above 0, not {args.epochs_scale}")
+    data = _load_data_or_fail(args.data) if args.run else None
+    store = Store(args.db)
+    suite_id, new = study.queue_suite(store, epochs_scale=args.epochs_scale, limit=args.limit)
+    suite = next(s for s in study.suites(store) if s["id"] == suite_id)
+    print(f"suite {suite_id} {'queued' if new else 'was already queued'}: {len(set(suite['runs'].values()))} "
+          f"runs and search {suite['search_id']} (epochs x{args.epochs_scale}, limit {args.limit or 'none'})")
+    if args.run:
+        def announce(number, total, run):
+            print(f"run {number}/{total}: {run['name']} (run {run['id']})", flush=True)
+
+        study.run_suite(store, suite, load_data=lambda: data, on_run=announce,
+                        verbose=1 if sys.stdout.isatty() else 2, after_training=_after_training())
+    _print_table([{k: row[k] for k in ("part", "experiment", "study accuracy", "our accuracy", "status", "run")}
+                  for row in study.study_table(store, suite)])
+    return EXIT_OK
+
+
 # -- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -246,6 +335,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _add_db(p)
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("search", help="a hyperparameter search, trials trained here one after another",
+                       description="Random (seeded) or grid search over a space (default: the study's conv "
+                                   "filters and dense units over seed-part2). Each trial is an ordinary run "
+                                   "named search<ID>-trial<N>. Prints a results table and the best trial. "
+                                   "--resume ID continues a search: finished trials are kept, the rest run.")
+    p.add_argument("--trials", type=int, help="trials to run (random: default 10; grid: default all points)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per trial (default 5)")
+    p.add_argument("--labels", choices=["coarse", "fine"], default="coarse", help="default coarse")
+    p.add_argument("--limit", type=int, help="train each trial on the first N training images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random draw (default 0)")
+    p.add_argument("--space", metavar="FILE.json", help="search space as JSON (see lsc_core/search.py)")
+    p.add_argument("--strategy", choices=["random", "grid"], default="random", help="default random")
+    p.add_argument("--resume", type=int, metavar="ID", help="continue search ID instead of starting one")
+    _add_data(p)
+    _add_db(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("study", help="queue the whole study as one suite of runs",
+                       description="Queue the study's experiments: Part 1 (optimizers, batch sizes, learning "
+                                   "rates on seed-part1, coarse), Part 2 (dropout, two extra convs, a 10-trial "
+                                   "random search), Part 3 (seed-part2 on fine labels, VGG16 transfer). A config "
+                                   "shared by several comparisons is queued once. Study epochs: Part 1 10, "
+                                   "Part 2 and 3 15, search trials 5, VGG16 5 + 3 fine-tuning. A running "
+                                   "dashboard on the same store trains queued runs; --run trains them here, "
+                                   "one by one. Asking again with the same scale and limit reuses the suite.")
+    p.add_argument("--epochs-scale", type=float, default=1.0, metavar="X",
+                   help="multiply every study epoch count by X (at least 1 epoch each; default 1)")
+    p.add_argument("--limit", type=int, help="train every run on the first N training images")
+    p.add_argument("--run", action="store_true", help="also train the queued runs here, in the foreground")
+    _add_data(p)
+    _add_db(p)
+    p.set_defaults(func=cmd_study)
     return parser
 
 
