@@ -335,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _add_db(p)
     p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("search", help="a hyperparameter search, trials trained here one after another",
                        description="Random (seeded) or grid search over a space (default: the study's conv "
                                    "filters and dense units over seed-part2). Each trial is an ordinary run "
