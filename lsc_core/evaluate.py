@@ -279,3 +279,22 @@ def summary(evaluation: Evaluation) -> dict:
         out.update(coarse_top1=evaluation.derived_coarse.top1, coarse_top5=evaluation.derived_coarse.top5,
                    within_superclass=evaluation.within_superclass)
     return out
+
+
+def run_label(run: dict) -> str:
+    """How a run is named in pickers: id, name, label mode and best accuracy."""
+    best = run.get("best_val_accuracy")
+    accuracy = f", best {best:.3f}" if best is not None else ""
+    return f"#{run['id']} {run['name']} ({run['label_mode']}{accuracy})"
+
+
+def confused_pair_galleries(result: Result, images: np.ndarray, n_pairs: int = 6, per_pair: int = 4) -> list[dict]:
+    """The most-confused pairs, each {'title', 'images', 'captions'} with a few of its test images."""
+    galleries = []
+    for row in confused_pairs_frame(result, n_pairs).itertuples(index=False):
+        indices = misclassified(result, true_class=row.true_index, predicted_class=row.predicted_index,
+                                limit=per_pair)
+        pictures, captions = gallery(result, images, indices)
+        galleries.append({"title": f"{row.true} taken for {row.predicted}: {row.count} images "
+                                   f"({row.share:.0%} of {row.true})", "images": pictures, "captions": captions})
+    return galleries

@@ -1,0 +1,107 @@
+"""Evaluate: where a completed run errs on the test set (confusion, per-class accuracy, mistakes)."""
+import streamlit as st
+
+from lsc_core import evaluate
+from lsc_core.data import DataError
+from lsc_core.eval_charts import confusion_heatmap, per_class_bars
+from pages import common
+
+IMAGE_PX = 72  # test images are 32x32: shown at about twice their size
+
+
+@st.cache_data(ttl=600, max_entries=4, show_spinner="Predicting the test set with this run's model (once)...")
+def run_evaluation(db: str, run_id: int) -> evaluate.Evaluation:
+    """Stored predictions -> Evaluation; `db` keys the cache to the store."""
+    return evaluate.evaluate_run(common.store(), run_id, load_data=common.manager().load_data)
+
+
+def show_confusion(result: evaluate.Result, normalised: bool, title: str) -> None:
+    chart = confusion_heatmap(evaluate.confusion_frame(result), evaluate.class_names_in_order(result.label_mode),
+                              normalised=normalised, label_mode=result.label_mode, title=title)
+    st.altair_chart(chart, width="content")
+
+
+def show_images(pictures, captions) -> None:
+    if pictures:
+        st.image(pictures, caption=captions, width=IMAGE_PX)
+    else:
+        st.caption("No misclassified test images here.")
+
+
+# -- inputs ----------------------------------------------------------------------------------
+st.title("Evaluate")
+store = common.store()
+runs = {run["id"]: run for run in evaluate.evaluable_runs(store)}
+if not runs:
+    st.info("No completed run with a saved model yet. Train one on Build & Train, or with "
+            "`python -m lsc_core train`.")
+    st.stop()
+ids = list(runs)
+wanted = st.session_state.get(common.SELECTED_RUN)
+run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0,
+                      format_func=lambda i: evaluate.run_label(runs[i]))
+st.session_state[common.SELECTED_RUN] = run_id
+
+# -- guard and call --------------------------------------------------------------------------
+try:
+    evaluation = run_evaluation(common.db_path(), run_id)
+except (evaluate.EvaluationError, DataError) as exc:
+    st.error(str(exc))
+    st.stop()
+result, coarse = evaluation.result, evaluation.derived_coarse
+summary = evaluate.summary(evaluation)
+
+# -- headline --------------------------------------------------------------------------------
+columns = st.columns(5 if coarse else 3)
+columns[0].metric("Top-1 test accuracy", f"{summary['top1']:.1%}")
+columns[1].metric("Top-5 test accuracy", f"{summary['top5']:.1%}")
+columns[2].metric("Random guess", f"{summary['baseline']:.0%}", help=f"1 in {len(result.names)} classes")
+if coarse:
+    columns[3].metric("Coarse accuracy (from fine)", f"{summary['coarse_top1']:.1%}",
+                      help="Fine probabilities summed within each superclass; random guess 5%")
+    columns[4].metric("Fine errors inside the superclass", f"{summary['within_superclass']:.0%}",
+                      help="Of the wrong fine predictions, the share that is another class of the right "
+                           "superclass (random: 4 of 99, 4%)")
+st.caption(f"{summary['images']:,} test images, the run's best-epoch model.")
+
+# -- confusion -------------------------------------------------------------------------------
+st.subheader("Confusion")
+scale = st.segmented_control("Cells show", ["share of true class", "image count"], default="share of true class",
+                             help="Share: each row sums to 100%, so classes compare whatever their test count")
+normalised = scale != "image count"
+if coarse:
+    st.caption("Fine classes are grouped by superclass: the 5x5 blocks on the diagonal are the superclasses.")
+    fine_tab, coarse_tab = st.tabs(["Fine (100 classes)", "Coarse, derived from fine (20 superclasses)"])
+    with fine_tab:
+        show_confusion(result, normalised, "")
+    with coarse_tab:
+        show_confusion(coarse, normalised, "")
+else:
+    show_confusion(result, normalised, "")
+
+# -- per class -------------------------------------------------------------------------------
+st.subheader("Accuracy per class")
+best = ", ".join(f"{name} {acc:.0%}" for name, acc in summary["best"])
+worst = ", ".join(f"{name} {acc:.0%}" for name, acc in summary["worst"])
+st.markdown(f"**Best:** {best}  \n**Worst:** {worst}")
+st.altair_chart(per_class_bars(evaluate.per_class_frame(result), result.baseline), width="stretch")
+
+# -- mistakes (need the test images) ---------------------------------------------------------
+st.subheader("Most confused pairs")
+data = common.data()
+try:
+    pairs = evaluate.confused_pair_galleries(result, data.x_test)
+except evaluate.EvaluationError as exc:
+    st.warning(str(exc))
+    st.stop()
+for pair in pairs:
+    st.markdown(pair["title"])
+    show_images(pair["images"], pair["captions"])
+
+st.subheader("Misclassified images of one class")
+left, right = st.columns([3, 2])
+chosen = left.selectbox("Class", range(len(result.names)), format_func=lambda c: result.names[c])
+role = right.segmented_control("It is the", ["true class", "predicted class"], default="true class")
+indices = (evaluate.misclassified(result, true_class=chosen, limit=40) if role != "predicted class"
+           else evaluate.misclassified(result, predicted_class=chosen, limit=40))
+show_images(*evaluate.gallery(result, data.x_test, indices))
