@@ -40,14 +40,14 @@ class ParamField:
 # Every parameter of lsc_core.config.LAYER_DEFAULTS, in the order a person reads a layer.
 PARAM_FIELDS: dict[str, ParamField] = {
     "filters": ParamField("Filters", "int", "output channels of the convolution"),
+    "units": ParamField("Units", "int", "neurons of the dense layer"),
     "kernel_size": ParamField("Kernel", "int", "side of the square kernel, in pixels"),
     "strides": ParamField("Strides", "int", "step of the kernel; 2 halves the feature map"),
+    "pool_size": ParamField("Pool size", "int", "side of the pooling window; divides the feature map"),
+    "rate": ParamField("Rate", "float", "share of inputs dropped while training, in [0, 1)"),
     "padding": ParamField("Padding", "choice", "'same' keeps the size, 'valid' shrinks it", ("same", "valid")),
     "activation": ParamField("Activation", "choice", "", ("relu", "elu", "gelu", "selu", "swish", "tanh",
                                                           "sigmoid", "linear")),
-    "pool_size": ParamField("Pool size", "int", "side of the pooling window; divides the feature map"),
-    "rate": ParamField("Rate", "float", "share of inputs dropped while training, in [0, 1)"),
-    "units": ParamField("Units", "int", "neurons of the dense layer"),
 }
 
 

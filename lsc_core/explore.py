@@ -68,7 +68,7 @@ def class_counts_chart(table: pd.DataFrame) -> alt.Chart:
                       value_name="images")
     order = list(table["class"])
     return alt.Chart(long).mark_bar().encode(
-        x=alt.X("class:N", sort=order, title=None, axis=alt.Axis(labelAngle=-60)),
+        x=alt.X("class:N", sort=order, title=None, axis=alt.Axis(labelAngle=-60, labelOverlap=False, labelLimit=140)),
         xOffset=alt.XOffset("split:N", sort=["train", "test"]),
         y=alt.Y("images:Q", title="images"),
         color=alt.Color("split:N", sort=["train", "test"], title="split"),

@@ -85,12 +85,11 @@ def _param_widget(state: editor.EditorState, layer: dict, name: str) -> None:
     args = (layer["uid"], name, key)
     if spec.kind == "choice":
         options = list(spec.options) + ([] if value in spec.options else [value])
-        st.selectbox(spec.label, options, index=options.index(value), key=key, on_change=_set_param, args=args,
-                     help=spec.help or None)
+        st.selectbox(spec.label, options, index=options.index(value), key=key, on_change=_set_param, args=args)
     elif spec.kind == "int":
-        _number(spec.label, value, key, _set_param, args, step=1, format="%d", help=spec.help)
+        _number(spec.label, value, key, _set_param, args, step=1, format="%d")
     else:
-        _number(spec.label, value, key, _set_param, args, step=0.05, format="%.2f", help=spec.help)
+        _number(spec.label, value, key, _set_param, args, step=0.05, format="%.2f")
 
 
 def _layer_editor(state: editor.EditorState, analysis) -> None:
@@ -98,18 +97,20 @@ def _layer_editor(state: editor.EditorState, analysis) -> None:
     for position, layer in enumerate(state.layers, start=1):
         row = rows.get(position)
         with st.container(border=True):
-            head, fields, buttons = st.columns([2, 7, 2], vertical_alignment="center")
+            head, fields, buttons = st.columns([3, 12, 2], vertical_alignment="center")
             head.markdown(f"**{position}. {layer['kind']}**")
             if row is not None and row.output_shape:
                 head.caption(f"-> {editor.shape_text(row.output_shape)}, {row.params:,} params")
             names = [n for n in editor.PARAM_FIELDS if n in LAYER_DEFAULTS.get(layer["kind"], {})]
             if names:
-                for column, name in zip(fields.columns(len(names)), names):
+                # Choices need room for their longest option; numbers less.
+                widths = [1.4 if editor.PARAM_FIELDS[n].kind == "choice" else 1 for n in names]
+                for column, name in zip(fields.columns(widths), names):
                     with column:
                         _param_widget(state, layer, name)
             else:
                 fields.caption("no parameters")
-            up, down, remove = buttons.columns(3)
+            up, down, remove = buttons.columns(3, gap="small")
             uid = layer["uid"]
             up.button("", icon=":material/arrow_upward:", key=f"{state.token}-L{uid}-up", help="Move up",
                       on_click=state.move_layer, args=(uid, -1), disabled=position == 1)
@@ -228,6 +229,7 @@ with st.container(border=True):
     st.markdown("**Start from**")
     preset_col, run_col, scratch_col = st.columns([3, 3, 1], vertical_alignment="bottom")
     preset_col.selectbox("A preset (the study's networks)", list(PRESETS), key="start_preset",
+                         index=list(PRESETS).index(DEFAULT_PRESET),
                          format_func=lambda n: f"{n}: {PRESET_DESCRIPTIONS[n]}")
     preset_col.button("Load preset", on_click=_load_preset, key="load_preset")
     runs = {run["id"]: run for run in common.store().list_runs()}
@@ -246,7 +248,7 @@ analysis = analyze(state.to_config())
 network_key = f"{state.token}-network"
 st.radio("Network", list(NETWORK_LABELS), format_func=NETWORK_LABELS.get, horizontal=True, key=network_key,
          index=list(NETWORK_LABELS).index(state.network), on_change=_set_network, args=(network_key,))
-editor_col, summary_col = st.columns([3, 2], gap="large")
+editor_col, summary_col = st.columns([5, 3], gap="medium")
 with editor_col:
     if state.network == editor.TRANSFER:
         _backbone_editor(state, analysis)
@@ -255,13 +257,20 @@ with editor_col:
 
 # -- Render: the live summary ---------------------------------------------------------------
 with summary_col:
-    st.metric("Total parameters", f"{analysis.total_params:,}")
-    st.dataframe(editor.summary_frame(analysis), hide_index=True, width="stretch")
+    st.metric("Total parameters" if analysis.ok else "Parameters up to the first problem",
+              f"{analysis.total_params:,}")
+    summary = editor.summary_frame(analysis)
+    # Tall enough for every row: the summary is read beside the editor, not scrolled.
+    st.dataframe(summary, hide_index=True, width="stretch", height=35 * (len(summary) + 1) + 3, column_config={
+        "position": st.column_config.NumberColumn("#", width=40),
+        "params": st.column_config.NumberColumn(format="localized", width="small")})
 
 st.subheader("Training")
 _hyperparameters(state, analysis)
 
 # -- Guard and call -------------------------------------------------------------------------
+for message in editor.general_errors(analysis, HYPERPARAMETER_FIELDS + BACKBONE_FIELDS + ("layers",)):
+    st.error(message, icon=":material/error:")  # belongs to no field on screen (a hidden setting)
 if not analysis.ok:
     st.warning(f"{len(analysis.errors)} problem(s) to fix before launching; each is shown where it occurs.",
                icon=":material/block:")

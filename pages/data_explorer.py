@@ -36,7 +36,8 @@ else:
     st.image(list(samples.images), caption=samples.captions, width=explore.UPSCALE * 32, output_format="PNG")
 
 st.subheader("Superclasses")
-st.dataframe(explore.superclass_table(data), hide_index=True, width="stretch")
+superclasses = explore.superclass_table(data)
+st.dataframe(superclasses, hide_index=True, width="stretch", height=35 * (len(superclasses) + 1) + 3)
 
 st.subheader("Images per class")
 counts_mode = st.radio("Count by", ["coarse", "fine"], format_func=explore.MODE_LABELS.get, horizontal=True,
