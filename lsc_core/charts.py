@@ -12,11 +12,14 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-PANEL_WIDTH = 360  # px: two panels side by side fit a wide Streamlit layout
+PANEL_WIDTH = 320  # px: two panels and their legend fit side by side even in a centred layout
 PANEL_HEIGHT = 260
 # Train/test: test is what the study reports, so it gets the strong colour and solid line.
 SPLIT_COLOURS = alt.Scale(domain=["test", "train"], range=["#d62728", "#1f77b4"])
 SPLIT_DASHES = alt.Scale(domain=["test", "train"], range=[[1, 0], [5, 4]])
+RUN_SCHEME = "tableau10"  # distinct hues per run (the theme's default shades of blue are hard to tell apart)
+# Line symbols in legends, so the dashed/solid distinction shows there too.
+LINE_LEGEND = alt.Legend(symbolType="stroke", symbolStrokeWidth=2)
 METRIC_TITLES = {"loss": "Loss (cross-entropy)", "accuracy": "Accuracy"}
 METRICS = ("loss", "accuracy")
 
@@ -49,8 +52,8 @@ def _run_metric_panel(frame: pd.DataFrame, metric: str, best_epoch: int | None) 
     base = alt.Chart(frame).encode(x=_epoch_axis())
     lines = base.mark_line(point=True).encode(
         y=_value_axis(metric),
-        color=alt.Color("split:N", scale=SPLIT_COLOURS, title="split"),
-        strokeDash=alt.StrokeDash("split:N", scale=SPLIT_DASHES, title="split"),
+        color=alt.Color("split:N", scale=SPLIT_COLOURS, title="split", legend=LINE_LEGEND),
+        strokeDash=alt.StrokeDash("split:N", scale=SPLIT_DASHES, title="split", legend=LINE_LEGEND),
         tooltip=[alt.Tooltip("split:N"), alt.Tooltip("epoch:Q"), _value_tooltip(metric)],
     )
     layers = [lines]
@@ -80,9 +83,10 @@ def compare_chart(curves: pd.DataFrame, splits: tuple[str, ...] = ("test", "trai
 
 
 def _compare_panel(frame: pd.DataFrame, metric: str, runs: list[str]) -> alt.LayerChart:
-    colour = alt.Color("run:N", scale=alt.Scale(domain=runs), title="run", legend=alt.Legend(orient="bottom",
-                                                                                            columns=2, labelLimit=320))
-    dash = alt.StrokeDash("split:N", scale=SPLIT_DASHES, title="split")
+    colour = alt.Color("run:N", scale=alt.Scale(domain=runs, scheme=RUN_SCHEME), title="run",
+                       legend=alt.Legend(orient="bottom", columns=2, labelLimit=320, symbolType="stroke",
+                                         symbolStrokeWidth=3))
+    dash = alt.StrokeDash("split:N", scale=SPLIT_DASHES, title="split", legend=LINE_LEGEND)
     tooltip = [alt.Tooltip("run:N"), alt.Tooltip("split:N"), alt.Tooltip("epoch:Q"), _value_tooltip(metric)]
     smoothed = "raw" in frame.columns and not frame["raw"].equals(frame["value"])
     if smoothed:

@@ -82,7 +82,7 @@ def _table_row(run: dict, epochs_done: int, now: float | None) -> dict:
             "params": run["params"], "best_accuracy": run["best_val_accuracy"], "best_epoch": run["best_epoch"],
             "epochs_done": epochs_done, "epochs_planned": run["epochs_planned"], "duration_s": duration,
             "duration": format_duration(duration), "created": _created(run["created_at"]),
-            "source": run_source(run)}
+            "source": run_source(run) or ""}
 
 
 def _created(text: str | None):
