@@ -28,7 +28,9 @@ def confusion_heatmap(frame: pd.DataFrame, order: list[str], *, normalised: bool
     return alt.Chart(frame, title=title).mark_rect().encode(
         x=alt.X("predicted:N", sort=order, axis=alt.Axis(labelAngle=-90, **labels), title="predicted"),
         y=alt.Y("true:N", sort=order, axis=alt.Axis(**labels), title="true"),
-        color=alt.Color(f"{value}:Q", scale=alt.Scale(scheme="blues"), title=legend_title,
+        # White at zero, so empty cells recede; a square-root scale keeps the few-image confusions
+        # visible next to a strong diagonal.
+        color=alt.Color(f"{value}:Q", scale=alt.Scale(type="sqrt", range=["#ffffff", "#08306b"]), title=legend_title,
                         legend=alt.Legend(format=".0%" if normalised else "d")),
         tooltip=[alt.Tooltip("true:N"), alt.Tooltip("predicted:N"), alt.Tooltip("count:Q", format="d"),
                  alt.Tooltip("share:Q", format=".1%", title="share of true class")],
@@ -54,10 +56,11 @@ def per_class_bars(frame: pd.DataFrame, baseline: float) -> alt.Chart:
 def probability_bars(frame: pd.DataFrame) -> alt.Chart:
     """Top-k probabilities (`predict.prediction_frame`), one panel row per level (fine, coarse)."""
     return alt.Chart(frame).mark_bar().encode(
-        y=alt.Y("label:N", sort=alt.EncodingSortField("probability", order="descending"), title=None),
+        y=alt.Y("label:N", sort=alt.EncodingSortField("probability", order="descending"), title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=200)),
         x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
         color=alt.Color("level:N", scale=alt.Scale(domain=["fine", "coarse"]), legend=None),
         row=alt.Row("level:N", sort=["fine", "coarse"], title=None,
                     header=alt.Header(labelAngle=0, labelAlign="left")),
         tooltip=["level:N", "label:N", alt.Tooltip("probability:Q", format=".1%")],
-    ).resolve_scale(y="independent").properties(height=alt.Step(16), width=260)
+    ).resolve_scale(y="independent").properties(height=alt.Step(20), width=200)

@@ -57,9 +57,9 @@ columns[0].metric("Top-1 test accuracy", f"{summary['top1']:.1%}")
 columns[1].metric("Top-5 test accuracy", f"{summary['top5']:.1%}")
 columns[2].metric("Random guess", f"{summary['baseline']:.0%}", help=f"1 in {len(result.names)} classes")
 if coarse:
-    columns[3].metric("Coarse accuracy (from fine)", f"{summary['coarse_top1']:.1%}",
+    columns[3].metric("Coarse (from fine)", f"{summary['coarse_top1']:.1%}",
                       help="Fine probabilities summed within each superclass; random guess 5%")
-    columns[4].metric("Fine errors inside the superclass", f"{summary['within_superclass']:.0%}",
+    columns[4].metric("Errors in superclass", f"{summary['within_superclass']:.0%}",
                       help="Of the wrong fine predictions, the share that is another class of the right "
                            "superclass (random: 4 of 99, 4%)")
 st.caption(f"{summary['images']:,} test images, the run's best-epoch model.")

@@ -44,8 +44,8 @@ def test_a_fine_run_shows_accuracy_derived_coarse_and_both_confusions(page):
     at.run()
     assert not at.exception
     assert ids["fine"] == at.selectbox[0].value
-    assert ["Top-1 test accuracy", "Top-5 test accuracy", "Random guess", "Coarse accuracy (from fine)",
-            "Fine errors inside the superclass"] == [m.label for m in at.metric]
+    assert ["Top-1 test accuracy", "Top-5 test accuracy", "Random guess", "Coarse (from fine)",
+            "Errors in superclass"] == [m.label for m in at.metric]
     assert "1%" == at.metric[2].value
     assert ["Fine (100 classes)", "Coarse, derived from fine (20 superclasses)"] == [t.label for t in at.tabs]
     assert any(m.value.startswith("**Best:**") for m in at.markdown)
