@@ -71,11 +71,21 @@ class JobManager:
             return self._data
 
     # -- the worker -----------------------------------------------------------------------
+    def _preload_data(self) -> None:
+        """Load the data while nobody waits for it, so pages that need it open fast."""
+        from .data import DataError
+
+        try:
+            self.load_data()
+        except DataError:  # pages and runs that need the data report it themselves
+            pass
+
     def _work(self) -> None:
         try:
             self.device = configure_device()
         except Exception as exc:  # TensorFlow unusable: runs will fail with the reason
             self.device = f"unavailable ({type(exc).__name__}: {exc})"
+        self._preload_data()
         while not self._shutdown.is_set():
             run = self.store.claim_next_queued()
             if run is None:
