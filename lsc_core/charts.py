@@ -100,7 +100,7 @@ def _compare_panel(frame: pd.DataFrame, metric: str, runs: list[str]) -> alt.Lay
 
 
 # -- Search: each hyperparameter against accuracy -------------------------------------------
-SEARCH_PANEL_WIDTH = 170  # px: five of the study's parameters fit a wide layout in one row
+SEARCH_PANEL_WIDTH = 120  # px: five of the study's parameters fit a wide layout in one row
 
 
 def search_scatter_chart(results: pd.DataFrame, params: list[str]) -> alt.HConcatChart:
@@ -119,7 +119,7 @@ def search_scatter_chart(results: pd.DataFrame, params: list[str]) -> alt.HConca
     for position, name in enumerate(params):
         panel = alt.Chart(frame).mark_circle(size=90).encode(
             x=_search_axis(frame, name),
-            y=alt.Y("best test accuracy:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".0%"),
+            y=alt.Y("best test accuracy:Q", scale=alt.Scale(zero=False), axis=alt.Axis(format=".1%"),
                     title="best test accuracy" if position == 0 else None),
             color=alt.condition(hover, alt.value("#d62728"), alt.value("#1f77b4")),
             tooltip=tooltip,

@@ -208,17 +208,21 @@ def study_table(store: Store, suite: dict | None) -> list[dict]:
     rows = []
     for figure in STUDY_FIGURES:
         experiment = experiments[figure.key]
-        run, ours_note = None, ""
+        run, ours_note, status = None, "", ""
         if suite is not None and figure.key == SEARCH_KEY:
+            from .search import summary
+
             run, ours_note = _search_best(store, suite["search_id"])
+            info = summary(store, suite["search_id"])
+            status = f"search {info['id']}: {info['status']}, {info['completed']}/{info['planned']} trials"
         elif suite is not None:
             run = store.get_run(suite["runs"][figure.key])
+            status = run["status"]
         rows.append({"part": experiment.part, "experiment": experiment.setting,
                      "study accuracy": figure.accuracy, "study note": figure.note,
                      "our accuracy": run["best_val_accuracy"] if run else None,
                      "our best epoch": run["best_epoch"] if run else None,
-                     "our note": ours_note, "status": run["status"] if run else "",
-                     "run": run["id"] if run else None})
+                     "our note": ours_note, "status": status, "run": run["id"] if run else None})
     return rows
 
 

@@ -89,7 +89,7 @@ def show_search(search_id: int) -> None:
         lsc_search.stop_search(store, search_id, common.manager().stop)
         st.rerun()
     st.progress(info["completed"] / max(1, info["planned"]))
-    st.dataframe(results, hide_index=True, use_container_width=True,
+    st.dataframe(results, hide_index=True, width="stretch",
                  column_config={"best test accuracy": st.column_config.NumberColumn(format="%.4f"),
                                 "params": st.column_config.NumberColumn(format="localized")})
     best = lsc_search.best_trial(store, search_id)

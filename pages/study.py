@@ -44,7 +44,7 @@ def show_suite(suite: dict) -> None:
                 f"{suite['limit'] or 'all'} training images · "
                 + " · ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     table = lsc_study.study_frame(store, suite)
-    st.dataframe(table, hide_index=True, use_container_width=True,
+    st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 3,  # every line shown
                  column_config={"study accuracy": st.column_config.NumberColumn(format="%.3f"),
                                 "our accuracy": st.column_config.NumberColumn(format="%.3f"),
                                 "run": st.column_config.NumberColumn(format="%d")})

@@ -65,6 +65,7 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
 
     store = Store(env)
     assert wait_until(lambda: search.refresh_status(store, 1) == search.SEARCH_COMPLETED)
+    assert [("completed", None)] * 2 == [(run["status"], run["error"]) for run in store.list_runs(search_id=1)]
     at.run()
     assert not at.exception and not at.error
     table = at.dataframe[0].value
@@ -104,7 +105,7 @@ def test_study_page_queues_the_suite_and_fills_in(env, tmp_path):
     store = Store(env)
     suite = study.latest_suite(store)
     first = suite["runs"]["p1-adam-b32"]
-    assert wait_until(lambda: store.get_run(first)["status"] == "completed")
+    assert wait_until(lambda: store.get_run(first)["status"] == "completed"), {k: store.get_run(first)[k] for k in ("status", "error", "progress", "started_at")}
     at.run()
     assert not at.exception and not at.error
     assert store.get_run(first)["best_val_accuracy"] == pytest.approx(at.dataframe[0].value["our accuracy"][0])
