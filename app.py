@@ -5,24 +5,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 import streamlit as st  # noqa: E402
 
-from pages.common import sidebar  # noqa: E402
+from app_pages.common import sidebar  # noqa: E402
 
 st.set_page_config(page_title="LSC dashboard", page_icon=":material/neurology:", layout="wide")
 
 PAGES = {
     "Dashboard": [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/data_explorer.py", title="Data", icon=":material/photo_library:"),
-        st.Page("pages/build.py", title="Build & Train", icon=":material/construction:"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/monitoring:"),
+        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("app_pages/data_explorer.py", title="Data", icon=":material/photo_library:"),
+        st.Page("app_pages/build.py", title="Build & Train", icon=":material/construction:"),
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/monitoring:"),
     ],
     "Analysis": [
-        st.Page("pages/evaluate.py", title="Evaluate", icon=":material/grid_on:"),
-        st.Page("pages/predict.py", title="Predict", icon=":material/image_search:"),
+        st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/grid_on:"),
+        st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
     ],
     "Experiments": [
-        st.Page("pages/search.py", title="Search", icon=":material/tune:"),
-        st.Page("pages/study.py", title="Study", icon=":material/science:"),
+        st.Page("app_pages/search.py", title="Search", icon=":material/tune:"),
+        st.Page("app_pages/study.py", title="Study", icon=":material/science:"),
     ],
 }
 

@@ -33,6 +33,10 @@ class JobManager:
         self.current_run_id: int | None = None
         self.device: str | None = None  # e.g. "GPU: NVIDIA H100", found by the worker
         self._thread = threading.Thread(target=self._work, name="lsc-trainer", daemon=True)
+        # Searches cut short by a restart go on: interrupted trials run again, the rest are kept.
+        from .search import resume_searches
+
+        resume_searches(self.store, self.submit)
         if start:
             self._thread.start()
 

@@ -9,27 +9,32 @@ from __future__ import annotations
 from .config import IMAGE_SHAPE, RunConfig, validate
 
 
-def _keras_layer(spec):
+def _keras_layer(spec, position: int):
+    """The Keras layer of one LayerSpec, named after its kind and 1-based position.
+
+    Explicit names keep a model's layer names independent of Keras's global name
+    counters, which differ between threads and processes (and can clash).
+    """
     import keras
 
-    p = spec.params
+    p, name = spec.params, f"{spec.kind}_{position}"
     if spec.kind == "conv2d":
         return keras.layers.Conv2D(p["filters"], p["kernel_size"], strides=p["strides"],
-                                   padding=p["padding"], activation=p["activation"])
+                                   padding=p["padding"], activation=p["activation"], name=name)
     if spec.kind == "maxpool2d":
-        return keras.layers.MaxPooling2D(p["pool_size"])
+        return keras.layers.MaxPooling2D(p["pool_size"], name=name)
     if spec.kind == "avgpool2d":
-        return keras.layers.AveragePooling2D(p["pool_size"])
+        return keras.layers.AveragePooling2D(p["pool_size"], name=name)
     if spec.kind == "dropout":
-        return keras.layers.Dropout(p["rate"])
+        return keras.layers.Dropout(p["rate"], name=name)
     if spec.kind == "flatten":
-        return keras.layers.Flatten()
+        return keras.layers.Flatten(name=name)
     if spec.kind == "dense":
-        return keras.layers.Dense(p["units"], activation=p["activation"])
+        return keras.layers.Dense(p["units"], activation=p["activation"], name=name)
     if spec.kind == "batchnorm":
-        return keras.layers.BatchNormalization()
+        return keras.layers.BatchNormalization(name=name)
     if spec.kind == "global_avg_pool":
-        return keras.layers.GlobalAveragePooling2D()
+        return keras.layers.GlobalAveragePooling2D(name=name)
     raise ValueError(f"no Keras layer for {spec.kind!r}")  # unreachable after validate()
 
 
@@ -43,8 +48,8 @@ def build_model(config: RunConfig):
         return build_transfer_model(config)
     inputs = keras.Input(shape=IMAGE_SHAPE, name="pixels")
     x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    for spec in config.layers:
-        x = _keras_layer(spec)(x)
+    for position, spec in enumerate(config.layers, start=1):
+        x = _keras_layer(spec, position)(x)
     outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head")(x)
     return keras.Model(inputs, outputs, name=config.display_name().replace(" ", "_"))
 

@@ -9,7 +9,7 @@ from lsc_core.config import BackboneSpec, preset
 from lsc_core.store import ACTIVE_STATES, FINISHED_STATES, Store
 
 REPO = Path(__file__).resolve().parent.parent
-BUILD = REPO / "pages" / "build.py"
+BUILD = REPO / "app_pages" / "build.py"
 TIMEOUT_S = 60  # the first run of a page imports pandas/altair and starts the worker thread
 
 
@@ -26,13 +26,13 @@ def env(tmp_path, monkeypatch, tiny_npz):
 @pytest.fixture
 def app_with_runs_page(tmp_path, env):
     """An entry script routing to the real Build page and to a stand-in Runs page (the real
-    one is another page's test), so Launch's switch to pages/runs.py can be followed."""
-    (tmp_path / "pages").mkdir()
-    (tmp_path / "pages" / "runs.py").write_text(
+    one is another page's test), so Launch's switch to app_pages/runs.py can be followed."""
+    (tmp_path / "app_pages").mkdir()
+    (tmp_path / "app_pages" / "runs.py").write_text(
         "import streamlit as st\nst.header('Runs stand-in')\nst.write(st.session_state.get('selected_run'))\n")
     entry = tmp_path / "entry.py"
     entry.write_text("import streamlit as st\n"
-                     f"st.navigation([st.Page({str(BUILD)!r}, default=True), st.Page('pages/runs.py')]).run()\n")
+                     f"st.navigation([st.Page({str(BUILD)!r}, default=True), st.Page('app_pages/runs.py')]).run()\n")
     return AppTest.from_file(str(entry), default_timeout=TIMEOUT_S)
 
 

@@ -6,7 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from cifar_files import SUPERCLASSES, synthetic_arrays, write_npz
 
-PAGE = Path(__file__).resolve().parent.parent / "pages" / "data_explorer.py"
+PAGE = Path(__file__).resolve().parent.parent / "app_pages" / "data_explorer.py"
 TIMEOUT_S = 60
 
 

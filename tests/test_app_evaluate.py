@@ -10,7 +10,7 @@ from lsc_core.store import RUNNING, Store
 from lsc_core.train import train_run
 
 REPO = Path(__file__).resolve().parent.parent
-PAGE = str(REPO / "pages" / "evaluate.py")
+PAGE = str(REPO / "app_pages" / "evaluate.py")
 TIMEOUT_S = 60  # the first run imports pandas/altair and, for an older run, TensorFlow
 SMALL = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
          LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))

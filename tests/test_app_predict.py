@@ -10,7 +10,7 @@ from lsc_core.store import RUNNING, Store
 from lsc_core.train import train_run
 
 REPO = Path(__file__).resolve().parent.parent
-PAGE = str(REPO / "pages" / "predict.py")
+PAGE = str(REPO / "app_pages" / "predict.py")
 TIMEOUT_S = 60  # the first prediction imports TensorFlow and loads the model
 SMALL = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
          LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))

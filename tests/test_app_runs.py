@@ -31,16 +31,16 @@ def navigation_entry(root: Path, stand_ins: dict | None = None) -> Path:
     exercise Home and Runs alone.
     """
     stand_ins = stand_ins or {}
-    (root / "pages").mkdir(parents=True)
+    (root / "app_pages").mkdir(parents=True)
     for name in LINKED_PAGES:
-        target, link = REPO / "pages" / f"{name}.py", root / "pages" / f"{name}.py"
+        target, link = REPO / "app_pages" / f"{name}.py", root / "app_pages" / f"{name}.py"
         if name in stand_ins:
             link.write_text(stand_ins[name])
         elif target.exists():
             link.symlink_to(target)
         else:
             link.write_text(f"import streamlit as st\nst.write('{name} is not in this checkout')\n")
-    pages = ", ".join(f"st.Page('pages/{name}.py', default={name == 'home'})" for name in LINKED_PAGES)
+    pages = ", ".join(f"st.Page('app_pages/{name}.py', default={name == 'home'})" for name in LINKED_PAGES)
     entry = root / "app.py"
     entry.write_text(f"import streamlit as st\nst.navigation([{pages}]).run()\n")
     return entry
@@ -71,7 +71,7 @@ def start(tmp_path, page: str, stand_ins: dict | None = None, **session) -> AppT
         at.session_state[key] = value
     at.run()
     if page != "home":
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"app_pages/{page}.py").run()
     return at
 
 
@@ -150,6 +150,6 @@ def test_unknown_run_in_the_address_falls_back_with_a_message(tmp_path, app_stor
     at = AppTest.from_file(str(navigation_entry(tmp_path / "app")), default_timeout=30)
     at.run()
     at.query_params["run"] = "nope"
-    at.switch_page("pages/runs.py").run()
+    at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     assert ["There is no run 'nope'; showing the newest run instead."] == [w.value for w in at.warning]

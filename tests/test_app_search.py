@@ -18,11 +18,11 @@ BUILD_STAND_IN = "import streamlit as st\nst.json(st.session_state.get('clone_co
 def start(tmp_path, page: str) -> AppTest:
     """`page` under st.navigation (as app.py runs it), so st.switch_page resolves; Build is a stand-in."""
     root = tmp_path / "app"
-    (root / "pages").mkdir(parents=True)
+    (root / "app_pages").mkdir(parents=True)
     for name in ("search", "study"):
-        (root / "pages" / f"{name}.py").symlink_to(REPO / "pages" / f"{name}.py")
-    (root / "pages" / "build.py").write_text(BUILD_STAND_IN)
-    pages = ", ".join(f"st.Page('pages/{name}.py', default={name == page})" for name in ("search", "study", "build"))
+        (root / "app_pages" / f"{name}.py").symlink_to(REPO / "app_pages" / f"{name}.py")
+    (root / "app_pages" / "build.py").write_text(BUILD_STAND_IN)
+    pages = ", ".join(f"st.Page('app_pages/{name}.py', default={name == page})" for name in ("search", "study", "build"))
     (root / "app.py").write_text(f"import streamlit as st\nst.navigation([{pages}]).run()\n")
     return AppTest.from_file(str(root / "app.py"), default_timeout=TIMEOUT_S).run()
 
@@ -35,7 +35,7 @@ def env(tmp_path, monkeypatch, tiny_npz):
     monkeypatch.setenv("LSC_ARTIFACTS", str(tmp_path / "artifacts"))
     yield db
     # Stop this test's background worker so it does not train on in later tests.
-    from pages import common
+    from app_pages import common
 
     common.manager().shutdown(timeout=60)
 
@@ -74,7 +74,7 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
     assert any(best["name"] in m.value for m in at.markdown)
     open_button = next(b for b in at.button if b.label.startswith("Open the best configuration"))
     open_button.click().run()
-    from pages.common import CLONE_CONFIG
+    from app_pages.common import CLONE_CONFIG
 
     assert not at.exception
     assert search.trial_config_dict(best) == at.session_state[CLONE_CONFIG]

@@ -3,7 +3,7 @@ superclasses with their fine classes, and how many images each class has."""
 import streamlit as st
 
 from lsc_core import explore
-from pages import common
+from app_pages import common
 
 SEED_KEY = "data_sample_seed"  # bumped by Shuffle: a new, repeatable sample
 SAMPLE_COUNT = 24

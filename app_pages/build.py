@@ -10,7 +10,7 @@ import streamlit as st
 from lsc_core import editor
 from lsc_core.backbones import BACKBONES, WEIGHTS
 from lsc_core.config import LAYER_DEFAULTS, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, analyze
-from pages import common
+from app_pages import common
 
 EDITOR = "build_editor"  # the EditorState being edited
 NOTICE = "build_notice"  # one message about the last start, shown once

@@ -4,7 +4,7 @@ import streamlit as st
 from lsc_core import charts
 from lsc_core import search as lsc_search
 from lsc_core.config import PRESETS, ConfigError, preset
-from pages import common
+from app_pages import common
 
 SELECTED_SEARCH = "selected_search"  # search id this page shows
 
@@ -102,7 +102,7 @@ def show_search(search_id: int) -> None:
     st.json(lsc_search.trial_config_dict(best), expanded=False)
     if st.button("Open the best configuration in Build & Train", key=f"open_{search_id}"):
         st.session_state[common.CLONE_CONFIG] = lsc_search.trial_config_dict(best)
-        st.switch_page("pages/build.py")
+        st.switch_page("app_pages/build.py")
 
 
 show_search(search_id)

@@ -4,7 +4,7 @@ import streamlit as st
 from lsc_core import evaluate
 from lsc_core.data import DataError
 from lsc_core.eval_charts import confusion_heatmap, per_class_bars
-from pages import common
+from app_pages import common
 
 IMAGE_PX = 72  # test images are 32x32: shown at about twice their size
 

@@ -4,7 +4,7 @@ import streamlit as st
 from lsc_core import predict
 from lsc_core.eval_charts import probability_bars
 from lsc_core.evaluate import evaluable_runs, run_label
-from pages import common
+from app_pages import common
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the run's model...")

@@ -3,7 +3,7 @@ import streamlit as st
 
 from lsc_core import charts
 from lsc_core import study as lsc_study
-from pages import common
+from app_pages import common
 
 st.title("The study, replayed")
 st.caption("Part 1: seed-part1 on coarse labels (optimizers, batch sizes, learning rates). Part 2: dropout, two "

@@ -3,7 +3,7 @@ import streamlit as st
 
 from lsc_core import charts, views
 from lsc_core.store import ACTIVE_STATES, FINISHED_STATES
-from pages import common
+from app_pages import common
 
 STATUSES = (*ACTIVE_STATES, *FINISHED_STATES)
 TABLE_COLUMNS = {
@@ -117,7 +117,7 @@ with runs_tab:
                + (f" · {run['params']:,} parameters" if run["params"] else ""))
     if st.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
         st.session_state[common.CLONE_CONFIG] = run["config"]
-        st.switch_page("pages/build.py")
+        st.switch_page("app_pages/build.py")
     live_run(run_id)
     with st.expander("Config", expanded=False):
         run_config(run)

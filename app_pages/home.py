@@ -2,16 +2,16 @@
 import streamlit as st
 
 from lsc_core import views
-from pages import common
+from app_pages import common
 
 PAGES = (
-    ("pages/build.py", "Build & Train", ":material/construction:", "design a network and launch it"),
-    ("pages/runs.py", "Runs", ":material/monitoring:", "live curves, compare, clone"),
-    ("pages/data_explorer.py", "Data", ":material/photo_library:", "CIFAR-100 images and classes"),
-    ("pages/evaluate.py", "Evaluate", ":material/grid_on:", "confusion and per-class accuracy"),
-    ("pages/predict.py", "Predict", ":material/image_search:", "classify an uploaded photo"),
-    ("pages/search.py", "Search", ":material/tune:", "hyperparameter and transfer search"),
-    ("pages/study.py", "Study", ":material/science:", "replay the original study"),
+    ("app_pages/build.py", "Build & Train", ":material/construction:", "design a network and launch it"),
+    ("app_pages/runs.py", "Runs", ":material/monitoring:", "live curves, compare, clone"),
+    ("app_pages/data_explorer.py", "Data", ":material/photo_library:", "CIFAR-100 images and classes"),
+    ("app_pages/evaluate.py", "Evaluate", ":material/grid_on:", "confusion and per-class accuracy"),
+    ("app_pages/predict.py", "Predict", ":material/image_search:", "classify an uploaded photo"),
+    ("app_pages/search.py", "Search", ":material/tune:", "hyperparameter and transfer search"),
+    ("app_pages/study.py", "Study", ":material/science:", "replay the original study"),
 )
 
 st.title("LSC dashboard")

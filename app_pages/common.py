@@ -56,7 +56,7 @@ def data():
         st.stop()
 
 
-def select_run(run_id: int, page: str = "pages/runs.py") -> None:
+def select_run(run_id: int, page: str = "app_pages/runs.py") -> None:
     st.session_state[SELECTED_RUN] = int(run_id)
     st.switch_page(page)
 
