@@ -98,7 +98,7 @@ def cmd_train(args) -> int:
     config = config_from_args(args)
     data = _load_data_or_fail(args.data)  # before the run exists: no failed run for missing data
     store = Store(args.db)
-    run_id = store.create_run(config, status=RUNNING)
+    run_id = store.create_run(config, status=RUNNING, source="cli")
     print(f"run {run_id}: {config.display_name()}, {config.label_mode} labels, {config.total_epochs} epoch(s), "
           f"data: {data.source}", flush=True)
     after = _after_training()

@@ -41,9 +41,10 @@ class JobManager:
             self._thread.start()
 
     # -- what pages call ----------------------------------------------------------------
-    def submit(self, config: RunConfig, search_id: int | None = None) -> int:
+    def submit(self, config: RunConfig, search_id: int | None = None, source: str = "dashboard") -> int:
         """Queue a valid config (ConfigError otherwise); returns the new run's id."""
-        run_id = self.store.create_run(validate(config), search_id=search_id)
+        run_id = self.store.create_run(validate(config), search_id=search_id,
+                                       source="search" if search_id is not None and source == "dashboard" else source)
         self._wake.set()
         return run_id
 

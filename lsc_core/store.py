@@ -85,7 +85,13 @@ def _migration_3(db: sqlite_utils.Database) -> None:
                             foreign_keys=[("suite_id", "suites", "id"), ("run_id", "runs", "id")])
 
 
-MIGRATIONS = (_migration_1, _migration_2, _migration_3)
+def _migration_4(db: sqlite_utils.Database) -> None:
+    # Where a run was started: 'cli', 'dashboard', 'search' or 'study'.
+    db["runs"].add_column("source", str)
+    db.execute("UPDATE runs SET source = 'search' WHERE search_id IS NOT NULL")
+
+
+MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4)
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
@@ -165,8 +171,13 @@ class Store:
             raise
 
     # -- runs -------------------------------------------------------------------------
-    def create_run(self, config, status: str = QUEUED, search_id: int | None = None) -> int:
-        """Record a run for a RunConfig (queued for a worker, or running in this process)."""
+    def create_run(self, config, status: str = QUEUED, search_id: int | None = None,
+                   source: str | None = None) -> int:
+        """Record a run for a RunConfig (queued for a worker, or running in this process).
+
+        `source` says where it was started ('cli', 'dashboard', 'search', 'study');
+        a search's trials are 'search' unless said otherwise.
+        """
         assert status in ACTIVE_STATES, status
         created = now_iso()
         # A run trained in this process right away is owned by it from the start, so
@@ -174,9 +185,10 @@ class Store:
         owner = [os.getpid(), socket.gethostname(), time.time(), created] if status == RUNNING else [None] * 4
         cursor = self._write(
             "INSERT INTO runs (name, status, label_mode, config, seed, epochs_planned, created_at, search_id, "
-            "stop_requested, pid, host, heartbeat_at, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            "source, stop_requested, pid, host, heartbeat_at, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
             [config.display_name(), status, config.label_mode, config.to_json(), config.seed,
-             config.total_epochs, created, search_id, *owner])
+             config.total_epochs, created, search_id, source or ("search" if search_id else None), *owner])
         run_id = cursor.lastrowid
         if not config.name:  # a short distinguishing suffix: the run id
             self._write("UPDATE runs SET name = ? WHERE id = ?", [f"{config.display_name()}-{run_id}", run_id])

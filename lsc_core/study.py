@@ -137,7 +137,8 @@ def queue_suite(store: Store, submit: Callable[..., int] | None = None, epochs_s
     for suite in suites(store):
         if suite["spec_key"] == spec:
             return suite["id"], False
-    submit = submit or (lambda config, search_id=None: store.create_run(validate(config), search_id=search_id))
+    submit = submit or (lambda config, search_id=None, source=None:
+                        store.create_run(validate(config), search_id=search_id, source=source))
     experiments = study_experiments(epochs_scale, limit)
     for experiment in experiments:  # all valid before anything is queued
         if experiment.config is not None:
@@ -149,7 +150,7 @@ def queue_suite(store: Store, submit: Callable[..., int] | None = None, epochs_s
             continue
         identity = _identity(experiment.config)
         if identity not in seen:
-            seen[identity] = submit(experiment.config)
+            seen[identity] = submit(experiment.config, source="study")
         runs[experiment.key] = seen[identity]
     search_id = launch_search(store, study_search_spec(epochs_scale, limit), submit, name="study search")
     full_spec = json.dumps({"epochs_scale": epochs_scale, "limit": limit, "search_id": search_id}, sort_keys=True)

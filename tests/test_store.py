@@ -110,3 +110,26 @@ def test_each_thread_gets_its_own_connection(store):
     thread.start()
     thread.join()
     assert seen[0] is not store.db.conn
+
+
+def test_an_older_store_is_upgraded_in_place(tmp_path):
+    import sqlite_utils
+
+    from lsc_core import store as store_module
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite_utils.Database(path)
+    for step in MIGRATIONS[:3]:  # a store written before runs had a source
+        step(old)
+    old.execute("PRAGMA user_version = 3")
+    old["runs"].insert({"name": "trial", "status": "completed", "config": "{}", "created_at": "x", "search_id": 1})
+    old.conn.commit()
+    old.conn.close()
+    upgraded = Store(path)
+    assert len(store_module.MIGRATIONS) == upgraded.db.execute("PRAGMA user_version").fetchone()[0]
+    assert ["search"] == [run["source"] for run in upgraded.list_runs()]
+
+
+def test_runs_record_where_they_were_started(store):
+    assert "cli" == store.get_run(store.create_run(preset("seed-part1"), status=RUNNING, source="cli"))["source"]
+    assert "search" == store.get_run(store.create_run(preset("seed-part1"), search_id=3))["source"]
