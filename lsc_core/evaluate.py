@@ -60,18 +60,12 @@ def ensure_predictions(store: Store, run_id: int, load_data=None) -> dict:
     stored = store.load_predictions(run_id)
     if stored is not None:
         return stored
-    run = store.get_run(run_id)
-    if run is None:
-        raise EvaluationError(f"run {run_id} does not exist")
-    if not run.get("model_path"):
-        raise EvaluationError(f"run {run_id} ({run['name']}) has no saved model: it never finished an epoch")
-    from .model import load_model
+    from .model import ModelUnavailable, load_run_model
 
     try:
-        model = load_model(run["model_path"])
-    except (OSError, ValueError) as exc:
-        raise EvaluationError(f"the model of run {run_id} cannot be loaded from {run['model_path']}: "
-                              f"{' '.join(str(exc).split())[:200]}") from None
+        model = load_run_model(store.get_run(run_id), run_id)
+    except ModelUnavailable as exc:
+        raise EvaluationError(str(exc)) from None
     if load_data is None:
         from .data import load_cifar100 as load_data
     store_predictions(store, run_id, model, load_data())

@@ -90,3 +90,22 @@ def load_model(path):
 
     preprocess_class()  # registers the transfer models' preprocessing layer for loading
     return keras.models.load_model(path, compile=False, safe_mode=True)
+
+
+class ModelUnavailable(ValueError):
+    """A run has no usable saved model; the message says why, in one line."""
+
+
+def load_run_model(run: dict | None, run_id: int | None = None):
+    """The best-epoch model saved by a run (a row of the store)."""
+    if run is None:
+        raise ModelUnavailable(f"run {run_id} does not exist")
+    if not run.get("model_path"):
+        raise ModelUnavailable(f"run {run['id']} ({run['name']}, {run['status']}) has no saved model: "
+                               "it never finished an epoch")
+    try:
+        return load_model(run["model_path"])
+    except (OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ModelUnavailable(f"the model of run {run['id']} cannot be loaded from {run['model_path']}: "
+                               f"{reason}") from None

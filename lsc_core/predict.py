@@ -226,19 +226,11 @@ def best_runs(runs: list[dict]) -> dict[str, dict]:
 
 
 def load_run_model(store, run_id: int):
-    """(run, keras model) of a completed run; ImageError-free: raises ValueError with a clear message."""
-    run = store.get_run(run_id)
-    if run is None:
-        raise ValueError(f"run {run_id} does not exist")
-    if not run.get("model_path"):
-        raise ValueError(f"run {run_id} ({run['name']}, {run['status']}) has no saved model")
-    from .model import load_model
+    """(run, keras model) of a run; ValueError (ModelUnavailable) with a clear message if it has none."""
+    from .model import load_run_model as load
 
-    try:
-        return run, load_model(run["model_path"])
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"the model of run {run_id} cannot be loaded from {run['model_path']}: "
-                         f"{_reason(exc)}") from None
+    run = store.get_run(run_id)
+    return run, load(run, run_id)
 
 
 def predict_prepared(model, label_mode: str, images: list[PreparedImage], top: int = 5) -> list[Prediction]:
