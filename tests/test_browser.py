@@ -154,3 +154,34 @@ def test_every_page_renders_without_error(server, page, path):
     wait_for_app(page)
     no_error_text(page)
     shot(page, f"page-{path or 'home'}")
+
+
+def test_upload_images_and_see_their_labels(server, page, tmp_path, tiny_data):
+    """A run trained into the server's store; the Predict page labels a good image and names a bad one."""
+    from PIL import Image
+
+    from lsc_core.config import LayerSpec, RunConfig
+    from lsc_core.store import RUNNING
+    from lsc_core.train import train_run
+
+    url, db = server
+    store = Store(db)
+    config = RunConfig(layers=(LayerSpec.make("conv2d", filters=4), LayerSpec.make("maxpool2d", pool_size=4),
+                               LayerSpec.make("flatten")), label_mode="fine", epochs=1, name="for-predict")
+    run = train_run(store, store.create_run(config, status=RUNNING), load_data=lambda: tiny_data)
+    assert "completed" == run["status"]
+    good, bad = tmp_path / "photo.png", tmp_path / "notes.png"
+    Image.new("RGB", (120, 80), (200, 30, 30)).save(good)
+    bad.write_text("this is not an image")
+
+    page.goto(f"{url}/predict")
+    wait_for_app(page)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files([str(good), str(bad)])
+    page.get_by_text("notes.png").first.wait_for(timeout=30_000)
+    page.locator("[data-testid='stVegaLiteChart']:visible").first.wait_for(timeout=60_000)
+    wait_for_app(page)
+    text = page.locator("[data-testid='stMain']").inner_text()
+    assert "photo.png" in text and run["name"] in text
+    assert any(name in text for name in tiny_data.fine_names)  # a predicted fine label is shown
+    assert "notes.png" in page.locator("[data-testid='stAlertContentError']").first.inner_text()
+    shot(page, "predict-upload")
