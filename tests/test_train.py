@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from lsc_core.config import BackboneSpec, LayerSpec, RunConfig, analyze, preset
+from lsc_core.config import LayerSpec, RunConfig, analyze, preset
 from lsc_core.model import build_model, load_model
 from lsc_core.store import COMPLETED, FAILED, RUNNING, STOPPED
 from lsc_core.train import train_run
@@ -103,13 +103,3 @@ def test_holdout_validation_and_limit(store, tiny_data):
     train_run(store, run_id, load_data=lambda: tiny_data,
               after_training=lambda s, r, m, d, split: seen.update(train=len(split.x_train), val=len(split.x_val)))
     assert {"train": 100, "val": 100} == seen
-
-
-def test_transfer_backbone_trains_a_step_with_weights_none(store, tiny_data):
-    config = RunConfig(backbone=BackboneSpec(name="mobilenetv2", weights="none", image_size=32, head_units=16,
-                                             fine_tune_epochs=1, fine_tune_layers=5),
-                       epochs=1, batch_size=64, limit=64)
-    run_id = store.create_run(config, status=RUNNING)
-    run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert (COMPLETED, [1, 2]) == (run["status"], [row["epoch"] for row in store.epochs(run_id)])
-    assert analyze(config).total_params == load_model(run["model_path"]).count_params()
