@@ -20,6 +20,13 @@ SPLIT_DASHES = alt.Scale(domain=["test", "train"], range=[[1, 0], [5, 4]])
 RUN_SCHEME = "tableau10"  # distinct hues per run (the theme's default shades of blue are hard to tell apart)
 # Line symbols in legends, so the dashed/solid distinction shows there too.
 LINE_LEGEND = alt.Legend(symbolType="stroke", symbolStrokeWidth=2)
+NEUTRAL = "#555555"  # legend symbols that stand for a line style, not a colour
+# Opaque symbols even where the first layer is a faint one (the raw curves beneath smoothed ones).
+DASH_LEGEND = alt.Legend(symbolType="stroke", symbolStrokeWidth=2, symbolStrokeColor=NEUTRAL, symbolSize=400,
+                         symbolOpacity=1)
+# Axis formats without a fixed precision: Vega picks as many digits as the tick step needs,
+# so a narrow range (accuracy 8.0-9.5%, loss 4.21-4.23) never repeats a label.
+AXIS_FORMATS = {"accuracy": "%", "loss": ""}
 METRIC_TITLES = {"loss": "Loss (cross-entropy)", "accuracy": "Accuracy"}
 METRICS = ("loss", "accuracy")
 
@@ -30,8 +37,8 @@ def _epoch_axis() -> alt.X:
 
 
 def _value_axis(metric: str, field: str = "value") -> alt.Y:
-    fmt = ".0%" if metric == "accuracy" else ".2f"
-    return alt.Y(f"{field}:Q", title=METRIC_TITLES[metric], scale=alt.Scale(zero=False), axis=alt.Axis(format=fmt))
+    axis = alt.Axis(format=AXIS_FORMATS[metric]) if AXIS_FORMATS[metric] else alt.Axis()
+    return alt.Y(f"{field}:Q", title=METRIC_TITLES[metric], scale=alt.Scale(zero=False), axis=axis)
 
 
 def _value_tooltip(metric: str, field: str = "value", title: str = "value") -> alt.Tooltip:
@@ -85,17 +92,20 @@ def compare_chart(curves: pd.DataFrame, splits: tuple[str, ...] = ("test", "trai
 def _compare_panel(frame: pd.DataFrame, metric: str, runs: list[str]) -> alt.LayerChart:
     colour = alt.Color("run:N", scale=alt.Scale(domain=runs, scheme=RUN_SCHEME), title="run",
                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=320, symbolType="stroke",
-                                         symbolStrokeWidth=3))
-    dash = alt.StrokeDash("split:N", scale=SPLIT_DASHES, title="split", legend=LINE_LEGEND)
+                                         symbolStrokeWidth=3, symbolSize=400, symbolOpacity=1))
+    dash = alt.StrokeDash("split:N", scale=SPLIT_DASHES, title="split", legend=DASH_LEGEND)
     tooltip = [alt.Tooltip("run:N"), alt.Tooltip("split:N"), alt.Tooltip("epoch:Q"), _value_tooltip(metric)]
     smoothed = "raw" in frame.columns and not frame["raw"].equals(frame["value"])
     if smoothed:
         tooltip = tooltip[:3] + [_value_tooltip(metric, title="smoothed"), _value_tooltip(metric, "raw", "raw")]
-    base = alt.Chart(frame).encode(x=_epoch_axis(), color=colour, strokeDash=dash, detail="split:N")
-    lines = base.mark_line(point=alt.OverlayMarkDef(size=25)).encode(y=_value_axis(metric), tooltip=tooltip)
-    layers = [lines]
+    base = alt.Chart(frame).encode(x=_epoch_axis(), color=colour, detail="split:N")
+    lines = base.mark_line().encode(y=_value_axis(metric), strokeDash=dash)
+    # Points in a layer of their own: a line's point overlay would turn the split legend's
+    # symbols into points, which have no colour there and so do not show.
+    points = base.mark_circle(size=25, opacity=1).encode(y=_value_axis(metric), tooltip=tooltip)
+    layers = [lines, points]
     if smoothed:
-        layers.insert(0, base.mark_line(opacity=0.25).encode(y=_value_axis(metric, "raw")))
+        layers.insert(0, base.mark_line(opacity=0.25).encode(y=_value_axis(metric, "raw"), strokeDash=dash))
     return alt.layer(*layers).properties(title=METRIC_TITLES[metric], width=PANEL_WIDTH, height=PANEL_HEIGHT)
 
 

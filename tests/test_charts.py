@@ -54,7 +54,8 @@ def test_compare_chart_colours_runs_and_dashes_train(store, two_runs):
     frame = views.curves(store, list(reversed(two_runs)))
     spec = charts.compare_chart(frame).to_dict()
     for panel in spec["hconcat"]:
-        (lines,) = layers_of(panel)
+        lines, points = layers_of(panel)
+        assert ("line", "circle") == (lines["mark"]["type"], points["mark"]["type"])
         encoding = lines["encoding"]
         assert ("run", ["sgd", "adam"]) == (encoding["color"]["field"], encoding["color"]["scale"]["domain"])
         assert ("split", ["test", "train"]) == (encoding["strokeDash"]["field"],
@@ -65,9 +66,13 @@ def test_compare_chart_colours_runs_and_dashes_train(store, two_runs):
 def test_compare_chart_draws_raw_lines_beneath_smoothed_ones(store, two_runs):
     frame = views.smooth_curves(views.curves(store, two_runs), 0.8)
     spec = charts.compare_chart(frame).to_dict()
-    raw, smoothed = layers_of(spec["hconcat"][1])
+    raw, smoothed, points = layers_of(spec["hconcat"][1])
     assert ("raw", 0.25) == (raw["encoding"]["y"]["field"], raw["mark"]["opacity"])
-    assert ["run", "split", "epoch", "value", "raw"] == [t["field"] for t in smoothed["encoding"]["tooltip"]]
+    assert ("value", "value") == (smoothed["encoding"]["y"]["field"], points["encoding"]["y"]["field"])
+    assert ["run", "split", "epoch", "value", "raw"] == [t["field"] for t in points["encoding"]["tooltip"]]
+    # Legends are drawn from the first (faint) layer: their symbols must not take its opacity.
+    assert (1, 1) == (raw["encoding"]["color"]["legend"]["symbolOpacity"],
+                      raw["encoding"]["strokeDash"]["legend"]["symbolOpacity"])
     panel = spec["hconcat"][1]
     values = spec["datasets"][(panel.get("data") or smoothed["data"])["name"]]
     adam_test_acc = [r["value"] for r in values if r["run"] == "adam" and r["split"] == "test"
@@ -79,3 +84,23 @@ def test_compare_chart_can_show_one_split(store, two_runs):
     spec = charts.compare_chart(views.curves(store, two_runs), splits=("test",)).to_dict()
     rows = [r for values in spec["datasets"].values() for r in values]
     assert {"test"} == {r["split"] for r in rows}
+
+
+def test_value_axes_format_with_the_precision_the_ticks_need(store, two_runs):
+    # A fixed ".0%" printed "8%, 8%, 9%, 9%" for a narrow accuracy range; "%" without a
+    # precision lets Vega choose the digits from the tick step (likewise the loss default).
+    for chart in (charts.run_curves_chart(views.curves(store, two_runs[:1]), 2),
+                  charts.compare_chart(views.curves(store, two_runs))):
+        loss, accuracy = (panel["layer"][0]["encoding"]["y"] for panel in chart.to_dict()["hconcat"])
+        assert ("%", None) == (accuracy["axis"]["format"], loss.get("axis", {}).get("format"))
+
+
+def test_compare_legends_show_line_symbols_for_runs_and_splits(store, two_runs):
+    lines, points = charts.compare_chart(views.curves(store, two_runs)).to_dict()["hconcat"][0]["layer"]
+    run_legend, split_legend = lines["encoding"]["color"]["legend"], lines["encoding"]["strokeDash"]["legend"]
+    assert ("stroke", "stroke") == (run_legend["symbolType"], split_legend["symbolType"])
+    # The split legend has no colour scale of its own: it needs a stroke colour, and no point
+    # overlay on its lines (that turns its symbols into colourless points: only text showed).
+    assert "#555555" == split_legend["symbolStrokeColor"]
+    assert ("point" not in lines["mark"], "strokeDash" not in points["encoding"]) == (True, True)
+    assert "symbolStrokeColor" not in run_legend  # run symbols take their colour from the run scale
