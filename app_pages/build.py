@@ -248,7 +248,8 @@ analysis = analyze(state.to_config())
 network_key = f"{state.token}-network"
 st.radio("Network", list(NETWORK_LABELS), format_func=NETWORK_LABELS.get, horizontal=True, key=network_key,
          index=list(NETWORK_LABELS).index(state.network), on_change=_set_network, args=(network_key,))
-editor_col, summary_col = st.columns([5, 3], gap="medium")
+# The summary's four columns need about 360 px to show in full beside the editor.
+editor_col, summary_col = st.columns([3, 2], gap="medium")
 with editor_col:
     if state.network == editor.TRANSFER:
         _backbone_editor(state, analysis)
@@ -262,8 +263,11 @@ with summary_col:
     summary = editor.summary_frame(analysis)
     # Tall enough for every row: the summary is read beside the editor, not scrolled.
     st.dataframe(summary, hide_index=True, width="stretch", height=35 * (len(summary) + 1) + 3, column_config={
-        "position": st.column_config.NumberColumn("#", width=40),
-        "params": st.column_config.NumberColumn(format="localized", width="small")})
+        "position": st.column_config.NumberColumn("#", width=36),
+        "layer": st.column_config.TextColumn(width=160, help=f"{editor.PROBLEM_MARK}marks a layer with a problem; "
+                                                             "it is spelled out in the layer's box"),
+        "output": st.column_config.TextColumn(width=80),
+        "params": st.column_config.NumberColumn(format="localized", width=80)})
 
 st.subheader("Training")
 _hyperparameters(state, analysis)

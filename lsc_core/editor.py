@@ -24,7 +24,9 @@ CUSTOM, TRANSFER = "custom", "transfer"  # the two kinds of network the form bui
 SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("layers", "backbone", "preset"))
 _SETTING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in SETTINGS}
 _BACKBONE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(BackboneSpec)}
-SUMMARY_COLUMNS = ("position", "layer", "output shape", "params", "problem")
+# Narrow enough to sit beside the editor; a layer's problem is spelled out in its own box there.
+SUMMARY_COLUMNS = ("position", "layer", "output", "params")
+PROBLEM_MARK = "⚠ "  # starts the summary's label of a layer that has a problem
 
 
 @dataclass(frozen=True)
@@ -203,9 +205,10 @@ def shape_text(shape: tuple[int, ...] | None) -> str:
 
 
 def summary_frame(analysis: Analysis) -> pd.DataFrame:
-    """One row per layer (the head included): position, layer, output shape, params, problem."""
-    rows = [{"position": row.position, "layer": row.label, "output shape": shape_text(row.output_shape),
-             "params": row.params, "problem": "; ".join(analysis.errors_at(row.position))}
+    """One row per layer (the head included): position, layer (marked where it has a problem), output, params."""
+    rows = [{"position": row.position,
+             "layer": (PROBLEM_MARK if analysis.errors_at(row.position) else "") + row.label,
+             "output": shape_text(row.output_shape), "params": row.params}
             for row in analysis.rows]
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from lsc_core import editor
 from lsc_core.config import BackboneSpec, preset
 from lsc_core.store import ACTIVE_STATES, FINISHED_STATES, Store
 
@@ -88,7 +89,8 @@ def test_edit_seed_part2_see_errors_in_place_fix_and_launch(app_with_runs_page, 
     box = block_showing_error(at, message)
     assert layer_key(at, 4, "rate") in keys_in(box)
     assert layer_key(at, 5, "filters") not in keys_in(box)
-    assert [message] == [p for p in at.dataframe[0].value["problem"] if p]
+    summary = at.dataframe[0].value
+    assert [4] == list(summary[summary["layer"].str.startswith(editor.PROBLEM_MARK)]["position"])
     assert at.button(key="launch").disabled
 
     at.number_input(key=layer_key(at, 4, "rate")).set_value(0.25).run()

@@ -99,11 +99,12 @@ def test_summary_frame_has_every_layer_with_its_problem():
     frame = editor.summary_frame(analyze(state.to_config()))
     assert list(editor.SUMMARY_COLUMNS) == list(frame.columns)
     assert list(range(1, 12)) == list(frame["position"])
-    assert ["32x32x32", "32x32x32", "16x16x32", "-", "-", "-", "-", "-", "-", "-", "-"] == list(frame["output shape"])
-    assert ["layer 4 (dropout): rate must be in [0, 1), got 1.0"] == [p for p in frame["problem"] if p]
+    assert ["32x32x32", "32x32x32", "16x16x32", "-", "-", "-", "-", "-", "-", "-", "-"] == list(frame["output"])
+    assert [4] == list(frame[frame["layer"].str.startswith(editor.PROBLEM_MARK)]["position"])
     valid = editor.summary_frame(analyze(preset("seed-part2")))
     assert 2_165_428 == valid["params"].sum()
-    assert "16384" == valid.loc[6, "output shape"]
+    assert "16384" == valid.loc[6, "output"]
+    assert not valid["layer"].str.startswith(editor.PROBLEM_MARK).any()
 
 
 def test_too_many_pools_are_reported_at_the_pool_that_empties_the_map():
