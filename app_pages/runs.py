@@ -54,7 +54,14 @@ def runs_table(statuses: list, label_modes: list, text: str) -> None:
 # -- one run ---------------------------------------------------------------------------------
 @st.fragment(run_every=common.LIVE_REFRESH_S)
 def live_run(run_id: int) -> None:
+    """Everything about the run that changes while it trains, re-read from the store on each refresh.
+
+    Still cheap once the run has finished (it keeps refreshing, as a failed run may be
+    queued again): a few small queries and the chart; the model's bytes are read only
+    when its download button is clicked.
+    """
     run = store.get_run(run_id)
+    st.caption(views.status_line(run))
     if run["status"] in ACTIVE_STATES:
         live = views.progress(run, store.epochs(run_id))
         st.progress(live.fraction, text=live.describe())
@@ -78,7 +85,7 @@ def downloads(run: dict) -> None:
     with left:
         st.download_button("Curves (CSV)", views.curves_csv(store, run["id"]), file_name=f"{run['name']}-curves.csv",
                            mime="text/csv", icon=":material/download:", key="download_csv")
-    model = views.model_file(run)
+    model = views.model_download(run)
     with right:
         if model is None:
             st.caption("No trained model saved yet.")
@@ -110,12 +117,11 @@ with runs_tab:
         text = st.text_input("Name contains", placeholder="e.g. seed-part2")
     runs_table(statuses, label_modes, text)
 
-    run = store.get_run(run_id)
+    run = store.get_run(run_id)  # its name and config do not change: read once per page run
     st.divider()
-    st.subheader(run["name"])
-    st.caption(f"run {run['id']} · {run['status']} · {run['label_mode']} labels"
-               + (f" · {run['params']:,} parameters" if run["params"] else ""))
-    if st.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
+    name_col, clone_col = st.columns([3, 1], vertical_alignment="center")
+    name_col.subheader(run["name"])
+    if clone_col.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
         st.session_state[common.CLONE_CONFIG] = run["config"]
         st.switch_page("app_pages/build.py")
     live_run(run_id)
@@ -136,14 +142,15 @@ def compare(run_ids: list, smoothing: float, splits: list) -> None:
 with compare_tab:
     options = views.run_options(store)
     chosen = st.multiselect("Runs to compare", list(options), format_func=options.get,
-                            default=views.newest_completed(store), key="compare_runs")
+                            default=views.compare_default(store), key="compare_runs")
     left, right = st.columns([3, 1])
     with left:
         smoothing = st.slider("Smoothing", 0.0, views.MAX_SMOOTHING, 0.0, 0.01, key="smoothing",
                               help="Exponential moving average as in TensorBoard; faint lines are the raw values.")
     with right:
         splits = st.pills("Show", ["test", "train"], selection_mode="multi", default=["test", "train"], key="splits")
+    # if/else, not st.stop(): a stop here would end the whole page script, not just this tab.
     if not chosen or not splits:
         st.info("Pick at least one run and one of test/train to compare.")
-        st.stop()
-    compare(chosen, smoothing, splits)
+    else:
+        compare(chosen, smoothing, splits)

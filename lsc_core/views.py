@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 
@@ -284,6 +284,16 @@ def best_runs(store: Store) -> dict[str, dict | None]:
 
 
 # -- one run ----------------------------------------------------------------------------------
+def status_line(run: dict) -> str:
+    """The line under a run's name: 'run 3 · running · coarse labels · 1,234 parameters · best 41.2% at epoch 2'."""
+    parts = [f"run {run['id']}", run["status"], f"{run['label_mode']} labels"]
+    if run.get("params"):
+        parts.append(f"{run['params']:,} parameters")
+    if run.get("best_epoch") is not None and run.get("best_val_accuracy") is not None:
+        parts.append(f"best test accuracy {run['best_val_accuracy']:.2%} at epoch {run['best_epoch']}")
+    return " · ".join(parts)
+
+
 def initial_run(store: Store, selected: int | None, query: str | None) -> tuple[int | None, str | None]:
     """The run the Runs page opens on: the session's selection, else `?run=ID`, else the newest.
 
@@ -304,9 +314,13 @@ def initial_run(store: Store, selected: int | None, query: str | None) -> tuple[
     return (newest[0]["id"] if newest else None), message
 
 
-def newest_completed(store: Store, count: int = 2) -> list[int]:
-    """Ids of the `count` most recently created completed runs (the compare view's default)."""
-    return [run["id"] for run in store.list_runs(status=COMPLETED)[:count]]
+def compare_default(store: Store, count: int = 3) -> list[int]:
+    """Ids of the `count` newest runs with at least one epoch, running ones included (the compare default).
+
+    Runs still training count: a person who opens Compare mid-training wants to see them.
+    """
+    done = _epoch_counts(store)
+    return [run["id"] for run in store.list_runs() if done.get(run["id"], 0) > 0][:count]
 
 
 def run_options(store: Store) -> dict[int, str]:
@@ -350,12 +364,22 @@ def _provenance(run: dict) -> dict:
             "created": run.get("created_at"), "started": run.get("started_at"), "finished": run.get("finished_at")}
 
 
-def model_file(run: dict) -> tuple[bytes, str] | None:
-    """The run's saved best model as (bytes, download file name), or None if it has none on disk."""
+def model_download(run: dict) -> tuple[Callable[[], bytes], str] | None:
+    """The run's saved best model as (a reader of its bytes, download file name); None if none is on disk.
+
+    The bytes are read only when the reader is called (a click), so a live view that
+    re-renders every few seconds does not re-read a model of many megabytes each time.
+    """
     path = Path(run["model_path"]) if run.get("model_path") else None
     if path is None or not path.is_file():
         return None
     name = run["name"] or "run"
     # Default names already end in "-<id>"; others get it so downloads never clash.
     stem = name if name.endswith(f"-{run['id']}") else f"{name}-{run['id']}"
-    return path.read_bytes(), f"{stem}.keras"
+    return path.read_bytes, f"{stem}.keras"
+
+
+def model_file(run: dict) -> tuple[bytes, str] | None:
+    """The run's saved best model as (bytes, download file name), or None if it has none on disk."""
+    download = model_download(run)
+    return None if download is None else (download[0](), download[1])

@@ -136,6 +136,42 @@ def test_runs_page_opens_the_selected_run_with_curves_and_downloads(tmp_path, ap
     assert 2 == len(at.get("vega_lite_chart"))
 
 
+def test_runs_page_status_line_follows_the_store(tmp_path, app_store):
+    store, _, live = app_store
+    at = start(tmp_path, "runs")
+    assert [f"run {live} · running · fine labels · best test accuracy 4.00% at epoch 1"] == \
+        [c.value for c in at.caption if c.value.startswith(f"run {live} ")]
+    # The run ends: the live view (the same fragment) says so, and offers no Stop any more.
+    store.log_epoch(live, 2, {"loss": 3.0, "accuracy": 0.1, "val_loss": 3.1, "val_accuracy": 0.09}, 8.0)
+    store.finish_run(live, COMPLETED)
+    at.run()
+    assert not at.exception
+    assert [f"run {live} · completed · fine labels · best test accuracy 9.00% at epoch 2"] == \
+        [c.value for c in at.caption if c.value.startswith(f"run {live} ")]
+    assert ([], []) == ([b.key for b in at.button if b.key == "stop_run"], at.get("progress"))
+
+
+def test_compare_defaults_to_the_newest_runs_with_epochs_running_ones_included(tmp_path, app_store):
+    store, trained, live = app_store
+    store.create_run(preset("seed-part1", epochs=2), status=RUNNING)  # no epoch yet: nothing to compare
+    at = start(tmp_path, "runs")
+    assert not at.exception
+    assert [live, trained] == at.multiselect(key="compare_runs").value
+    # The page opens the newest run, which has no curves yet; the chart is the comparison.
+    assert ["No epoch has finished yet; the curves appear after the first one."] == [i.value for i in at.info]
+    assert 1 == len(at.get("vega_lite_chart"))
+
+
+def test_compare_with_nothing_picked_says_so_and_keeps_the_page(tmp_path, app_store):
+    store, trained, _ = app_store
+    at = start(tmp_path, "runs", selected_run=trained)
+    at.multiselect(key="compare_runs").set_value([]).run()
+    assert not at.exception
+    assert ["Pick at least one run and one of test/train to compare."] == [i.value for i in at.info]
+    assert 1 == len(at.get("vega_lite_chart"))  # the open run's curves still show
+    assert ["download_csv", "download_model"] == [d.key for d in at.get("download_button")]
+
+
 def test_runs_page_clone_hands_the_config_to_build(tmp_path, app_store):
     store, trained, _ = app_store
     at = start(tmp_path, "runs", stand_ins={"build": CLONE_RECEIVER}, selected_run=trained)

@@ -76,6 +76,20 @@ def test_source_is_search_for_search_trials_and_unknown_otherwise():
                                        ({"search_id": 3}, {"search_id": None}, {"source": "cli", "search_id": 2})]
 
 
+def test_source_from_the_store_column_wins_and_an_empty_one_falls_back():
+    runs = ({"source": "dashboard", "search_id": None}, {"source": "study", "search_id": None},
+            {"source": None, "search_id": 4}, {"source": "", "search_id": None})
+    assert ["dashboard", "study", "search", None] == [views.run_source(r) for r in runs]
+
+
+def test_status_line_names_status_labels_params_and_best_epoch(store, runs):
+    done = store.get_run(runs["done"])
+    assert f"run {runs['done']} · completed · coarse labels · best test accuracy 40.00% at epoch 2" == \
+        views.status_line(done)
+    assert f"run {runs['waiting']} · queued · coarse labels · 1,234 parameters" == \
+        views.status_line({**store.get_run(runs["waiting"]), "params": 1234})
+
+
 def test_curves_are_long_form_per_run_split_and_metric(store, runs):
     frame = views.curves(store, [runs["done"]])
     assert views.CURVE_COLUMNS == list(frame.columns)
@@ -176,8 +190,12 @@ def test_initial_run_prefers_session_then_query_then_newest(store, runs):
     assert (runs["broken"], "There is no run 'abc'; showing the newest run instead.") == (run_id, message)
 
 
-def test_newest_completed_and_run_options(store, runs):
-    assert [runs["done"]] == views.newest_completed(store)
+def test_compare_default_is_the_newest_runs_with_epochs_running_ones_included(store, runs):
+    assert [runs["live"], runs["done"]] == views.compare_default(store)
+    assert [runs["live"]] == views.compare_default(store, count=1)
+
+
+def test_run_options(store, runs):
     options = views.run_options(store)
     assert [runs["broken"], runs["waiting"], runs["live"], runs["done"]] == list(options)
     assert "live (running, fine)" == options[runs["live"]]
@@ -199,3 +217,6 @@ def test_model_file_only_when_saved(store, runs, tmp_path):
     path.write_bytes(b"model bytes")
     store.set_model_path(run["id"], str(path))
     assert (b"model bytes", f"seed-part1-{run['id']}.keras") == views.model_file(store.get_run(run["id"]))
+    read, name = views.model_download(store.get_run(run["id"]))
+    path.write_bytes(b"newer bytes")  # read on click, not when the button is drawn
+    assert (b"newer bytes", f"seed-part1-{run['id']}.keras") == (read(), name)
