@@ -1,7 +1,7 @@
 """Predict: upload images, see what a trained run's network sees and which labels it gives."""
 import streamlit as st
 
-from lsc_core import predict
+from lsc_core import predict, views
 from lsc_core.eval_charts import probability_bars
 from lsc_core.evaluate import evaluable_runs, run_label
 from app_pages import common
@@ -35,7 +35,7 @@ if not runs:
     st.info("No completed run with a saved model yet. Train one on Build & Train, or with "
             "`python -m lsc_core train`.")
     st.stop()
-best = [run["id"] for run in predict.best_runs(list(runs.values())).values()]
+best = [run["id"] for run in views.best_of(list(runs.values()), need_model=True).values()]
 chosen = st.multiselect("Runs", list(runs), default=best, format_func=lambda i: run_label(runs[i]),
                         help="Default: the best completed run of each label mode. A fine run also gives "
                              "coarse labels, by summing its fine probabilities within each superclass.")

@@ -213,18 +213,6 @@ def _reason(exc: BaseException) -> str:
 
 
 # -- predicting -------------------------------------------------------------------------------
-def best_runs(runs: list[dict]) -> dict[str, dict]:
-    """The completed run with a model and the best validation accuracy, per label mode."""
-    best: dict[str, dict] = {}
-    for run in runs:
-        if run["status"] != "completed" or not run.get("model_path") or run.get("best_val_accuracy") is None:
-            continue
-        current = best.get(run["label_mode"])
-        if current is None or run["best_val_accuracy"] > current["best_val_accuracy"]:
-            best[run["label_mode"]] = run
-    return best
-
-
 def load_run_model(store, run_id: int):
     """(run, keras model) of a run; ValueError (ModelUnavailable) with a clear message if it has none."""
     from .model import load_run_model as load

@@ -270,17 +270,22 @@ def queued(store: Store) -> pd.DataFrame:
                          for run in runs], columns=["id", "name", "label_mode", "epochs_planned", "created"])
 
 
-def best_runs(store: Store) -> dict[str, dict | None]:
-    """The completed run with the best test accuracy for each label mode (None where there is none)."""
-    best: dict[str, dict | None] = {mode: None for mode in STUDY_BEST}
-    for run in store.list_runs(status=COMPLETED):
-        mode, accuracy = run["label_mode"], run["best_val_accuracy"]
-        if mode not in best or accuracy is None:
+def best_of(runs: list[dict], need_model: bool = False) -> dict[str, dict]:
+    """Per label mode, the completed run with the best test accuracy (and a saved model, if needed)."""
+    best: dict[str, dict] = {}
+    for run in runs:
+        accuracy = run.get("best_val_accuracy")
+        if run["status"] != COMPLETED or accuracy is None or (need_model and not run.get("model_path")):
             continue
-        current = best[mode]
+        current = best.get(run["label_mode"])
         if current is None or accuracy > current["best_val_accuracy"]:
-            best[mode] = run
+            best[run["label_mode"]] = run
     return best
+
+
+def best_runs(store: Store) -> dict[str, dict | None]:
+    """The best completed run of each label mode (None where there is none)."""
+    return {mode: None for mode in STUDY_BEST} | best_of(store.list_runs(status=COMPLETED))
 
 
 # -- one run ----------------------------------------------------------------------------------

@@ -85,15 +85,6 @@ def test_a_missing_file_is_an_upload_error(tmp_path):
         [u.error for u in pr.read_files([tmp_path / "gone.png"])]
 
 
-def test_best_runs_per_label_mode():
-    runs = [{"id": 1, "status": "completed", "label_mode": "fine", "model_path": "a", "best_val_accuracy": 0.3},
-            {"id": 2, "status": "completed", "label_mode": "fine", "model_path": "b", "best_val_accuracy": 0.4},
-            {"id": 3, "status": "failed", "label_mode": "coarse", "model_path": "c", "best_val_accuracy": 0.9},
-            {"id": 4, "status": "completed", "label_mode": "coarse", "model_path": None, "best_val_accuracy": 0.8},
-            {"id": 5, "status": "completed", "label_mode": "coarse", "model_path": "e", "best_val_accuracy": 0.5}]
-    assert {"fine": 2, "coarse": 5} == {mode: run["id"] for mode, run in pr.best_runs(runs).items()}
-
-
 def test_frames_and_lines_of_a_prediction():
     prediction = pr.Prediction(fine=(("tiger", 0.5), ("lion", 0.25)), coarse=(("large_carnivores", 0.8),),
                                coarse_derived=True)

@@ -220,3 +220,14 @@ def test_model_file_only_when_saved(store, runs, tmp_path):
     read, name = views.model_download(store.get_run(run["id"]))
     path.write_bytes(b"newer bytes")  # read on click, not when the button is drawn
     assert (b"newer bytes", f"seed-part1-{run['id']}.keras") == (read(), name)
+
+
+def test_best_of_takes_completed_runs_and_can_ask_for_a_model():
+    runs = [{"id": 1, "status": "completed", "label_mode": "fine", "model_path": "a", "best_val_accuracy": 0.3},
+            {"id": 2, "status": "completed", "label_mode": "fine", "model_path": "b", "best_val_accuracy": 0.4},
+            {"id": 3, "status": "failed", "label_mode": "coarse", "model_path": "c", "best_val_accuracy": 0.9},
+            {"id": 4, "status": "completed", "label_mode": "coarse", "model_path": None, "best_val_accuracy": 0.8},
+            {"id": 5, "status": "completed", "label_mode": "coarse", "model_path": "e", "best_val_accuracy": 0.5}]
+    assert {"fine": 2, "coarse": 5} == {mode: run["id"] for mode, run in views.best_of(runs, need_model=True).items()}
+    assert {"fine": 2, "coarse": 4} == {mode: run["id"] for mode, run in views.best_of(runs).items()}
+
