@@ -1,14 +1,15 @@
 """What every page shares: the job manager and data of this server process, the sidebar.
 
-Not a page itself (app.py lists the pages). Heavy objects live in st.cache_resource,
-so every session of one server shares one worker thread and one copy of the data.
+Not a page itself (app.py lists the pages). Every session of one server shares one job
+manager per store (lsc_core.jobs.manager_for): one worker thread and one copy of the data.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from lsc_core.data import DataError, resolve_data_path
-from lsc_core.jobs import JobManager
+from lsc_core.data import DataError, load_cifar100, resolve_data_path
+from lsc_core.evaluate import store_predictions
+from lsc_core.jobs import JobManager, manager_for
 from lsc_core.store import default_db_path
 
 # Session-state keys by which pages hand work to each other.
@@ -26,20 +27,11 @@ def data_path() -> str | None:
     return str(path) if path else None
 
 
-@st.cache_resource(show_spinner=False)
-def _manager(db: str, data: str | None) -> JobManager:
-    from lsc_core.data import load_cifar100
-
-    try:
-        from lsc_core.evaluate import store_predictions
-    except ImportError:  # evaluation not installed: runs still train
-        store_predictions = None
-    return JobManager(db, load_data=lambda: load_cifar100(data), after_training=store_predictions)
-
-
 def manager() -> JobManager:
-    """The job manager of this server process for the current $LSC_DB and $LSC_DATA."""
-    return _manager(db_path(), data_path())
+    """The job manager of this server process for $LSC_DB; completed runs get their
+    test-set predictions stored, so the Evaluate page opens fast."""
+    data = data_path()
+    return manager_for(db_path(), load_data=lambda: load_cifar100(data), after_training=store_predictions)
 
 
 def store():

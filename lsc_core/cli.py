@@ -13,7 +13,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from .config import PRESET_DESCRIPTIONS, PRESETS, ConfigError, RunConfig, analyze, preset, validate
+from .backbones import BACKBONES, WEIGHTS
+from .config import OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, RunConfig, analyze, preset, validate
+from .evaluate import store_predictions
 from .store import COMPLETED, Store, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -101,9 +103,8 @@ def cmd_train(args) -> int:
     run_id = store.create_run(config, status=RUNNING, source="cli")
     print(f"run {run_id}: {config.display_name()}, {config.label_mode} labels, {config.total_epochs} epoch(s), "
           f"data: {data.source}", flush=True)
-    after = _after_training()
     run = train_run(store, run_id, load_data=lambda: data, verbose=1 if sys.stdout.isatty() else 2,
-                    after_training=after)
+                    after_training=store_predictions)
     which = "test" if config.validation == "test" else "hold-out"
     best = run["best_val_accuracy"]
     best_text = f"{best:.4f} at epoch {run['best_epoch']}" if best is not None else "none"
@@ -111,15 +112,6 @@ def cmd_train(args) -> int:
     if run["error"]:
         print(f"error: {run['error']}", file=sys.stderr)
     return EXIT_OK if run["status"] == COMPLETED else EXIT_FAILED
-
-
-def _after_training():
-    """The hook that stores a completed run's test predictions, when evaluation is available."""
-    try:
-        from .evaluate import store_predictions
-    except ImportError:
-        return None
-    return store_predictions
 
 
 # -- runs ---------------------------------------------------------------------------------
@@ -214,7 +206,7 @@ def cmd_search(args) -> int:
         print(f"trial {number}/{total} ({config.name}): {values}", flush=True)
 
     search.run_search(store, search_id, load_data=lambda: data, on_trial=announce,
-                      verbose=1 if sys.stdout.isatty() else 2, after_training=_after_training())
+                      verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)
     rows = search.results_rows(store, search_id)
     _print_table(rows)
     best = search.best_trial(store, search_id)
@@ -274,7 +266,7 @@ def cmd_study(args) -> int:
             print(f"run {number}/{total}: {run['name']} (run {run['id']})", flush=True)
 
         study.run_suite(store, suite, load_data=lambda: data, on_run=announce,
-                        verbose=1 if sys.stdout.isatty() else 2, after_training=_after_training())
+                        verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)
     _print_table([{k: row[k] for k in ("part", "experiment", "study accuracy", "our accuracy", "status", "run")}
                   for row in study.study_table(store, suite)])
     return EXIT_OK
@@ -300,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE.json", help="a RunConfig as JSON (as stored with every run)")
     p.add_argument("--labels", choices=["coarse", "fine"], help="20 superclasses or 100 classes (default coarse)")
     p.add_argument("--epochs", type=int, help="epochs to train (default 10)")
-    p.add_argument("--optimizer", choices=["adam", "sgd", "rmsprop", "adamw"], help="default adam")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
     p.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
     p.add_argument("--batch-size", type=int, help="images per step (default 64)")
@@ -311,10 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--holdout-fraction", type=float, help="hold-out share of the training set (default 0.1)")
     p.add_argument("--augment", action="store_true", help="random flips and shifts of training images")
     p.add_argument("--name", help="run name (default: preset name and run id)")
-    p.add_argument("--backbone", choices=["vgg16", "vgg19", "resnet50", "xception", "mobilenetv2",
-                                          "efficientnetb0"],
+    p.add_argument("--backbone", choices=list(BACKBONES),
                    help="transfer learning from a keras.applications network instead of a custom stack")
-    p.add_argument("--weights", choices=["imagenet", "none"], help="backbone weights (default imagenet)")
+    p.add_argument("--weights", choices=WEIGHTS, help="backbone weights (default imagenet)")
     p.add_argument("--image-size", type=int, help="upscale images to NxN for the backbone")
     p.add_argument("--fine-tune-epochs", type=int, help="epochs with the top backbone layers unfrozen")
     _add_data(p)

@@ -6,13 +6,16 @@ of its own. The worker never touches Streamlit; pages read the store.
 """
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 from typing import Callable
 
 from .config import RunConfig, validate
 from .store import Store
 from .train import configure_device, train_run
 
+logger = logging.getLogger(__name__)
 IDLE_POLL_S = 2.0  # how often an idle worker looks for runs queued by other processes
 
 
@@ -28,9 +31,9 @@ class JobManager:
         self._data = None
         self._data_lock = threading.Lock()
         self._wake = threading.Event()
-        self._stop_current = threading.Event()
+        # One stop event per claimed run, so a late stop of one run cannot stop the next.
+        self._current: tuple[int, threading.Event] | None = None
         self._shutdown = threading.Event()
-        self.current_run_id: int | None = None
         self.device: str | None = None  # e.g. "GPU: NVIDIA H100", found by the worker
         self._thread = threading.Thread(target=self._work, name="lsc-trainer", daemon=True)
         # Searches cut short by a restart go on: interrupted trials run again, the rest are kept.
@@ -51,16 +54,24 @@ class JobManager:
     def stop(self, run_id: int) -> None:
         """Stop a run after its current batch (or drop it from the queue), whichever process trains it."""
         self.store.request_stop(run_id)
-        if run_id == self.current_run_id:
-            self._stop_current.set()
+        current = self._current
+        if current is not None and current[0] == run_id:
+            current[1].set()
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Stop the current run and the worker (tests and server exit)."""
         self._shutdown.set()
-        self._stop_current.set()
+        current = self._current
+        if current is not None:
+            current[1].set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    @property
+    def current_run_id(self) -> int | None:
+        current = self._current
+        return current[0] if current is not None else None
 
     @property
     def alive(self) -> bool:
@@ -92,15 +103,36 @@ class JobManager:
             self.device = f"unavailable ({type(exc).__name__}: {exc})"
         self._preload_data()
         while not self._shutdown.is_set():
-            run = self.store.claim_next_queued()
-            if run is None:
-                self._wake.wait(IDLE_POLL_S)
-                self._wake.clear()
-                continue
-            self.current_run_id = run["id"]
-            self._stop_current.clear()
             try:
-                train_run(self.store, run["id"], load_data=self.load_data, stop_event=self._stop_current,
-                          after_training=self._after_training)
-            finally:
-                self.current_run_id = None
+                self._train_next()
+            except Exception:  # e.g. the store locked for too long: keep serving the queue
+                logger.exception("the training worker hit an error; it goes on")
+                self._wake.wait(IDLE_POLL_S)
+
+    def _train_next(self) -> None:
+        run = self.store.claim_next_queued()
+        if run is None:
+            self._wake.wait(IDLE_POLL_S)
+            self._wake.clear()
+            return
+        self._current = (run["id"], threading.Event())
+        try:
+            train_run(self.store, run["id"], load_data=self.load_data, stop_event=self._current[1],
+                      after_training=self._after_training)
+        finally:
+            self._current = None
+
+
+_MANAGERS: dict[str, JobManager] = {}
+_MANAGERS_LOCK = threading.Lock()
+
+
+def manager_for(db_path, **options) -> JobManager:
+    """The one JobManager of this process for a store: one worker per store, however often asked
+    (a cleared Streamlit cache must not start a second worker training beside the first)."""
+    key = str(Path(db_path).resolve())
+    with _MANAGERS_LOCK:
+        manager = _MANAGERS.get(key)
+        if manager is None or not manager.alive:
+            manager = _MANAGERS[key] = JobManager(key, **options)
+        return manager

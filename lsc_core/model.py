@@ -6,6 +6,8 @@ prediction feed images the same way and a saved `.keras` file is self-contained.
 """
 from __future__ import annotations
 
+import re
+
 from .config import IMAGE_SHAPE, RunConfig, validate
 
 
@@ -51,7 +53,8 @@ def build_model(config: RunConfig):
     for position, spec in enumerate(config.layers, start=1):
         x = _keras_layer(spec, position)(x)
     outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head")(x)
-    return keras.Model(inputs, outputs, name=config.display_name().replace(" ", "_"))
+    # Keras allows only some characters in names; a run's name may hold any.
+    return keras.Model(inputs, outputs, name=re.sub(r"[^\w.-]", "_", config.display_name()))
 
 
 def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0):

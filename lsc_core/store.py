@@ -26,8 +26,9 @@ ACTIVE_STATES = (QUEUED, RUNNING)
 FINISHED_STATES = (COMPLETED, FAILED, STOPPED, INTERRUPTED)
 
 BUSY_TIMEOUT_S = 30  # how long a write waits for another writer before giving up
-# A running run whose process is gone, or that has not written a heartbeat for this
-# long, is shown as interrupted. Heartbeats come every few seconds during training.
+# A running run whose process is gone (same host), or on another host that has not
+# written a heartbeat for this long, is shown as interrupted. Heartbeats come every
+# second or so while training.
 STALE_HEARTBEAT_S = 300
 
 
@@ -42,7 +43,7 @@ def default_db_path() -> Path:
 def artifacts_dir(db_path: str | os.PathLike) -> Path:
     """$LSC_ARTIFACTS, else artifacts/ beside the database, so a store and its models travel together."""
     env = os.environ.get("LSC_ARTIFACTS")
-    return Path(env) if env else Path(db_path).resolve().parent / "artifacts"
+    return Path(env).resolve() if env else Path(db_path).resolve().parent / "artifacts"
 
 
 def now_iso() -> str:
@@ -231,8 +232,13 @@ class Store:
                 "WHERE run_id = ? AND val_accuracy IS NOT NULL ORDER BY val_accuracy DESC, epoch LIMIT 1), "
                 "heartbeat_at = ? WHERE id = ?", [run_id, time.time(), run_id])
 
-    def set_model_path(self, run_id: int, path: str) -> None:
-        self._write("UPDATE runs SET model_path = ? WHERE id = ?", [path, run_id])
+    def set_model_path(self, run_id: int, path: str | os.PathLike) -> None:
+        """Record a run's model, relative to the artifacts folder when inside it, so that a
+        store and its artifacts can be moved together."""
+        path = Path(path).resolve()
+        if path.is_relative_to(self.artifacts):
+            path = path.relative_to(self.artifacts)
+        self._write("UPDATE runs SET model_path = ? WHERE id = ?", [str(path), run_id])
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         assert status in FINISHED_STATES, status
@@ -263,9 +269,11 @@ class Store:
         dead = []
         host = socket.gethostname()
         for run in self.db.query("SELECT id, pid, host, heartbeat_at FROM runs WHERE status = ?", [RUNNING]):
-            silent = time.time() - (run["heartbeat_at"] or 0) > STALE_HEARTBEAT_S
-            gone = run["host"] == host and not _pid_alive(run["pid"])
-            if silent or gone:
+            if run["host"] == host:  # the process can be asked; a long silent phase is not death
+                dead_now = not _pid_alive(run["pid"])
+            else:
+                dead_now = time.time() - (run["heartbeat_at"] or 0) > STALE_HEARTBEAT_S
+            if dead_now:
                 dead.append(run["id"])
         for run_id in dead:
             self._write("UPDATE runs SET status = ?, finished_at = ?, progress = NULL, "
@@ -275,7 +283,7 @@ class Store:
 
     def get_run(self, run_id: int) -> dict | None:
         rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
-        return _decode_run(rows[0]) if rows else None
+        return self._decode_run(rows[0]) if rows else None
 
     def list_runs(self, status: str | None = None, search_id: int | None = None) -> list[dict]:
         where, params = [], []
@@ -286,7 +294,14 @@ class Store:
             where.append("search_id = ?")
             params.append(search_id)
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
-        return [_decode_run(row) for row in self.db.query(sql, params)]
+        return [self._decode_run(row) for row in self.db.query(sql, params)]
+
+    def _decode_run(self, row: dict) -> dict:
+        """JSON columns as Python objects; the model path absolute again."""
+        run = _decode_json_columns(row)
+        if run.get("model_path"):
+            run["model_path"] = str(self.artifacts / run["model_path"])  # an absolute path stays as it is
+        return run
 
     def epochs(self, run_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", [run_id]))
@@ -297,43 +312,6 @@ class Store:
             return []
         marks = ",".join("?" * len(ids))
         return list(self.db.query(f"SELECT * FROM epochs WHERE run_id IN ({marks}) ORDER BY run_id, epoch", ids))
-
-    def delete_run(self, run_id: int) -> None:
-        with self.db.conn:
-            self._write("BEGIN IMMEDIATE")
-            self._write("DELETE FROM epochs WHERE run_id = ?", [run_id])
-            self._write("DELETE FROM predictions WHERE run_id = ?", [run_id])
-            self._write("DELETE FROM runs WHERE id = ?", [run_id])
-
-    # -- test-set predictions ------------------------------------------------------------
-    def save_predictions(self, run_id: int, probabilities, fine_labels, coarse_labels, label_mode: str) -> None:
-        """Store a run's test-set class probabilities (N, C) as float16 and the true labels.
-
-        float16 keeps a fine run's 10,000 x 100 matrix at 2 MB; its 3 significant digits
-        are plenty for ranking and for shares shown with one decimal.
-        """
-        import numpy as np
-
-        probs = np.ascontiguousarray(probabilities, dtype=np.float16)
-        labels = np.stack([np.asarray(fine_labels), np.asarray(coarse_labels)], axis=1).astype(np.uint8)
-        assert probs.ndim == 2 and len(labels) == len(probs), (probs.shape, labels.shape)
-        self._write("INSERT OR REPLACE INTO predictions (run_id, created_at, probabilities, labels, shape, "
-                    "label_mode) VALUES (?, ?, ?, ?, ?, ?)",
-                    [run_id, now_iso(), probs.tobytes(), labels.tobytes(), json.dumps(list(probs.shape)),
-                     label_mode])
-
-    def load_predictions(self, run_id: int) -> dict | None:
-        """{probabilities (N, C) float16, fine (N,), coarse (N,) uint8, label_mode, created_at}, or None."""
-        import numpy as np
-
-        row = self.db.execute("SELECT probabilities, labels, shape, label_mode, created_at FROM predictions "
-                              "WHERE run_id = ?", [run_id]).fetchone()
-        if row is None:
-            return None
-        shape = tuple(json.loads(row[2]))
-        labels = np.frombuffer(row[1], dtype=np.uint8).reshape(shape[0], 2)
-        return {"probabilities": np.frombuffer(row[0], dtype=np.float16).reshape(shape),
-                "fine": labels[:, 0], "coarse": labels[:, 1], "label_mode": row[3], "created_at": row[4]}
 
     # -- searches -------------------------------------------------------------------------
     def create_search(self, name: str, spec: str) -> int:
@@ -385,8 +363,7 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def _decode_run(row: dict) -> dict:
-    """JSON columns as Python objects."""
+def _decode_json_columns(row: dict) -> dict:
     run = dict(row)
     for key in ("config", "versions", "progress"):
         if run.get(key):

@@ -6,6 +6,7 @@ into a clean stop after the current batch. Nothing here knows about Streamlit.
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import threading
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from .config import ConfigError, RunConfig, validate
+
+logger = logging.getLogger(__name__)
 from .store import COMPLETED, FAILED, STOPPED, Store
 
 HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks, at most this often
@@ -83,6 +86,8 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self.best_weights = None
             self._best_saved = True
             self._last_save = 0.0
+            self.epochs_done = 0  # epochs logged over all phases
+            self._beat_lock = threading.Lock()  # batch hooks may run on several Keras threads
             self.stopped_mid_epoch = False
             self.stop_asked = False
             self._last_beat = 0.0
@@ -97,14 +102,20 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             return store.stop_requested(run_id)
 
         def _beat(self, batch: int, batches: int | None, force: bool = False) -> None:
-            now = time.time()
-            if not force and now - self._last_beat < HEARTBEAT_EVERY_S:
-                return
-            self._last_beat = now
-            store.heartbeat(run_id, {"phase": self._phase, "epoch": self._epoch, "epochs": total_epochs,
-                                     "batch": batch, "batches": batches, "epoch_started": self._epoch_started})
-            if self._should_stop():
-                self.stop_asked = True
+            if not self._beat_lock.acquire(blocking=force):
+                return  # another thread is writing a heartbeat right now
+            try:
+                now = time.time()
+                if not force and now - self._last_beat < HEARTBEAT_EVERY_S:
+                    return
+                self._last_beat = now
+                store.heartbeat(run_id, {"phase": self._phase, "epoch": self._epoch, "epochs": total_epochs,
+                                         "batch": batch, "batches": batches,
+                                         "epoch_started": self._epoch_started})
+                if self._should_stop():
+                    self.stop_asked = True
+            finally:
+                self._beat_lock.release()
 
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch + 1 + self.epoch_offset
@@ -113,8 +124,10 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self._beat(0, self.params.get("steps"), force=True)
 
         def on_train_batch_end(self, batch, logs=None):
-            self._beat(batch + 1, self.params.get("steps"))
-            if self.stop_asked:
+            steps = self.params.get("steps")
+            self._beat(batch + 1, steps)
+            # A stop seen at the epoch's last batch lets the epoch finish and be kept.
+            if self.stop_asked and (steps is None or batch + 1 < steps):
                 self.stopped_mid_epoch = True
                 self.model.stop_training = True
 
@@ -132,6 +145,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             logs = logs or {}
             seconds = time.time() - self._epoch_started
             store.log_epoch(run_id, self._epoch, logs, seconds)
+            self.epochs_done += 1
             accuracy = logs.get("val_accuracy")
             if accuracy is not None and accuracy > self.best_accuracy:
                 self.best_accuracy = float(accuracy)
@@ -167,9 +181,8 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
     runs on the best model of a completed run (e.g. to store its test-set predictions).
     Never raises for a failing run: the failure is recorded as the run's status.
     """
-    run = store.get_run(run_id)
-    config = RunConfig.from_dict(run["config"])
     try:
+        config = RunConfig.from_dict(store.get_run(run_id)["config"])
         status = _train(store, run_id, config, load_data, stop_event, verbose, after_training)
         store.finish_run(run_id, status)
     except StopRun:
@@ -218,13 +231,15 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
                       shuffle=False)  # make_dataset shuffles
         finally:  # also when stopped or failing: the best epoch so far is not lost
             callback.save_best()
-        if callback.stop_asked:
+        if callback.stop_asked and callback.epochs_done < config.total_epochs:
             return STOPPED
 
-    if callback.best_weights is not None:
+    if callback.best_weights is not None and after_training is not None:
         model.set_weights(callback.best_weights)
-        if after_training is not None:
+        try:
             after_training(store, run_id, model, dataset, split)
+        except Exception as exc:  # the run itself is complete; evaluation can redo this later
+            logger.warning("run %s: after-training step failed: %s: %s", run_id, type(exc).__name__, exc)
     return COMPLETED
 
 

@@ -67,3 +67,22 @@ def test_an_impossible_config_is_refused_before_it_is_queued(manager):
     with pytest.raises(ConfigError, match="layer 1"):
         manager.submit(RunConfig(layers=(LayerSpec.make("dense"),)))
     assert [] == manager.store.list_runs()
+
+
+def test_the_worker_survives_a_run_it_cannot_read(manager):
+    broken = manager.store.create_run(config())
+    manager.store.db.execute("UPDATE runs SET config = ? WHERE id = ?", ['{"layers": 7}', broken])
+    good = manager.submit(config(name="after-the-broken-one"))
+    wait_for(lambda: manager.store.get_run(good)["status"] == COMPLETED)
+    assert "failed" == manager.store.get_run(broken)["status"]
+    assert manager.alive
+
+
+def test_one_manager_per_store_in_a_process(tmp_path, tiny_data):
+    from lsc_core.jobs import manager_for
+
+    first = manager_for(tmp_path / "runs.sqlite", load_data=lambda: tiny_data)
+    try:
+        assert first is manager_for(str(tmp_path / "." / "runs.sqlite"))
+    finally:
+        first.shutdown(timeout=60)

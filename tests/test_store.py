@@ -2,6 +2,7 @@
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -133,3 +134,34 @@ def test_an_older_store_is_upgraded_in_place(tmp_path):
 def test_runs_record_where_they_were_started(store):
     assert "cli" == store.get_run(store.create_run(preset("seed-part1"), status=RUNNING, source="cli"))["source"]
     assert "search" == store.get_run(store.create_run(preset("seed-part1"), search_id=3))["source"]
+
+
+def test_a_live_but_silent_run_of_this_host_is_not_interrupted(store):
+    import lsc_core.store as store_module
+
+    run_id = store.create_run(preset("seed-part1"), status=RUNNING)  # owned by this live process
+    store.db.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?",
+                     [time.time() - 10 * store_module.STALE_HEARTBEAT_S, run_id])
+    assert [] == Store(store.path).mark_dead_runs_interrupted()
+
+
+def test_a_silent_run_of_another_host_is_interrupted(store):
+    run_id = store.create_run(preset("seed-part1"), status=RUNNING)
+    store.db.execute("UPDATE runs SET host = 'elsewhere', heartbeat_at = 0 WHERE id = ?", [run_id])
+    assert [run_id] == store.mark_dead_runs_interrupted()
+    assert INTERRUPTED == store.get_run(run_id)["status"]
+
+
+def test_model_paths_are_kept_relative_to_the_artifacts(store, tmp_path):
+    import shutil
+
+    run_id = store.create_run(preset("seed-part1"))
+    model = store.artifacts / str(run_id) / "best.keras"
+    store.set_model_path(run_id, model)
+    assert f"{run_id}/best.keras" == store.db.execute("SELECT model_path FROM runs").fetchone()[0]
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything into the main file before copying it
+    shutil.copy(store.path, moved / "runs.sqlite")
+    assert str(moved / "artifacts" / str(run_id) / "best.keras") == Store(moved / "runs.sqlite").get_run(
+        run_id)["model_path"]

@@ -1,5 +1,6 @@
 """Real Keras training on tiny data: epochs in the store, best model saved, stop, failure."""
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +104,27 @@ def test_holdout_validation_and_limit(store, tiny_data):
     train_run(store, run_id, load_data=lambda: tiny_data,
               after_training=lambda s, r, m, d, split: seen.update(train=len(split.x_train), val=len(split.x_val)))
     assert {"train": 100, "val": 100} == seen
+
+
+def test_any_run_name_builds(store, tiny_data):
+    run_id = store.create_run(small_config(epochs=1, name="a/b c:d"), status=RUNNING)
+    assert COMPLETED == train_run(store, run_id, load_data=lambda: tiny_data)["status"]
+
+
+def test_a_failing_after_training_step_keeps_the_run_completed(store, tiny_data):
+    def broken_hook(*args):
+        raise MemoryError("no room for predictions")
+
+    run_id = store.create_run(small_config(epochs=1), status=RUNNING)
+    run = train_run(store, run_id, load_data=lambda: tiny_data, after_training=broken_hook)
+    assert (COMPLETED, None) == (run["status"], run["error"])
+    assert Path(run["model_path"]).exists()
+
+
+def test_a_stop_ends_a_long_epoch_midway_and_keeps_no_partial_epoch(store, tiny_data):
+    run_id = store.create_run(small_config(epochs=1, batch_size=1, limit=400), status=RUNNING)
+    threading.Timer(2.0, store.request_stop, args=[run_id]).start()
+    run = train_run(store, run_id, load_data=lambda: tiny_data)
+    assert (STOPPED, []) == (run["status"], store.epochs(run_id))
+    progress_batches = run["progress"]  # cleared when the run finished
+    assert progress_batches is None
