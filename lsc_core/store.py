@@ -313,6 +313,36 @@ class Store:
         marks = ",".join("?" * len(ids))
         return list(self.db.query(f"SELECT * FROM epochs WHERE run_id IN ({marks}) ORDER BY run_id, epoch", ids))
 
+    # -- test-set predictions ------------------------------------------------------------
+    def save_predictions(self, run_id: int, probabilities, fine_labels, coarse_labels, label_mode: str) -> None:
+        """Store a run's test-set class probabilities (N, C) as float16 and the true labels.
+
+        float16 keeps a fine run's 10,000 x 100 matrix at 2 MB; its 3 significant digits
+        are plenty for ranking and for shares shown with one decimal.
+        """
+        import numpy as np
+
+        probs = np.ascontiguousarray(probabilities, dtype=np.float16)
+        labels = np.stack([np.asarray(fine_labels), np.asarray(coarse_labels)], axis=1).astype(np.uint8)
+        assert probs.ndim == 2 and len(labels) == len(probs), (probs.shape, labels.shape)
+        self._write("INSERT OR REPLACE INTO predictions (run_id, created_at, probabilities, labels, shape, "
+                    "label_mode) VALUES (?, ?, ?, ?, ?, ?)",
+                    [run_id, now_iso(), probs.tobytes(), labels.tobytes(), json.dumps(list(probs.shape)),
+                     label_mode])
+
+    def load_predictions(self, run_id: int) -> dict | None:
+        """{probabilities (N, C) float16, fine (N,), coarse (N,) uint8, label_mode, created_at}, or None."""
+        import numpy as np
+
+        row = self.db.execute("SELECT probabilities, labels, shape, label_mode, created_at FROM predictions "
+                              "WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            return None
+        shape = tuple(json.loads(row[2]))
+        labels = np.frombuffer(row[1], dtype=np.uint8).reshape(shape[0], 2)
+        return {"probabilities": np.frombuffer(row[0], dtype=np.float16).reshape(shape),
+                "fine": labels[:, 0], "coarse": labels[:, 1], "label_mode": row[3], "created_at": row[4]}
+
     # -- searches -------------------------------------------------------------------------
     def create_search(self, name: str, spec: str) -> int:
         """Record a search (its spec as JSON), status running; returns its id."""
