@@ -206,8 +206,9 @@ def load_cifar100(path: str | os.PathLike | None = None, *, download: bool = Tru
 
 def _download(cache: Path) -> Path:
     """Download the official archive into the Keras cache (progress bar, sha256)."""
-    from keras.utils import get_file
+    from .runtime import import_tensorflow
 
+    get_file = import_tensorflow().utils.get_file
     # Keras falls back to /tmp/.keras when the cache folder does not exist yet,
     # and reads $KERAS_HOME only once, at import: create it and name it explicitly.
     cache.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ from typing import Callable
 
 from .config import RunConfig, validate
 from .store import Store
-from .train import configure_device, train_run
+from .runtime import configure_device
+from .train import train_run
 
 logger = logging.getLogger(__name__)
 IDLE_POLL_S = 2.0  # how often an idle worker looks for runs queued by other processes

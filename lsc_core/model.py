@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from .config import IMAGE_SHAPE, RunConfig, validate
+from .runtime import import_tensorflow
 
 
 def _keras_layer(spec, position: int):
@@ -42,7 +43,7 @@ def _keras_layer(spec, position: int):
 
 def build_model(config: RunConfig):
     """A fresh, uncompiled Keras model for a valid config (ConfigError otherwise)."""
-    import keras
+    keras = import_tensorflow()
 
     validate(config)
     if config.backbone is not None:
@@ -87,7 +88,7 @@ def count_params(model) -> int:
 
 def load_model(path):
     """Load a saved run model (safe mode: no arbitrary code from the file)."""
-    import keras
+    keras = import_tensorflow()
 
     from .backbones import preprocess_class
 

@@ -17,6 +17,7 @@ from typing import Callable
 from .config import ConfigError, RunConfig, validate
 
 logger = logging.getLogger(__name__)
+from .runtime import configure_device, import_tensorflow, library_versions
 from .store import COMPLETED, FAILED, STOPPED, Store
 
 HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks, at most this often
@@ -25,31 +26,6 @@ HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks, at most th
 # cost several percent of throughput if written after every short epoch.
 CHECKPOINT_EVERY_S = 60.0
 BEST_MODEL_FILE = "best.keras"
-
-
-def configure_device() -> str:
-    """Let TensorFlow grow GPU memory as needed; describe the device training will use."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:  # already initialised (a second run in this process): keep its setting
-            pass
-    if gpus:
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return f"GPU: {details.get('device_name', gpus[0].name)}" + (f" (x{len(gpus)})" if len(gpus) > 1 else "")
-    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def library_versions() -> dict:
-    import keras
-    import numpy
-    import tensorflow as tf
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
-            "numpy": numpy.__version__}
 
 
 def save_atomically(model, path: Path) -> None:
@@ -202,14 +178,13 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
     from .model import build_model, compile_model, count_params
 
     validate(config)
+    keras = import_tensorflow()
     store.heartbeat(run_id, {"phase": "loading data"})
     dataset = (load_data or data_module.load_cifar100)()
     split = data_module.split_data(dataset, config.label_mode, validation=config.validation,
                                    holdout_fraction=config.holdout_fraction, limit=config.limit,
                                    seed=config.seed)
     store.heartbeat(run_id, {"phase": "building model"})
-    import keras
-
     device = configure_device()
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
