@@ -1,5 +1,6 @@
 """Real Keras training on tiny data: epochs in the store, best model saved, stop, failure."""
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -121,10 +122,28 @@ def test_a_failing_after_training_step_keeps_the_run_completed(store, tiny_data)
     assert Path(run["model_path"]).exists()
 
 
-def test_a_stop_ends_a_long_epoch_midway_and_keeps_no_partial_epoch(store, tiny_data):
-    run_id = store.create_run(small_config(epochs=1, batch_size=1, limit=400), status=RUNNING)
-    threading.Timer(2.0, store.request_stop, args=[run_id]).start()
-    run = train_run(store, run_id, load_data=lambda: tiny_data)
+def test_a_stop_ends_a_long_epoch_midway_and_keeps_no_partial_epoch(store, tmp_path):
+    from cifar_files import synthetic_arrays, write_npz
+
+    from lsc_core.data import load_cifar100
+
+    data = load_cifar100(write_npz(tmp_path / "more.npz", synthetic_arrays(n_train_per_class=40)))
+    run_id = store.create_run(small_config(epochs=1, batch_size=1), status=RUNNING)  # 4,000 steps
+
+    def stop_once_training():
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            progress = store.get_run(run_id)["progress"] or {}
+            if progress.get("phase") == "training" and (progress.get("batch") or 0) > 0:
+                seen.append(progress)
+                store.request_stop(run_id)
+                return
+            time.sleep(0.05)
+
+    seen = []
+    watcher = threading.Thread(target=stop_once_training)
+    watcher.start()
+    run = train_run(store, run_id, load_data=lambda: data)
+    watcher.join()
     assert (STOPPED, []) == (run["status"], store.epochs(run_id))
-    progress_batches = run["progress"]  # cleared when the run finished
-    assert progress_batches is None
+    assert seen and seen[0]["batch"] < seen[0]["batches"] == 4000
