@@ -8,18 +8,10 @@ from app_pages import common
 
 SELECTED_SEARCH = "selected_search"  # search id this page shows
 
-
-@st.cache_resource(show_spinner=False)
-def _resume_once(db: str) -> list[int]:
-    """After a server restart, once: interrupted trials run again, missing ones are queued."""
-    return lsc_search.resume_searches(common.store(), common.manager().submit)
-
-
 st.title("Hyperparameter search")
 st.caption("Each trial is an ordinary run (named search*N*-trial*M*) trained by the background queue. "
            "The default space is the study's: the filters of seed-part2's four convolutions and its dense units.")
-store = common.store()
-_resume_once(common.db_path())
+store = common.store()  # the job manager resumed unfinished searches when it started
 
 # -- inputs -----------------------------------------------------------------------------------
 base_name = st.selectbox("Base network", list(PRESETS), index=list(PRESETS).index("seed-part2"),
@@ -57,7 +49,7 @@ if launched:
                                            (lr_low, lr_high) if search_lr else None)
         spec = lsc_search.SearchSpec(space, strategy=strategy, trials=int(trials), epochs=int(epochs),
                                      label_mode=labels, limit=int(limit) or None, seed=int(seed))
-        st.session_state[SELECTED_SEARCH] = lsc_search.launch_search(store, spec, common.manager().submit)
+        st.session_state[SELECTED_SEARCH] = lsc_search.launch_search(store, spec)
         st.success(f"Search {st.session_state[SELECTED_SEARCH]} queued: "
                    f"{len(lsc_search.plan_values(spec))} trials of {int(epochs)} epoch(s).")
     except ConfigError as exc:

@@ -198,15 +198,27 @@ def cmd_search(args) -> int:
     data = _load_data_or_fail(args.data)
     if not args.resume:
         search_id = search.create_search(store, spec)
+    elif store.get_search(search_id)["status"] == search.SEARCH_STOPPED:  # e.g. by Ctrl-C
+        search.reopen_search(store, search_id)
     print(f"search {search_id}: {spec.strategy}, {len(search.plan_values(spec))} trial(s) of {spec.epochs} "
           f"epoch(s), {spec.label_mode} labels, data: {data.source}", flush=True)
 
+    current = {"trial": None}  # the trial being trained, for Ctrl-C
+
     def announce(number, total, config):
+        current["trial"] = config.name
         values = ", ".join(f"{p.name}={search.param_value(p, config)}" for p in spec.space.params)
         print(f"trial {number}/{total} ({config.name}): {values}", flush=True)
 
-    search.run_search(store, search_id, load_data=lambda: data, on_trial=announce,
-                      verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)
+    try:
+        search.run_search(store, search_id, load_data=lambda: data, on_trial=announce,
+                          verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)
+    except KeyboardInterrupt:
+        # Left 'running', the next dashboard start would queue all the remaining trials unasked.
+        search.interrupt_search(store, search_id, current["trial"])
+        print(f"\nsearch {search_id} stopped. Continue it (the interrupted trial runs again) with: "
+              f"python -m lsc_core search --resume {search_id}", file=sys.stderr, flush=True)
+        return 130
     rows = search.results_rows(store, search_id)
     _print_table(rows)
     best = search.best_trial(store, search_id)

@@ -17,12 +17,17 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .config import ConfigError, LayerSpec, RunConfig, preset, validate
-from .store import ACTIVE_STATES, COMPLETED, FINISHED_STATES, INTERRUPTED, QUEUED, RUNNING, Store
+from .store import ACTIVE_STATES, COMPLETED, FINISHED_STATES, INTERRUPTED, QUEUED, RUNNING, STOPPED, Store
 
 STRATEGIES = ("random", "grid")
 LAYER_FIELDS = {"conv2d": "filters", "dense": "units", "dropout": "rate"}  # what a layer choice sets
 CONFIG_FIELDS = ("learning_rate", "batch_size", "optimizer", "momentum")  # run-level choices
 GRID_LOG_POINTS = 3  # a log-uniform range becomes this many log-spaced values in a grid
+MAX_TRIALS = 10_000  # more trials than anyone trains; bounds the plan a search computes on every view
+# A random draw repeats a combination only once unseen ones are rare: after this many
+# draws per trial it takes what it gets, so no space (e.g. a log range too narrow for
+# distinct 3-digit values) can keep it drawing forever.
+MAX_DRAWS_PER_TRIAL = 100
 # Search states. A running search becomes completed once none of its trials is active.
 SEARCH_RUNNING, SEARCH_STOPPED, SEARCH_COMPLETED = "running", "stopped", "completed"
 
@@ -68,14 +73,18 @@ class SearchSpace:
         return {"base": self.base.to_dict(), "params": [_param_dict(p) for p in self.params]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SearchSpace":
-        """Parse and check a space; `base` may be a preset name or a RunConfig object."""
+    def from_dict(cls, data: dict[str, Any], check: bool = True) -> "SearchSpace":
+        """Parse and check a space; `base` may be a preset name or a RunConfig object.
+
+        check=False only parses: for a space stored by create_search, checked then.
+        """
         if not isinstance(data, dict) or not isinstance(data.get("params"), list):
             raise ConfigError("a search space is an object with 'base' and a list of 'params'")
         base = data.get("base", "seed-part2")
         base = preset(base) if isinstance(base, str) else RunConfig.from_dict(base)
         params = tuple(_parse_param(item, number) for number, item in enumerate(data["params"], start=1))
-        return check_space(cls(base, params))
+        space = cls(base, params)
+        return check_space(space) if check else space
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -91,6 +100,13 @@ class SearchSpace:
     @property
     def grid_size(self) -> int:
         return math.prod(len(p.values()) for p in self.params)
+
+    @property
+    def distinct_combinations(self) -> float:
+        """How many different combinations there are (math.inf with a log range); repeats count once."""
+        if any(p.log_range is not None for p in self.params):
+            return math.inf
+        return math.prod(len(set(p.choices)) for p in self.params)
 
 
 def _param_dict(param: Param) -> dict[str, Any]:
@@ -134,6 +150,7 @@ def check_space(space: SearchSpace) -> SearchSpace:
             raise ConfigError(f"{where}: give a layer position or a field from {', '.join(CONFIG_FIELDS)}")
         if (param.log_range is None) == (not param.choices):
             raise ConfigError(f"{where}: give either choices or a log_range, not both or neither")
+        _check_choices(where, param.choices)
         if param.log_range is not None and not (len(param.log_range) == 2 and 0 < param.log_range[0]
                                                  < param.log_range[1]):
             raise ConfigError(f"{where}: log_range must be [low, high] with 0 < low < high")
@@ -147,6 +164,16 @@ def check_space(space: SearchSpace) -> SearchSpace:
             except ConfigError as exc:
                 raise ConfigError(f"search parameter {param.name!r} = {value!r}: {exc}") from None
     return space
+
+
+def _check_choices(where: str, choices: tuple) -> None:
+    """Choices are single values (numbers or words), each given once."""
+    if any(isinstance(value, (list, dict)) for value in choices):
+        raise ConfigError(f"{where}: each choice must be a single number or word")
+    repeated = [value for position, value in enumerate(choices) if value in choices[:position]]
+    if repeated:
+        # A repeat would be tried twice (grid) or make the random draw count it as another option.
+        raise ConfigError(f"{where}: choice {repeated[0]!r} is listed more than once; give each value once")
 
 
 def apply_values(space: SearchSpace, values: dict[str, Any]) -> RunConfig:
@@ -202,9 +229,10 @@ class SearchSpec:
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "SearchSpec":
+    def from_json(cls, text: str, check: bool = True) -> "SearchSpec":
+        """Parse a spec; check=False trusts its space (a stored spec, checked when it was created)."""
         data = json.loads(text)
-        data["space"] = SearchSpace.from_dict(data["space"])
+        data["space"] = SearchSpace.from_dict(data["space"], check=check)
         return cls(**data)
 
 
@@ -212,11 +240,14 @@ def check_spec(spec: SearchSpec) -> SearchSpec:
     """The spec itself if its strategy and budget are usable; else ConfigError."""
     if spec.strategy not in STRATEGIES:
         raise ConfigError(f"strategy must be one of {', '.join(STRATEGIES)}, got {spec.strategy!r}")
-    if spec.trials is not None and (not isinstance(spec.trials, int) or spec.trials < 1):
-        raise ConfigError(f"trials must be a whole number of at least 1, got {spec.trials!r}")
+    if spec.trials is not None and (not isinstance(spec.trials, int) or not 1 <= spec.trials <= MAX_TRIALS):
+        raise ConfigError(f"trials must be a whole number from 1 to {MAX_TRIALS:,}, got {spec.trials!r}")
     if spec.strategy == "random" and spec.trials is None:
         raise ConfigError("a random search needs a number of trials")
     check_space(spec.space)
+    if spec.strategy == "grid" and spec.trials is None and spec.space.grid_size > MAX_TRIALS:
+        raise ConfigError(f"the grid has {spec.space.grid_size:,} points, more than {MAX_TRIALS:,}: "
+                          "give fewer values or a number of trials")
     validate(spec.space.base.replace(epochs=spec.epochs, label_mode=spec.label_mode, limit=spec.limit))
     return spec
 
@@ -225,16 +256,23 @@ def plan_values(spec: SearchSpec) -> list[dict[str, Any]]:
     """Each trial's parameter values, in order: the grid's product, or seeded random draws."""
     params = spec.space.params
     if spec.strategy == "grid":
-        grid = [dict(zip([p.name for p in params], combo)) for combo in itertools.product(*(p.values() for p in params))]
-        return grid[:spec.trials] if spec.trials else grid
+        # islice: the first `trials` points without building a product that may be huge.
+        combos = itertools.islice(itertools.product(*(p.values() for p in params)), spec.trials)
+        return [dict(zip([p.name for p in params], combo)) for combo in combos]
     rng = random.Random(spec.seed)
     drawn: list[dict[str, Any]] = []
-    distinct = spec.space.grid_size if all(p.log_range is None for p in params) else math.inf
+    seen: set[tuple] = set()
+    distinct = spec.space.distinct_combinations
+    max_draws = spec.trials * MAX_DRAWS_PER_TRIAL
+    draws = 0
     while len(drawn) < spec.trials:
         values = {p.name: p.sample(rng) for p in params}
-        # A repeated combination teaches nothing new: draw again while unseen ones remain.
-        if values in drawn and len(set(map(_key, drawn))) < distinct:
+        draws += 1
+        # A repeated combination teaches nothing new: draw again while unseen ones remain
+        # (and the draws are not spent: a narrow log range has few distinct values).
+        if _key(values) in seen and len(seen) < distinct and draws < max_draws:
             continue
+        seen.add(_key(values))
         drawn.append(values)
     return drawn
 
@@ -260,41 +298,54 @@ def create_search(store: Store, spec: SearchSpec, name: str | None = None) -> in
     return store.create_search(name or f"{spec.strategy} search", spec.to_json())
 
 
-def launch_search(store: Store, spec: SearchSpec, submit: Submit | None = None, name: str | None = None) -> int:
+def launch_search(store: Store, spec: SearchSpec, name: str | None = None) -> int:
     """Record a search and queue all its trials for the background worker; returns its id."""
     search_id = create_search(store, spec, name)
-    queue_missing_trials(store, search_id, submit)
+    queue_missing_trials(store, search_id)
     return search_id
 
 
 def get_spec(store: Store, search_id: int) -> SearchSpec:
-    return SearchSpec.from_json(store.get_search(search_id)["spec"])
+    """A stored search's spec, parsed only: it was checked when created, and pages read it every refresh."""
+    return SearchSpec.from_json(store.get_search(search_id)["spec"], check=False)
 
 
 def _trials_by_name(store: Store, search_id: int) -> dict[str, dict]:
     return {run["name"]: run for run in store.list_runs(search_id=search_id)}
 
 
-def queue_missing_trials(store: Store, search_id: int, submit: Submit | None = None) -> list[int]:
-    """Queue planned trials that have no run yet; returns the new run ids."""
-    submit = submit or (lambda config, search_id: store.create_run(validate(config), search_id=search_id))
+def queue_missing_trials(store: Store, search_id: int) -> list[int]:
+    """Queue planned trials that have no run yet; returns the new run ids.
+
+    Each trial is created by the store only if no run of the search has its name yet,
+    checked and inserted in one transaction: two processes resuming the same search at
+    once cannot create a trial twice. An idle worker finds the new runs within its poll.
+    """
     existing = _trials_by_name(store, search_id)
-    return [submit(config, search_id=search_id) for config in plan_trials(get_spec(store, search_id), search_id)
-            if config.name not in existing]
+    created = (store.create_trial_once(validate(config), search_id)
+               for config in plan_trials(get_spec(store, search_id), search_id) if config.name not in existing)
+    return [run_id for run_id in created if run_id is not None]
 
 
 def resume_searches(store: Store, submit: Submit | None = None) -> list[int]:
     """After a restart: requeue interrupted trials of unfinished searches and queue missing ones.
 
-    Completed, failed and stopped trials are kept. Returns the ids of runs (re)queued.
+    Completed, failed and stopped trials are kept. A search with a trial running in a
+    live process (e.g. `python -m lsc_core search`) is that process's to continue and is
+    left alone. Returns the ids of runs (re)queued.
+
+    `submit` (JobManager passes its own) is not used: trials are created by the store
+    atomically (queue_missing_trials), and the worker polls the queue.
     """
-    store.mark_dead_runs_interrupted()
+    store.mark_dead_runs_interrupted()  # so a trial still 'running' now has a live owner
     queued = []
     for search in store.list_searches(status=SEARCH_RUNNING):
+        if store.list_runs(search_id=search["id"], status=RUNNING):
+            continue
         for run in store.list_runs(search_id=search["id"], status=INTERRUPTED):
             store.requeue(run["id"])
             queued.append(run["id"])
-        queued += queue_missing_trials(store, search["id"], submit)
+        queued += queue_missing_trials(store, search["id"])
     return queued
 
 
@@ -304,6 +355,28 @@ def stop_search(store: Store, search_id: int, stop_run: Callable[[int], None] | 
     for run in store.list_runs(search_id=search_id):
         if run["status"] in ACTIVE_STATES:
             (stop_run or store.request_stop)(run["id"])
+
+
+def interrupt_search(store: Store, search_id: int, trial_name: str | None = None) -> None:
+    """A search cut short in the foreground (Ctrl-C): stopped, so that no dashboard start
+    resumes it unasked; the trial it was training is marked interrupted, so that
+    `--resume` (reopen_search + run_search) trains that trial again."""
+    stop_search(store, search_id)
+    run = _trials_by_name(store, search_id).get(trial_name) if trial_name else None
+    if run is not None and run["status"] in (STOPPED, RUNNING):
+        store.finish_run(run["id"], INTERRUPTED, "interrupted from the keyboard; resuming the search trains it again")
+
+
+def reopen_search(store: Store, search_id: int) -> list[int]:
+    """Set a stopped search running again, its trials dropped from the queue by the stop queued
+    again (trials that trained are kept as they are); returns the requeued run ids."""
+    store.set_search_status(search_id, SEARCH_RUNNING)
+    requeued = []
+    for run in store.list_runs(search_id=search_id, status=STOPPED):
+        if run["started_at"] is None:  # stopped while queued: it never trained
+            store.requeue(run["id"])
+            requeued.append(run["id"])
+    return requeued
 
 
 def refresh_status(store: Store, search_id: int) -> str:

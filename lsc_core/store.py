@@ -349,6 +349,19 @@ class Store:
         return self._write("INSERT INTO searches (name, status, spec, created_at) VALUES (?, 'running', ?, ?)",
                            [name, spec, now_iso()]).lastrowid
 
+    def create_trial_once(self, config, search_id: int, source: str | None = None) -> int | None:
+        """Queue a search trial unless a run of that search already has its name; its id, or None.
+
+        Checked and inserted in one transaction, so two processes resuming one search at
+        the same time cannot both create the trial.
+        """
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            if self.db.execute("SELECT 1 FROM runs WHERE search_id = ? AND name = ?",
+                               [search_id, config.display_name()]).fetchone():
+                return None
+            return self.create_run(config, search_id=search_id, source=source)
+
     def get_search(self, search_id: int) -> dict | None:
         rows = list(self.db.query("SELECT * FROM searches WHERE id = ?", [search_id]))
         return rows[0] if rows else None

@@ -152,7 +152,7 @@ def queue_suite(store: Store, submit: Callable[..., int] | None = None, epochs_s
         if identity not in seen:
             seen[identity] = submit(experiment.config, source="study")
         runs[experiment.key] = seen[identity]
-    search_id = launch_search(store, study_search_spec(epochs_scale, limit), submit, name="study search")
+    search_id = launch_search(store, study_search_spec(epochs_scale, limit), name="study search")
     full_spec = json.dumps({"epochs_scale": epochs_scale, "limit": limit, "search_id": search_id}, sort_keys=True)
     return store.create_suite("study", full_spec, runs), True
 
@@ -183,7 +183,7 @@ def run_suite(store: Store, suite: dict, *, load_data: Callable, on_run: Callabl
     run_ids = list(dict.fromkeys(suite["runs"].values()))
     for number, run_id in enumerate(run_ids, start=1):
         run = store.get_run(run_id)
-        if run["status"] != QUEUED or not store.claim_run(run_id):
+        if run is None or run["status"] != QUEUED or not store.claim_run(run_id):  # None: deleted
             continue
         if on_run is not None:
             on_run(number, len(run_ids), run)
@@ -218,7 +218,7 @@ def study_table(store: Store, suite: dict | None) -> list[dict]:
             status = f"search {info['id']}: {info['status']}, {info['completed']}/{info['planned']} trials"
         elif suite is not None:
             run = store.get_run(suite["runs"][figure.key])
-            status = run["status"]
+            status = run["status"] if run else "not run (its run is no longer in the store)"
         rows.append({"part": experiment.part, "experiment": experiment.setting,
                      "study accuracy": figure.accuracy, "study note": figure.note,
                      "our accuracy": run["best_val_accuracy"] if run else None,
@@ -250,7 +250,7 @@ def comparison_curves(store: Store, suite: dict, title: str):
 def progress(store: Store, suite: dict) -> dict:
     """How many of the suite's runs (search trials included) are in each status."""
     counts: dict[str, int] = {}
-    runs = [store.get_run(i) for i in dict.fromkeys(suite["runs"].values())]
+    runs = [run for run in map(store.get_run, dict.fromkeys(suite["runs"].values())) if run is not None]
     runs += store.list_runs(search_id=suite["search_id"])
     for run in runs:
         counts[run["status"]] = counts.get(run["status"], 0) + 1

@@ -90,6 +90,32 @@ def test_search_page_refuses_an_empty_layer_choice_where_it_was_typed(env, tmp_p
     assert [] == Store(env).list_searches()
 
 
+def test_opening_the_page_leaves_a_search_another_process_is_training_to_it(env, tmp_path):
+    """A command-line search mid-trial: the dashboard shows it and queues none of its trials."""
+    import subprocess
+
+    from lsc_core.config import LayerSpec, RunConfig
+
+    store = Store(env)
+    base = RunConfig(layers=(LayerSpec.make("flatten"), LayerSpec.make("dense", units=32)))
+    space = search.SearchSpace(base, (search.Param("dense_units", layer=2, choices=(16, 32)),))
+    search_id = search.create_search(store, search.SearchSpec(space, trials=2, epochs=1, limit=64))
+    config = search.plan_trials(search.get_spec(store, search_id), search_id)[0]
+    other = subprocess.Popen(["sleep", "60"])  # the command line training trial 1
+    try:
+        trial = store.create_run(config, status="running", search_id=search_id)
+        store.db.execute("UPDATE runs SET pid = ? WHERE id = ?", [other.pid, trial])
+        at = start(tmp_path, "search")
+        assert not at.exception and not at.error
+        assert [(trial, "running")] == [(run["id"], run["status"]) for run in store.list_runs()]
+        assert 1 == len(at.dataframe[0].value)
+    finally:
+        other.kill()
+        other.wait()
+    # The page itself resumes nothing: the job manager does that once when it starts.
+    assert "resume_searches" not in (REPO / "app_pages" / "search.py").read_text()
+
+
 def test_study_page_queues_the_suite_and_fills_in(env, tmp_path):
     at = start(tmp_path, "study")
     assert not at.exception

@@ -1,8 +1,13 @@
 """Search: spaces and their JSON, grid and random plans, trials as real runs, stop and resume."""
 import itertools
 import json
+import os
+import signal
 import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +15,9 @@ from lsc_core import search
 from lsc_core.config import ConfigError, LayerSpec, RunConfig, preset
 from lsc_core.jobs import JobManager
 from lsc_core.search import Param, SearchSpace, SearchSpec
-from lsc_core.store import COMPLETED, INTERRUPTED, QUEUED, STOPPED
+from lsc_core.store import COMPLETED, INTERRUPTED, QUEUED, RUNNING, STOPPED, Store
+
+REPO = Path(__file__).resolve().parent.parent
 
 SMALL = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
          LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))
@@ -132,7 +139,7 @@ def test_a_search_runs_in_the_foreground_and_stores_linked_runs(store, tiny_data
 def test_trials_run_through_the_background_queue(tmp_path, tiny_data):
     manager = JobManager(tmp_path / "runs.sqlite", load_data=lambda: tiny_data)
     try:
-        search_id = search.launch_search(manager.store, tiny_spec(trials=3), manager.submit)
+        search_id = search.launch_search(manager.store, tiny_spec(trials=3))
         deadline = time.time() + 120
         while search.refresh_status(manager.store, search_id) == search.SEARCH_RUNNING and time.time() < deadline:
             time.sleep(0.5)
@@ -206,3 +213,142 @@ def test_space_from_the_form_defaults_is_the_study_space():
         search.space_from_form(base, {**layers, 1: []}, [64], ["adam"], None)
     with pytest.raises(ConfigError, match="nothing to search"):
         search.space_from_form(base, {p: v[:1] for p, v in layers.items()}, [64], ["adam"], None)
+
+
+# -- no endless draws, no duplicate trials, no surprise resumes ---------------------------------
+def test_a_repeated_choice_is_refused_where_it_is_written():
+    text = json.dumps({"base": RunConfig(layers=SMALL).to_dict(),
+                       "params": [{"name": "dense_units", "layer": 4, "choices": [64, 64]}]})
+    with pytest.raises(ConfigError, match="'dense_units': choice 64 is listed more than once; give each value once"):
+        SearchSpace.from_json(text)
+    with pytest.raises(ConfigError, match="each choice must be a single number or word"):
+        SearchSpace.from_dict({"base": RunConfig(layers=SMALL).to_dict(),
+                               "params": [{"name": "dense_units", "layer": 4, "choices": [[64], [32]]}]})
+
+
+def test_random_plans_end_even_when_the_space_has_fewer_combinations_than_it_claims():
+    """Spaces that never pass check_space (as stored before it refused repeats) or whose log
+    range rounds to a few values: the plan still ends. In a subprocess: a hang is a failure."""
+    script = """
+from lsc_core import search
+from lsc_core.config import LayerSpec, RunConfig
+from lsc_core.search import Param, SearchSpace, SearchSpec
+base = RunConfig(layers=(LayerSpec.make("flatten"), LayerSpec.make("dense", units=32)))
+repeated = SearchSpace(base, (Param("dense_units", layer=2, choices=(64, 64)),))
+narrow = SearchSpace(base, (Param("learning_rate", field="learning_rate", log_range=(1e-4, 1.001e-4)),))
+print(search.plan_values(SearchSpec(repeated, trials=3)))
+print(sorted({v["learning_rate"] for v in search.plan_values(SearchSpec(narrow, trials=5))}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert ["[{'dense_units': 64}, {'dense_units': 64}, {'dense_units': 64}]", "[0.0001]"] == \
+        result.stdout.splitlines(), result.stderr[-2000:]
+
+
+def test_budgets_that_would_take_forever_to_plan_are_refused():
+    ten = tuple(range(1, 11))
+    huge = tiny_space(params=(Param("conv1_filters", layer=1, choices=ten), Param("dense_units", layer=4, choices=ten),
+                              Param("batch_size", field="batch_size", choices=ten),
+                              Param("momentum", field="momentum", choices=tuple(v / 10 for v in range(10))),
+                              Param("learning_rate", field="learning_rate", choices=tuple(v / 1000 for v in ten))))
+    assert 100_000 == huge.grid_size
+    with pytest.raises(ConfigError, match="the grid has 100,000 points, more than 10,000: give fewer values or a "
+                                          "number of trials"):
+        search.check_spec(SearchSpec(huge, strategy="grid", trials=None))
+    first = search.plan_values(search.check_spec(SearchSpec(huge, strategy="grid", trials=3)))
+    assert [1, 1, 1] == [v["conv1_filters"] for v in first] and [0.001, 0.002, 0.003] == [
+        v["learning_rate"] for v in first]
+    with pytest.raises(ConfigError, match="trials must be a whole number from 1 to 10,000, got 10001"):
+        search.check_spec(tiny_spec(trials=10_001))
+
+
+def test_a_stored_spec_is_read_without_checking_it_again(store):
+    """Stored specs were checked when created: pages read them every refresh, and a rule added
+    later (here, a value the checks now refuse) must not make an old search unreadable."""
+    spec = tiny_spec(strategy="grid", trials=None)
+    data = json.loads(spec.to_json())
+    data["space"]["params"][0]["choices"] = [0, 8]  # filters 0: refused by check_space today
+    search_id = store.create_search("old search", json.dumps(data, sort_keys=True))
+    with pytest.raises(ConfigError):
+        SearchSpec.from_json(json.dumps(data))
+    assert (0, 8) == search.get_spec(store, search_id).space.params[0].choices
+    assert (search_id, 8, 0) == tuple(search.summary(store, search_id)[k] for k in ("id", "planned", "completed"))
+
+
+def test_resume_leaves_alone_a_search_a_live_process_is_training(store):
+    search_id = search.launch_search(store, tiny_spec(trials=2))
+    first, second = sorted(run["id"] for run in store.list_runs(search_id=search_id))
+    store.db.execute("DELETE FROM runs WHERE id = ?", [second])  # not created yet by that process
+    other = subprocess.Popen(["sleep", "60"])  # the live process training trial 1
+    try:
+        assert store.claim_run(first)
+        store.db.execute("UPDATE runs SET pid = ? WHERE id = ?", [other.pid, first])
+        assert [] == search.resume_searches(store)
+        assert [first] == [run["id"] for run in store.list_runs(search_id=search_id)]
+    finally:
+        other.kill()
+        other.wait()
+    # Once that process is gone, the search is resumed: trial 1 again, trial 2 created.
+    requeued = search.resume_searches(store)
+    assert first == requeued[0] and 2 == len(requeued)
+
+
+def test_two_processes_queuing_the_same_search_create_each_trial_once(tmp_path):
+    db = tmp_path / "runs.sqlite"
+    search_id = search.create_search(Store(db), tiny_spec(trials=6))
+    barrier = threading.Barrier(4)
+
+    def queue():  # each thread has its own connection, as separate processes would
+        barrier.wait()
+        search.queue_missing_trials(Store(db), search_id)
+
+    threads = [threading.Thread(target=queue) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    names = [run["name"] for run in Store(db).list_runs(search_id=search_id)]
+    assert sorted(f"search{search_id}-trial{n}" for n in range(1, 7)) == sorted(names)
+    assert [None] == [Store(db).create_trial_once(search.plan_trials(tiny_spec(trials=6), search_id)[0], search_id)]
+
+
+def test_ctrl_c_on_a_command_line_search_stops_it_and_resume_continues_it(tmp_path, tiny_npz, tiny_data):
+    db = tmp_path / "runs.sqlite"
+    space = tmp_path / "space.json"
+    space.write_text(tiny_space().to_json())
+    command = [sys.executable, "-m", "lsc_core", "search", "--space", str(space), "--trials", "2", "--epochs", "20",
+               "--limit", "64", "--data", str(tiny_npz), "--db", str(db)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        store = None
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:  # until trial 1 has trained an epoch
+            store = store or (Store(db) if db.exists() else None)
+            running = store.list_runs(status=RUNNING) if store else []
+            if running and store.epochs(running[0]["id"]):
+                break
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert 130 == process.returncode, err[-2000:]
+    (found,) = store.list_searches()
+    search_id = found["id"]
+    assert f"search {search_id} stopped. Continue it (the interrupted trial runs again) with: " \
+           f"python -m lsc_core search --resume {search_id}" == err.strip().splitlines()[-1]
+    assert search.SEARCH_STOPPED == found["status"]
+    (trial,) = store.list_runs(search_id=search_id)
+    assert (f"search{search_id}-trial1", INTERRUPTED) == (trial["name"], trial["status"])
+    # A dashboard starting now takes nothing over.
+    assert [] == JobManager(db, load_data=lambda: tiny_data, start=False).store.list_runs(status=QUEUED)
+    assert [] == search.resume_searches(store)
+
+    from lsc_core.cli import main
+
+    assert 0 == main(["search", "--resume", str(search_id), "--data", str(tiny_npz), "--db", str(db)])
+    runs = {run["name"]: run for run in store.list_runs(search_id=search_id)}
+    assert [COMPLETED, COMPLETED] == [runs[f"search{search_id}-trial{n}"]["status"] for n in (1, 2)]
+    assert trial["id"] == runs[f"search{search_id}-trial1"]["id"]  # the same run, trained again
+    assert search.SEARCH_COMPLETED == store.get_search(search_id)["status"]
