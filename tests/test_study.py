@@ -103,3 +103,16 @@ def test_the_search_line_shows_the_best_trials_filters(store, tiny_data):
     values = search.plan_values(study.study_search_spec(0.01, 64))[0]
     assert f"filters {values['conv1_filters']}/{values['conv2_filters']}/{values['conv3_filters']}/" \
            f"{values['conv4_filters']}, dense {values['dense_units']}" == row["our note"]
+
+
+def test_an_experiment_whose_run_was_deleted_shows_as_not_run(store):
+    study.queue_suite(store, epochs_scale=0.1, limit=100)
+    suite = study.latest_suite(store)
+    gone = suite["runs"]["p1-sgd-b32"]
+    store.db.execute("PRAGMA foreign_keys = OFF")  # deleted by hand, the suite still naming it
+    store.db.execute("DELETE FROM runs WHERE id = ?", [gone])
+    store.db.execute("PRAGMA foreign_keys = ON")
+    row = next(r for r in study.study_table(store, suite) if r["experiment"] == "SGD, lr 1e-3, batch 32")
+    assert (None, None, "not run (its run is no longer in the store)") == (row["run"], row["our accuracy"],
+                                                                           row["status"])
+    assert {"queued": 19} == study.progress(store, suite)
