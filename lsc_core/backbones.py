@@ -35,6 +35,7 @@ BACKBONES = {
     "efficientnetb0": Backbone("EfficientNetB0", "efficientnet", 32, 96, 1280, 4_049_571),
 }
 WEIGHTS = ("imagenet", "none")
+PREPROCESS_MODULES = frozenset(info.module for info in BACKBONES.values())
 
 
 def analyze_backbone(config) -> tuple[list[LayerRow], list[ConfigError]]:
@@ -93,6 +94,11 @@ def preprocess_class():
     class BackbonePreprocess(keras.layers.Layer):
         def __init__(self, module: str, **kwargs):
             super().__init__(**kwargs)
+            # `module` comes from the .keras file being loaded: import only a backbone's own
+            # (safe mode must not be a way to import an arbitrary module).
+            if module not in PREPROCESS_MODULES:
+                raise ValueError(f"unknown preprocessing module {module!r} in the model file; expected one of "
+                                 f"{', '.join(sorted(PREPROCESS_MODULES))}")
             self.module = module
             self._preprocess = importlib.import_module(f"keras.applications.{module}").preprocess_input
 

@@ -22,7 +22,6 @@ How an image becomes the network's input, and why:
 from __future__ import annotations
 
 import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,21 +108,24 @@ def prepare_image(name: str, data: bytes) -> PreparedImage:
 
 
 def _open(name: str, data: bytes):
-    """Image.open (header only), with both of Pillow's bomb checks and ours as one error."""
+    """Image.open (header only), with Pillow's bomb error and our pixel limit as one error.
+
+    Pillow warns above its own limit (89 MP) and raises above twice that. Ours is lower,
+    so the size check below refuses everything Pillow would warn about before a pixel is
+    decoded; no warnings filter is needed (one would be process-wide, and Streamlit
+    sessions are threads).
+    """
     from PIL import Image, UnidentifiedImageError
 
-    with warnings.catch_warnings():
-        # Pillow warns above its own limit (89 MP) and raises above twice that; ours is lower.
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError(f"{name}: too large (over {MAX_PIXELS // 1_000_000} megapixels; "
-                             f"refused as a possible decompression bomb)") from None
-        except UnidentifiedImageError:
-            raise ImageError(f"{name}: not an image (Pillow cannot identify it)") from None
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise ImageError(f"{name}: damaged image header ({_reason(exc)})") from None
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: too large (over {MAX_PIXELS // 1_000_000} megapixels; "
+                         f"refused as a possible decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image (Pillow cannot identify it)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(f"{name}: damaged image header ({_reason(exc)})") from None
     width, height = image.size
     if width * height > MAX_PIXELS:
         image.close()

@@ -90,3 +90,29 @@ def test_offline_imagenet_request_is_one_clear_message(tmp_path):
     assert str(tmp_path / "keras" / "models") in line
     assert "weights 'none'" in line
     assert not (tmp_path / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").exists()
+
+
+def test_a_model_file_naming_another_preprocessing_module_is_refused(tmp_path):
+    """Safe-mode loading imports only the backbones' own preprocess_input modules."""
+    import json
+    import zipfile
+
+    import keras
+
+    from lsc_core.backbones import preprocess_layer
+
+    inputs = keras.Input(shape=(32, 32, 3))
+    keras.Model(inputs, preprocess_layer("vgg16")(inputs)).save(tmp_path / "good.keras")
+    assert 1 == len(load_model(tmp_path / "good.keras").layers) - 1
+    # The same file, its layer config edited to import a keras.applications module no backbone uses.
+    with zipfile.ZipFile(tmp_path / "good.keras") as good, zipfile.ZipFile(tmp_path / "edited.keras", "w") as edited:
+        for item in good.infolist():
+            data = good.read(item)
+            if item.filename == "config.json":
+                text = json.dumps(json.loads(data))
+                assert '"module": "vgg16"' in text
+                data = text.replace('"module": "vgg16"', '"module": "imagenet_utils"').encode()
+            edited.writestr(item, data)
+    with pytest.raises(Exception) as caught:
+        load_model(tmp_path / "edited.keras")
+    assert "unknown preprocessing module 'imagenet_utils' in the model file" in str(caught.value)

@@ -172,3 +172,25 @@ def test_cli_as_a_new_process_prints_no_traceback_or_tensorflow_chatter(runs, go
             f"error: {broken['bomb.png']}: too large (over 50 megapixels; refused as a possible decompression "
             "bomb)"] == result.stderr.splitlines()
     assert result.stdout.startswith(f"{good['lossless.webp']}  [WEBP 64x48 RGB]\n  fine    ")
+
+
+def test_pillows_warning_range_is_refused_by_our_limit_without_touching_warning_filters():
+    """100 MP is above Pillow's warning limit (89 MP) and below its error (179 MP): our own
+    pixel check refuses it, naming its size, and no process-wide warnings filter is
+    changed on the way (Streamlit sessions are threads: one session's filter is everyone's)."""
+    import threading
+    import warnings
+
+    from images import png_header_claiming
+
+    data = png_header_claiming(10000, 10000)
+    assert "warn.png: too large (10000x10000 = 100 megapixels; the limit is 50)" == \
+        pr.prepare_upload("warn.png", data).error
+    before = list(warnings.filters)
+    threads = [threading.Thread(target=lambda: [pr.prepare_upload("warn.png", data) for _ in range(200)])
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert before == list(warnings.filters)
