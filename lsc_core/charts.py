@@ -14,9 +14,13 @@ import pandas as pd
 
 PANEL_WIDTH = 320  # px: two panels and their legend fit side by side even in a centred layout
 PANEL_HEIGHT = 260
-# Train/test: test is what the study reports, so it gets the strong colour and solid line.
-SPLIT_COLOURS = alt.Scale(domain=["test", "train"], range=["#d62728", "#1f77b4"])
-SPLIT_DASHES = alt.Scale(domain=["test", "train"], range=[[1, 0], [5, 4]])
+# Splits (views.curves): test is what the study reports, so it gets the strong colour and a
+# solid line; a run validated on a hold-out part of train has "hold-out" instead, also
+# solid (it is the split its best epoch was picked on) in a colour of its own.
+SPLITS = ("test", "hold-out", "train")
+VALIDATION_SPLITS = ("test", "hold-out")
+_SPLIT_COLOURS = {"test": "#d62728", "hold-out": "#ff7f0e", "train": "#1f77b4"}
+_SPLIT_DASHES = {"test": [1, 0], "hold-out": [1, 0], "train": [5, 4]}
 RUN_SCHEME = "tableau10"  # distinct hues per run (the theme's default shades of blue are hard to tell apart)
 # Line symbols in legends, so the dashed/solid distinction shows there too.
 LINE_LEGEND = alt.Legend(symbolType="stroke", symbolStrokeWidth=2)
@@ -29,6 +33,19 @@ DASH_LEGEND = alt.Legend(symbolType="stroke", symbolStrokeWidth=2, symbolStrokeC
 AXIS_FORMATS = {"accuracy": "%", "loss": ""}
 METRIC_TITLES = {"loss": "Loss (cross-entropy)", "accuracy": "Accuracy"}
 METRICS = ("loss", "accuracy")
+
+
+def _splits_in(frame: pd.DataFrame) -> list[str]:
+    """The splits the frame has, in SPLITS order; test and train when it has none (an empty chart)."""
+    present = [split for split in SPLITS if split in set(frame["split"])]
+    return present or ["test", "train"]
+
+
+def split_scales(frame: pd.DataFrame) -> tuple[alt.Scale, alt.Scale]:
+    """Colour and dash scales over the splits present, so a legend lists only those shown."""
+    splits = _splits_in(frame)
+    return (alt.Scale(domain=splits, range=[_SPLIT_COLOURS[s] for s in splits]),
+            alt.Scale(domain=splits, range=[_SPLIT_DASHES[s] for s in splits]))
 
 
 def _epoch_axis() -> alt.X:
@@ -51,26 +68,32 @@ def run_curves_chart(curves: pd.DataFrame, best_epoch: int | None = None) -> alt
 
     `curves` is the long form of `views.curves` (epoch, split, metric, value) for one run.
     """
-    panels = [_run_metric_panel(curves[curves["metric"] == metric], metric, best_epoch) for metric in METRICS]
+    scales = split_scales(curves)
+    panels = [_run_metric_panel(curves[curves["metric"] == metric], metric, best_epoch, scales)
+              for metric in METRICS]
     return alt.hconcat(*panels).resolve_scale(color="shared", strokeDash="shared")
 
 
-def _run_metric_panel(frame: pd.DataFrame, metric: str, best_epoch: int | None) -> alt.LayerChart:
+def _run_metric_panel(frame: pd.DataFrame, metric: str, best_epoch: int | None,
+                      scales: tuple[alt.Scale, alt.Scale]) -> alt.LayerChart:
     base = alt.Chart(frame).encode(x=_epoch_axis())
     lines = base.mark_line(point=True).encode(
         y=_value_axis(metric),
-        color=alt.Color("split:N", scale=SPLIT_COLOURS, title="split", legend=LINE_LEGEND),
-        strokeDash=alt.StrokeDash("split:N", scale=SPLIT_DASHES, title="split", legend=LINE_LEGEND),
+        color=alt.Color("split:N", scale=scales[0], title="split", legend=LINE_LEGEND),
+        strokeDash=alt.StrokeDash("split:N", scale=scales[1], title="split", legend=LINE_LEGEND),
         tooltip=[alt.Tooltip("split:N"), alt.Tooltip("epoch:Q"), _value_tooltip(metric)],
     )
     layers = [lines]
     if best_epoch is not None:
-        best = frame[(frame["epoch"] == best_epoch) & (frame["split"] == "test")]
+        # The best epoch was picked on the validation split: test, or hold-out.
+        best = frame[(frame["epoch"] == best_epoch) & frame["split"].isin(VALIDATION_SPLITS)]
+        validation = best["split"].iloc[0] if len(best) else "test"
         rule = alt.Chart(pd.DataFrame({"epoch": [best_epoch]})).mark_rule(color="gray", strokeDash=[2, 2]).encode(
             x="epoch:Q", tooltip=[alt.Tooltip("epoch:Q", title="best epoch")])
         point = alt.Chart(best).mark_point(size=140, shape="diamond", filled=True, color="black").encode(
             x="epoch:Q", y="value:Q",
-            tooltip=[alt.Tooltip("epoch:Q", title="best epoch"), _value_tooltip(metric, title=f"test {metric}")])
+            tooltip=[alt.Tooltip("epoch:Q", title="best epoch"),
+                     _value_tooltip(metric, title=f"{validation} {metric}")])
         layers += [rule, point]
     return alt.layer(*layers).properties(title=METRIC_TITLES[metric], width=PANEL_WIDTH, height=PANEL_HEIGHT)
 
@@ -81,19 +104,22 @@ def compare_chart(curves: pd.DataFrame, splits: tuple[str, ...] = ("test", "trai
 
     `curves` is `views.curves(...)`, optionally smoothed by `views.smooth_curves`; when it
     has a `raw` column that differs from `value`, the raw curves are drawn faintly
-    beneath the smoothed ones, as TensorBoard does.
+    beneath the smoothed ones, as TensorBoard does. "test" in `splits` stands for each
+    run's validation split, so it also shows the "hold-out" curves of hold-out runs.
     """
-    frame = curves[curves["split"].isin(splits)]
+    wanted = set(splits) | ({"hold-out"} if "test" in splits else set())
+    frame = curves[curves["split"].isin(wanted)]
     runs = list(dict.fromkeys(frame["run"]))  # colour order follows the selection order
-    panels = [_compare_panel(frame[frame["metric"] == metric], metric, runs) for metric in METRICS]
+    dashes = split_scales(frame)[1]
+    panels = [_compare_panel(frame[frame["metric"] == metric], metric, runs, dashes) for metric in METRICS]
     return alt.hconcat(*panels).resolve_scale(color="shared", strokeDash="shared")
 
 
-def _compare_panel(frame: pd.DataFrame, metric: str, runs: list[str]) -> alt.LayerChart:
+def _compare_panel(frame: pd.DataFrame, metric: str, runs: list[str], dashes: alt.Scale) -> alt.LayerChart:
     colour = alt.Color("run:N", scale=alt.Scale(domain=runs, scheme=RUN_SCHEME), title="run",
                        legend=alt.Legend(orient="bottom", columns=2, labelLimit=320, symbolType="stroke",
                                          symbolStrokeWidth=3, symbolSize=400, symbolOpacity=1))
-    dash = alt.StrokeDash("split:N", scale=SPLIT_DASHES, title="split", legend=DASH_LEGEND)
+    dash = alt.StrokeDash("split:N", scale=dashes, title="split", legend=DASH_LEGEND)
     tooltip = [alt.Tooltip("run:N"), alt.Tooltip("split:N"), alt.Tooltip("epoch:Q"), _value_tooltip(metric)]
     smoothed = "raw" in frame.columns and not frame["raw"].equals(frame["value"])
     if smoothed:

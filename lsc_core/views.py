@@ -24,12 +24,15 @@ from .store import COMPLETED, QUEUED, RUNNING, Store
 STUDY_BEST = {"coarse": 0.552, "fine": 0.385}
 
 RUN_COLUMNS = ["id", "name", "status", "label_mode", "params", "best_accuracy", "best_epoch", "epochs_done",
-               "epochs_planned", "duration_s", "duration", "created", "source"]
+               "epochs_planned", "duration_s", "duration", "created", "source", "validation"]
 CURVE_COLUMNS = ["run_id", "run", "epoch", "split", "metric", "value"]
-# Store column -> (split, metric) of the long-form curves. "test" is the validation
-# data, which is the test set unless a run held out part of the training set.
+# The split a run validates on (its best epoch and best_accuracy come from it): the
+# test set, as the study did, or a hold-out part of the training set.
+TEST, HOLDOUT = "test", "hold-out"
+# Store column -> (split, metric) of the long-form curves; VALIDATION is the run's validation split.
+VALIDATION = "validation"
 _CURVE_FIELDS = {"loss": ("train", "loss"), "accuracy": ("train", "accuracy"),
-                 "val_loss": ("test", "loss"), "val_accuracy": ("test", "accuracy")}
+                 "val_loss": (VALIDATION, "loss"), "val_accuracy": (VALIDATION, "accuracy")}
 MAX_SMOOTHING = 0.99  # as TensorBoard: a weight of 1 would freeze the curve at its first value
 
 
@@ -57,6 +60,12 @@ def run_duration(run: dict, now: float | None = None) -> float | None:
     return max(0.0, finished - started)
 
 
+def validation_split(run: dict) -> str:
+    """The split a run's validation figures come from: 'hold-out' for a run that held out
+    part of its training set, else 'test'."""
+    return HOLDOUT if (run.get("config") or {}).get("validation") == "holdout" else TEST
+
+
 def run_source(run: dict) -> str | None:
     """Where a run came from, when the store records it: a `source` column, else 'search' for search trials."""
     if run.get("source"):
@@ -82,7 +91,7 @@ def _table_row(run: dict, epochs_done: int, now: float | None) -> dict:
             "params": run["params"], "best_accuracy": run["best_val_accuracy"], "best_epoch": run["best_epoch"],
             "epochs_done": epochs_done, "epochs_planned": run["epochs_planned"], "duration_s": duration,
             "duration": format_duration(duration), "created": _created(run["created_at"]),
-            "source": run_source(run) or ""}
+            "source": run_source(run) or "", "validation": validation_split(run)}
 
 
 def _created(text: str | None):
@@ -121,13 +130,19 @@ def run_labels(runs: Iterable[dict]) -> dict[int, str]:
 
 
 def curves(store: Store, run_ids: Iterable[int]) -> pd.DataFrame:
-    """Long-form curves of the runs: one row per run, epoch, split (train/test) and metric (loss/accuracy)."""
+    """Long-form curves of the runs: one row per run, epoch, split and metric (loss/accuracy).
+
+    The split is "train", or the run's validation split: "test", or "hold-out" for a run
+    validated on part of its training set.
+    """
     run_ids = list(dict.fromkeys(int(i) for i in run_ids))
     runs = [run for run in (store.get_run(i) for i in run_ids) if run is not None]
     labels = run_labels(runs)
+    validation = {run["id"]: validation_split(run) for run in runs}
     rows = []
     for epoch in store.epochs_for(labels):
         for field, (split, metric) in _CURVE_FIELDS.items():
+            split = validation[epoch["run_id"]] if split == VALIDATION else split
             if epoch[field] is not None:
                 rows.append({"run_id": epoch["run_id"], "run": labels[epoch["run_id"]], "epoch": epoch["epoch"],
                              "split": split, "metric": metric, "value": float(epoch[field])})
@@ -270,12 +285,18 @@ def queued(store: Store) -> pd.DataFrame:
                          for run in runs], columns=["id", "name", "label_mode", "epochs_planned", "created"])
 
 
-def best_of(runs: list[dict], need_model: bool = False) -> dict[str, dict]:
-    """Per label mode, the completed run with the best test accuracy (and a saved model, if needed)."""
+def best_of(runs: list[dict], need_model: bool = False, test_only: bool = False) -> dict[str, dict]:
+    """Per label mode, the completed run with the best validation accuracy (and a saved model, if needed).
+
+    test_only keeps out runs validated on a hold-out split: their accuracy is not a test
+    figure, so it cannot be held against the study's.
+    """
     best: dict[str, dict] = {}
     for run in runs:
         accuracy = run.get("best_val_accuracy")
         if run["status"] != COMPLETED or accuracy is None or (need_model and not run.get("model_path")):
+            continue
+        if test_only and validation_split(run) != TEST:
             continue
         current = best.get(run["label_mode"])
         if current is None or accuracy > current["best_val_accuracy"]:
@@ -284,8 +305,9 @@ def best_of(runs: list[dict], need_model: bool = False) -> dict[str, dict]:
 
 
 def best_runs(store: Store) -> dict[str, dict | None]:
-    """The best completed run of each label mode (None where there is none)."""
-    return {mode: None for mode in STUDY_BEST} | best_of(store.list_runs(status=COMPLETED))
+    """The best completed run of each label mode by test accuracy (None where there is none), for
+    comparing with the study's test figures: runs validated on a hold-out split are left out."""
+    return {mode: None for mode in STUDY_BEST} | best_of(store.list_runs(status=COMPLETED), test_only=True)
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -295,7 +317,8 @@ def status_line(run: dict) -> str:
     if run.get("params"):
         parts.append(f"{run['params']:,} parameters")
     if run.get("best_epoch") is not None and run.get("best_val_accuracy") is not None:
-        parts.append(f"best test accuracy {run['best_val_accuracy']:.2%} at epoch {run['best_epoch']}")
+        parts.append(f"best {validation_split(run)} accuracy {run['best_val_accuracy']:.2%} at epoch "
+                     f"{run['best_epoch']}")
     return " · ".join(parts)
 
 

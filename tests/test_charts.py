@@ -104,3 +104,26 @@ def test_compare_legends_show_line_symbols_for_runs_and_splits(store, two_runs):
     assert "#555555" == split_legend["symbolStrokeColor"]
     assert ("point" not in lines["mark"], "strokeDash" not in points["encoding"]) == (True, True)
     assert "symbolStrokeColor" not in run_legend  # run symbols take their colour from the run scale
+
+
+def test_a_hold_out_run_shows_its_hold_out_split_with_its_own_colour(store, two_runs):
+    held = store.create_run(preset("seed-part1", epochs=2, validation="holdout", name="held"), status=RUNNING)
+    for epoch, acc in enumerate((0.31, 0.35), start=1):
+        store.log_epoch(held, epoch, {"loss": 2.0, "accuracy": acc + 0.1, "val_loss": 2.1, "val_accuracy": acc}, 1.0)
+    store.finish_run(held, COMPLETED)
+    spec = charts.run_curves_chart(views.curves(store, [held]), 2).to_dict()
+    for panel in spec["hconcat"]:
+        lines, _, point = layers_of(panel)
+        scale = lines["encoding"]["color"]["scale"]
+        assert (["hold-out", "train"], ["#ff7f0e", "#1f77b4"]) == (scale["domain"], scale["range"])
+        assert ["hold-out", "train"] == lines["encoding"]["strokeDash"]["scale"]["domain"]
+    accuracy_point = spec["hconcat"][1]["layer"][2]
+    assert [(2, "hold-out", 0.35)] == [(r["epoch"], r["split"], r["value"])
+                                       for r in spec["datasets"][accuracy_point["data"]["name"]]]
+    assert "hold-out accuracy" == accuracy_point["encoding"]["tooltip"][1]["title"]
+    # Compared with a test-set run: "test" (the Runs page's choice) shows both validation splits.
+    spec = charts.compare_chart(views.curves(store, [two_runs[0], held]), splits=("test",)).to_dict()
+    rows = [r for values in spec["datasets"].values() for r in values]
+    assert {("adam", "test"), ("held", "hold-out")} == {(r["run"], r["split"]) for r in rows}
+    dash = spec["hconcat"][0]["layer"][0]["encoding"]["strokeDash"]["scale"]
+    assert (["test", "hold-out"], [[1, 0], [1, 0]]) == (dash["domain"], dash["range"])

@@ -231,3 +231,32 @@ def test_best_of_takes_completed_runs_and_can_ask_for_a_model():
     assert {"fine": 2, "coarse": 5} == {mode: run["id"] for mode, run in views.best_of(runs, need_model=True).items()}
     assert {"fine": 2, "coarse": 4} == {mode: run["id"] for mode, run in views.best_of(runs).items()}
 
+
+
+@pytest.fixture
+def holdout(store):
+    """A completed coarse run validated on a hold-out part of train, better than any test-set run."""
+    run_id = store.create_run(preset("seed-part1", epochs=3, validation="holdout", name="held"), status=RUNNING)
+    log(store, run_id, [(1.0, 0.7, 1.1, 0.66, 5.0)])
+    store.finish_run(run_id, COMPLETED)
+    return run_id
+
+
+def test_a_hold_out_runs_validation_split_is_labelled_hold_out(store, runs, holdout):
+    frame = views.curves(store, [holdout, runs["done"]])
+    assert {("held", "hold-out"), ("held", "train"), (f"seed-part1-{runs['done']}", "test"),
+            (f"seed-part1-{runs['done']}", "train")} == set(zip(frame["run"], frame["split"]))
+    held = frame[(frame["run"] == "held") & (frame["split"] == "hold-out")]
+    assert [("loss", 1.1), ("accuracy", 0.66)] == sorted(zip(held["metric"], held["value"]), reverse=True)
+    table = views.runs_table(store).set_index("id")
+    assert ("hold-out", "test") == (table.loc[holdout, "validation"], table.loc[runs["done"], "validation"])
+    assert f"run {holdout} · completed · coarse labels · best hold-out accuracy 66.00% at epoch 1" == \
+        views.status_line(store.get_run(holdout))
+
+
+def test_hold_out_runs_are_not_held_against_the_studys_test_figures(store, runs, holdout):
+    assert {"coarse": runs["done"], "fine": None} == {m: r and r["id"] for m, r in views.best_runs(store).items()}
+    # Predict may still pick it: it only needs a good model.
+    store.set_model_path(holdout, "held.keras")
+    assert {"coarse": holdout} == {m: r["id"] for m, r in
+                                   views.best_of(store.list_runs(status=COMPLETED), need_model=True).items()}
