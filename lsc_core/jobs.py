@@ -40,7 +40,7 @@ class JobManager:
         # Searches cut short by a restart go on: interrupted trials run again, the rest are kept.
         from .search import resume_searches
 
-        resume_searches(self.store, self.submit)
+        resume_searches(self.store)
         if start:
             self._thread.start()
 

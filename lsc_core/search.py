@@ -289,7 +289,6 @@ def plan_trials(spec: SearchSpec, search_id: int) -> list[RunConfig]:
 
 
 # -- searches in the store -------------------------------------------------------------------
-Submit = Callable[..., int]  # JobManager.submit(config, search_id=...) -> run id
 
 
 def create_search(store: Store, spec: SearchSpec, name: str | None = None) -> int:
@@ -327,15 +326,13 @@ def queue_missing_trials(store: Store, search_id: int) -> list[int]:
     return [run_id for run_id in created if run_id is not None]
 
 
-def resume_searches(store: Store, submit: Submit | None = None) -> list[int]:
+def resume_searches(store: Store) -> list[int]:
     """After a restart: requeue interrupted trials of unfinished searches and queue missing ones.
 
     Completed, failed and stopped trials are kept. A search with a trial running in a
     live process (e.g. `python -m lsc_core search`) is that process's to continue and is
-    left alone. Returns the ids of runs (re)queued.
-
-    `submit` (JobManager passes its own) is not used: trials are created by the store
-    atomically (queue_missing_trials), and the worker polls the queue.
+    left alone. Returns the ids of runs (re)queued; trials are created by the store
+    atomically (queue_missing_trials), and workers find them by polling the queue.
     """
     store.mark_dead_runs_interrupted()  # so a trial still 'running' now has a live owner
     queued = []
