@@ -128,12 +128,13 @@ _MANAGERS: dict[str, JobManager] = {}
 _MANAGERS_LOCK = threading.Lock()
 
 
-def manager_for(db_path, **options) -> JobManager:
+def manager_for(db_path, *, create: bool = True, **options) -> JobManager | None:
     """The one JobManager of this process for a store: one worker per store, however often asked
-    (a cleared Streamlit cache must not start a second worker training beside the first)."""
+    (a cleared Streamlit cache must not start a second worker training beside the first).
+    With create=False, None where there is none yet."""
     key = str(Path(db_path).resolve())
     with _MANAGERS_LOCK:
         manager = _MANAGERS.get(key)
-        if manager is None or not manager.alive:
+        if (manager is None or not manager.alive) and create:
             manager = _MANAGERS[key] = JobManager(key, **options)
         return manager

@@ -46,3 +46,21 @@ def real_data_path():
     if not REAL_DATA.exists():
         pytest.skip(f"real CIFAR-100 not found at {REAL_DATA} (set LSC_DATA to run this test)")
     return REAL_DATA
+
+
+@pytest.fixture
+def app_env(tmp_path, monkeypatch, tiny_npz):
+    """The dashboard's environment for an AppTest: a fresh store and tiny data; returns the
+    store path. Afterwards this store's background worker is stopped, so that it does not
+    go on training beside later tests."""
+    db = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("LSC_DB", str(db))
+    monkeypatch.setenv("LSC_DATA", str(tiny_npz))
+    monkeypatch.setenv("LSC_ARTIFACTS", str(tmp_path / "artifacts"))
+    yield db
+    from lsc_core.jobs import manager_for
+
+    manager = manager_for(db, create=False)
+    if manager is not None:
+        manager.shutdown(timeout=60)
+

@@ -15,13 +15,8 @@ TIMEOUT_S = 60  # the first run of a page imports pandas/altair and starts the w
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, tiny_npz):
-    """A fresh store and tiny data for the page; returns the store path."""
-    db = tmp_path / "runs.sqlite"
-    monkeypatch.setenv("LSC_DB", str(db))
-    monkeypatch.setenv("LSC_DATA", str(tiny_npz))
-    monkeypatch.setenv("LSC_ARTIFACTS", str(tmp_path / "artifacts"))
-    return db
+def env(app_env):
+    return app_env
 
 
 @pytest.fixture

@@ -28,16 +28,8 @@ def start(tmp_path, page: str) -> AppTest:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, tiny_npz):
-    db = tmp_path / "runs.sqlite"
-    monkeypatch.setenv("LSC_DB", str(db))
-    monkeypatch.setenv("LSC_DATA", str(tiny_npz))
-    monkeypatch.setenv("LSC_ARTIFACTS", str(tmp_path / "artifacts"))
-    yield db
-    # Stop this test's background worker so it does not train on in later tests.
-    from app_pages import common
-
-    common.manager().shutdown(timeout=60)
+def env(app_env):
+    return app_env
 
 
 def widget(widgets, label):
