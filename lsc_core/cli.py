@@ -129,8 +129,7 @@ def cmd_runs(args) -> int:
     if not runs:
         print(f"no runs in {store.path}")
         return EXIT_OK
-    counts = {row["run_id"]: row["n"] for row in store.db.query(
-        "SELECT run_id, COUNT(*) AS n FROM epochs GROUP BY run_id")}
+    counts = store.epoch_counts()
     header = f"{'id':>4}  {'name':<24} {'status':<11} {'labels':<6} {'params':>11} {'best acc':>8} " \
              f"{'@epoch':>6} {'epochs':>7} {'time':>8}  created"
     print(header)

@@ -204,11 +204,7 @@ class Store:
             row = self.db.execute("SELECT id FROM runs WHERE status = ? ORDER BY id LIMIT 1", [QUEUED]).fetchone()
             if row is None:
                 return None
-            cursor = self._write(
-                "UPDATE runs SET status = ?, pid = ?, host = ?, heartbeat_at = ?, started_at = ? "
-                "WHERE id = ? AND status = ?",
-                [RUNNING, os.getpid(), socket.gethostname(), time.time(), now_iso(), row[0], QUEUED])
-            if cursor.rowcount == 1:  # else another worker took it first: try the next
+            if self.claim_run(row[0]):  # else another worker took it first: try the next
                 return self.get_run(row[0])
 
     def start_run(self, run_id: int, *, params: int, versions: dict, device: str) -> None:
@@ -309,6 +305,10 @@ class Store:
     def epochs(self, run_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", [run_id]))
 
+    def epoch_counts(self) -> dict[int, int]:
+        """Epochs logged per run, counted in SQLite (cheaper than reading every epoch row)."""
+        return dict(self.db.execute("SELECT run_id, COUNT(*) FROM epochs GROUP BY run_id").fetchall())
+
     def epochs_for(self, run_ids: Iterable[int]) -> list[dict]:
         ids = list(run_ids)
         if not ids:
@@ -379,7 +379,7 @@ class Store:
         self._write("UPDATE searches SET status = ?, finished_at = ? WHERE id = ?", [status, finished, search_id])
 
     def claim_run(self, run_id: int) -> bool:
-        """Take one queued run for this process (as claim_next_queued does); False if another took it."""
+        """Atomically take one queued run for this process; False if another process took it."""
         cursor = self._write(
             "UPDATE runs SET status = ?, pid = ?, host = ?, heartbeat_at = ?, started_at = ? "
             "WHERE id = ? AND status = ?",

@@ -76,7 +76,7 @@ def run_source(run: dict) -> str | None:
 def runs_table(store: Store, now: float | None = None) -> pd.DataFrame:
     """All runs, newest first, one row each with the columns of RUN_COLUMNS."""
     runs = store.list_runs()
-    done = _epoch_counts(store)
+    done = store.epoch_counts()
     rows = [_table_row(run, done.get(run["id"], 0), now) for run in runs]
     table = pd.DataFrame(rows, columns=RUN_COLUMNS)
     # Nullable integers keep "no best epoch yet" empty instead of turning the column into floats.
@@ -99,11 +99,6 @@ def _created(text: str | None):
         return pd.Timestamp(text) if text else pd.NaT
     except ValueError:
         return pd.NaT
-
-
-def _epoch_counts(store: Store) -> dict[int, int]:
-    """Epochs logged per run, counted in SQLite (cheaper than reading every epoch row)."""
-    return dict(store.db.execute("SELECT run_id, COUNT(*) FROM epochs GROUP BY run_id").fetchall())
 
 
 def filter_runs(table: pd.DataFrame, statuses: Iterable[str] = (), label_modes: Iterable[str] = (),
@@ -347,7 +342,7 @@ def compare_default(store: Store, count: int = 3) -> list[int]:
 
     Runs still training count: a person who opens Compare mid-training wants to see them.
     """
-    done = _epoch_counts(store)
+    done = store.epoch_counts()
     return [run["id"] for run in store.list_runs() if done.get(run["id"], 0) > 0][:count]
 
 
