@@ -3,7 +3,7 @@ import streamlit as st
 
 from lsc_core import charts
 from lsc_core import search as lsc_search
-from lsc_core.config import PRESETS, ConfigError, preset
+from lsc_core.config import OPTIMIZERS, PRESETS, ConfigError, preset
 from app_pages import common
 
 SELECTED_SEARCH = "selected_search"  # search id this page shows
@@ -27,7 +27,7 @@ with st.form("search_form"):
                                                            key=f"layer_{base_name}_{choice.position}")
     left, middle, right = st.columns(3)
     batch_sizes = left.multiselect("Batch sizes", lsc_search.BATCH_SIZES, default=[64])
-    optimizers = middle.multiselect("Optimizers", ["adam", "sgd", "rmsprop", "adamw"], default=["adam"])
+    optimizers = middle.multiselect("Optimizers", OPTIMIZERS, default=["adam"])
     search_lr = right.checkbox("Search the learning rate (log-uniform)", value=False)
     lr_low = right.number_input("lowest learning rate", value=1e-4, min_value=1e-6, max_value=1.0, format="%.0e")
     lr_high = right.number_input("highest learning rate", value=1e-2, min_value=1e-6, max_value=1.0, format="%.0e")

@@ -11,7 +11,7 @@ import functools
 import os
 from dataclasses import dataclass
 
-from .config import ConfigError, LayerRow
+from .config import IMAGE_SHAPE, ConfigError, LayerRow
 
 MAX_IMAGE_SIZE = 299  # larger gains nothing from 32x32 sources and costs memory
 
@@ -144,7 +144,7 @@ def build_transfer_model(config):
 
     spec = config.backbone
     info = BACKBONES[spec.name]
-    inputs = keras.Input(shape=(32, 32, 3), name="pixels")
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="pixels")
     x = keras.layers.Resizing(spec.image_size, spec.image_size, interpolation="bilinear", name="upscale")(inputs)
     x = preprocess_layer(info.module)(x)
     base = _load_base(info, spec.weights, spec.image_size)

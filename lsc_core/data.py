@@ -27,6 +27,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .config import IMAGE_SHAPE, NUM_CLASSES
+
 # The official release, and the sha256 that keras/src/datasets/cifar100.py pins for it.
 CIFAR100_ORIGIN = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 CIFAR100_SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
@@ -34,8 +36,6 @@ ARCHIVE_NAME = "cifar-100-python.tar.gz"
 OFFICIAL_DIR = "cifar-100-python"
 OFFICIAL_FILES = ("train", "test", "meta")
 
-IMAGE_SHAPE = (32, 32, 3)  # height, width, RGB channels
-NUM_CLASSES = {"fine": 100, "coarse": 20}
 
 # Label names exactly as in the official `meta` file; index = label.
 FINE_LABELS: tuple[str, ...] = (

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from .backbones import BACKBONES, MAX_IMAGE_SIZE
-from .config import (LAYER_DEFAULTS, Analysis, BackboneSpec, ConfigError, LayerSpec, RunConfig, preset)
+from .config import (ACTIVATIONS, LAYER_DEFAULTS, PADDINGS, Analysis, BackboneSpec, ConfigError, LayerSpec, RunConfig, preset)
 
 CUSTOM, TRANSFER = "custom", "transfer"  # the two kinds of network the form builds
 # RunConfig fields edited as hyperparameters (layers, backbone and preset are edited apart).
@@ -47,9 +47,8 @@ PARAM_FIELDS: dict[str, ParamField] = {
     "strides": ParamField("Strides", "int", "step of the kernel; 2 halves the feature map"),
     "pool_size": ParamField("Pool size", "int", "side of the pooling window; divides the feature map"),
     "rate": ParamField("Rate", "float", "share of inputs dropped while training, in [0, 1)"),
-    "padding": ParamField("Padding", "choice", "'same' keeps the size, 'valid' shrinks it", ("same", "valid")),
-    "activation": ParamField("Activation", "choice", "", ("relu", "elu", "gelu", "selu", "swish", "tanh",
-                                                          "sigmoid", "linear")),
+    "padding": ParamField("Padding", "choice", "'same' keeps the size, 'valid' shrinks it", PADDINGS),
+    "activation": ParamField("Activation", "choice", "", ACTIVATIONS),
 }
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import COARSE_LABELS, FINE_LABELS, FINE_TO_COARSE, NUM_CLASSES
+from .config import NUM_CLASSES
+from .data import COARSE_LABELS, FINE_LABELS, FINE_TO_COARSE
 from .store import Store
 
 PREDICT_BATCH = 500  # test images per forward pass: bounded memory, few Python round trips

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .data import COARSE_LABELS, FINE_LABELS, NUM_CLASSES
+from .config import NUM_CLASSES
+from .data import COARSE_LABELS, FINE_LABELS
 
 INPUT_SIZE = 32  # the network's input: 32x32 RGB, 0..255
 MAX_PIXELS = 50_000_000  # refuse larger images: covers 48-50 MP phone photos, bounds memory (~200 MB RGBA)
