@@ -2,7 +2,7 @@
 superclasses with their fine classes, and how many images each class has."""
 import streamlit as st
 
-from lsc_core import explore
+from lsc_core import charts, explore
 from app_pages import common
 
 SEED_KEY = "data_sample_seed"  # bumped by Shuffle: a new, repeatable sample
@@ -43,5 +43,5 @@ st.subheader("Images per class")
 counts_mode = st.radio("Count by", ["coarse", "fine"], format_func=explore.MODE_LABELS.get, horizontal=True,
                        key="data_counts_mode")
 counts = explore.class_counts_table(data, counts_mode)
-st.altair_chart(explore.class_counts_chart(counts), width="stretch")
+st.altair_chart(charts.class_counts_chart(counts), width="stretch")
 st.dataframe(counts, hide_index=True, width="stretch")

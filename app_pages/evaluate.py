@@ -1,9 +1,8 @@
 """Evaluate: where a completed run errs on the test set (confusion, per-class accuracy, mistakes)."""
 import streamlit as st
 
-from lsc_core import evaluate
+from lsc_core import charts, evaluate
 from lsc_core.data import DataError
-from lsc_core.eval_charts import confusion_heatmap, per_class_bars
 from app_pages import common
 
 IMAGE_PX = 72  # test images are 32x32: shown at about twice their size
@@ -16,7 +15,7 @@ def run_evaluation(db: str, run_id: int) -> evaluate.Evaluation:
 
 
 def show_confusion(result: evaluate.Result, normalised: bool, title: str) -> None:
-    chart = confusion_heatmap(evaluate.confusion_frame(result), evaluate.class_names_in_order(result.label_mode),
+    chart = charts.confusion_heatmap(evaluate.confusion_frame(result), evaluate.class_names_in_order(result.label_mode),
                               normalised=normalised, label_mode=result.label_mode, title=title)
     st.altair_chart(chart, width="content")
 
@@ -84,7 +83,7 @@ st.subheader("Accuracy per class")
 best = ", ".join(f"{name} {acc:.0%}" for name, acc in summary["best"])
 worst = ", ".join(f"{name} {acc:.0%}" for name, acc in summary["worst"])
 st.markdown(f"**Best:** {best}  \n**Worst:** {worst}")
-st.altair_chart(per_class_bars(evaluate.per_class_frame(result), result.baseline), width="stretch")
+st.altair_chart(charts.per_class_bars(evaluate.per_class_frame(result), result.baseline), width="stretch")
 
 # -- mistakes (need the test images) ---------------------------------------------------------
 st.subheader("Most confused pairs")

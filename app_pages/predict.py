@@ -1,8 +1,7 @@
 """Predict: upload images, see what a trained run's network sees and which labels it gives."""
 import streamlit as st
 
-from lsc_core import predict, views
-from lsc_core.eval_charts import probability_bars
+from lsc_core import charts, predict, views
 from lsc_core.evaluate import evaluable_runs, run_label
 from app_pages import common
 
@@ -24,7 +23,7 @@ def show_upload(upload: predict.Upload, results: list) -> None:
         for run, prediction in results:
             how = "coarse summed from its fine probabilities" if prediction.coarse_derived else "coarse run"
             st.caption(f"{run_label(run)}: {how}")
-            st.altair_chart(probability_bars(predict.prediction_frame(prediction)), width="content")
+            st.altair_chart(charts.probability_bars(predict.prediction_frame(prediction)), width="content")
 
 
 # -- inputs ----------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import altair as alt
 import numpy as np
 import pandas as pd
 
@@ -60,17 +59,3 @@ def class_counts_table(data: Cifar100, mode: str) -> pd.DataFrame:
         superclass = [data.coarse_names[c] if c >= 0 else "-" for c in mapping]
         table.insert(2, "superclass", superclass)
     return table
-
-
-def class_counts_chart(table: pd.DataFrame) -> alt.Chart:
-    """Grouped bars of a class_counts_table: train and test side by side per class, in label order."""
-    long = table.melt(id_vars=["label", "class"], value_vars=["train", "test"], var_name="split",
-                      value_name="images")
-    order = list(table["class"])
-    return alt.Chart(long).mark_bar().encode(
-        x=alt.X("class:N", sort=order, title=None, axis=alt.Axis(labelAngle=-60, labelOverlap=False, labelLimit=140)),
-        xOffset=alt.XOffset("split:N", sort=["train", "test"]),
-        y=alt.Y("images:Q", title="images"),
-        color=alt.Color("split:N", sort=["train", "test"], title="split"),
-        tooltip=["class:N", "split:N", "images:Q"],
-    ).properties(height=260)

@@ -1,4 +1,4 @@
-"""charts: the Runs page's charts as Vega-Lite specs built from curves of a real store."""
+"""charts: the Runs page's charts (lsc_core.charts.training) as Vega-Lite specs built from curves of a real store."""
 import pytest
 
 from lsc_core import charts, views

@@ -3,10 +3,9 @@ import altair as alt
 import numpy as np
 import pytest
 
-from lsc_core import evaluate as ev
+from lsc_core import charts, evaluate as ev
 from lsc_core.config import LayerSpec, RunConfig
 from lsc_core.data import FINE_LABELS, FINE_TO_COARSE
-from lsc_core.eval_charts import confusion_heatmap, per_class_bars
 from lsc_core.store import RUNNING, Store
 from lsc_core.train import train_run
 
@@ -136,17 +135,17 @@ def test_gallery_refuses_a_different_test_set():
 def test_charts_encode_true_predicted_and_tooltips():
     evaluation = ev.evaluate(1, _fine_predictions())
     coarse = evaluation.derived_coarse
-    spec = confusion_heatmap(ev.confusion_frame(coarse), ev.class_names_in_order("coarse"), normalised=True,
+    spec = charts.confusion_heatmap(ev.confusion_frame(coarse), ev.class_names_in_order("coarse"), normalised=True,
                              label_mode="coarse").to_dict()
     assert ("predicted", "true", "share") == (spec["encoding"]["x"]["field"], spec["encoding"]["y"]["field"],
                                               spec["encoding"]["color"]["field"])
     assert ["true", "predicted", "count", "share"] == [t["field"] for t in spec["encoding"]["tooltip"]]
     assert list(ev.class_names_in_order("coarse")) == spec["encoding"]["x"]["sort"]
     with alt.data_transformers.disable_max_rows():
-        fine = confusion_heatmap(ev.confusion_frame(evaluation.result), ev.class_names_in_order("fine"),
+        fine = charts.confusion_heatmap(ev.confusion_frame(evaluation.result), ev.class_names_in_order("fine"),
                                  normalised=False, label_mode="fine").to_dict()
     assert ("count", 900) == (fine["encoding"]["color"]["field"], fine["width"])
-    bars = per_class_bars(ev.per_class_frame(evaluation.result), 0.01).to_dict()
+    bars = charts.per_class_bars(ev.per_class_frame(evaluation.result), 0.01).to_dict()
     assert "rule" == bars["layer"][1]["mark"]["type"]
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cifar_files import SUPERCLASSES
-from lsc_core import explore
+from lsc_core import charts, explore
 
 
 def test_upscale_turns_each_pixel_into_a_sharp_block():
@@ -65,7 +65,7 @@ def test_class_counts_tables(tiny_data):
 
 
 def test_class_counts_chart_has_a_bar_per_class_and_split(tiny_data):
-    spec = explore.class_counts_chart(explore.class_counts_table(tiny_data, "coarse")).to_dict()
+    spec = charts.class_counts_chart(explore.class_counts_table(tiny_data, "coarse")).to_dict()
     values = next(iter(spec["datasets"].values()))
     assert 40 == len(values)
     assert {("train", 20), ("test", 5)} == {(v["split"], v["images"]) for v in values}

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 
 from images import BLUE, RED, write_broken_images, write_good_images
-from lsc_core import predict as pr
+from lsc_core import charts, predict as pr
 from lsc_core.cli import main
 from lsc_core.config import LayerSpec, RunConfig
 from lsc_core.data import COARSE_LABELS, FINE_LABELS, FINE_TO_COARSE
-from lsc_core.eval_charts import probability_bars
 from lsc_core.store import RUNNING, Store
 from lsc_core.train import train_run
 
@@ -92,7 +91,7 @@ def test_frames_and_lines_of_a_prediction():
         list(pr.prediction_frame(prediction).itertuples(index=False, name=None))
     assert ["  fine    tiger 50.0%  lion 25.0%", "  coarse  large_carnivores 80.0% (summed from fine)"] == \
         pr.format_prediction(prediction)
-    spec = probability_bars(pr.prediction_frame(prediction)).to_dict()
+    spec = charts.probability_bars(pr.prediction_frame(prediction)).to_dict()
     assert ("label", "probability", "level") == (spec["encoding"]["y"]["field"], spec["encoding"]["x"]["field"],
                                                  spec["encoding"]["row"]["field"])
 

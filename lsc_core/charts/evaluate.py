@@ -1,12 +1,10 @@
-"""Altair charts of the Evaluate and Predict pages: pure functions of DataFrames.
-
-Kept apart from charts.py (the training curves) because they are built from
-lsc_core.evaluate / lsc_core.predict frames; testable through `chart.to_dict()`.
-"""
+"""Charts of the Evaluate page: confusion heatmaps and per-class accuracy (`lsc_core.evaluate` frames)."""
 from __future__ import annotations
 
 import altair as alt
 import pandas as pd
+
+__all__ = ["confusion_heatmap", "per_class_bars"]
 
 CELL_PX = {"fine": 9, "coarse": 24}  # heatmap cell size: 100 fine classes fit in ~900 px
 
@@ -51,16 +49,3 @@ def per_class_bars(frame: pd.DataFrame, baseline: float) -> alt.Chart:
     chance = alt.Chart(pd.DataFrame({"chance": [baseline]})).mark_rule(strokeDash=[4, 3], color="gray").encode(
         y="chance:Q", tooltip=[alt.Tooltip("chance:Q", format=".0%", title="random guess")])
     return (bars + chance).properties(height=260, width="container")
-
-
-def probability_bars(frame: pd.DataFrame) -> alt.Chart:
-    """Top-k probabilities (`predict.prediction_frame`), one panel row per level (fine, coarse)."""
-    return alt.Chart(frame).mark_bar().encode(
-        y=alt.Y("label:N", sort=alt.EncodingSortField("probability", order="descending"), title=None,
-                axis=alt.Axis(labelOverlap=False, labelLimit=200)),
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        color=alt.Color("level:N", scale=alt.Scale(domain=["fine", "coarse"]), legend=None),
-        row=alt.Row("level:N", sort=["fine", "coarse"], title=None,
-                    header=alt.Header(labelAngle=0, labelAlign="left")),
-        tooltip=["level:N", "label:N", alt.Tooltip("probability:Q", format=".1%")],
-    ).resolve_scale(y="independent").properties(height=alt.Step(20), width=200)
