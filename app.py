@@ -5,27 +5,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 import streamlit as st  # noqa: E402
 
-from app_pages.common import sidebar  # noqa: E402
+from app_pages.common import HOME, PAGES, sidebar  # noqa: E402
 
 st.set_page_config(page_title="LSC dashboard", page_icon=":material/neurology:", layout="wide")
 
-PAGES = {
-    "Dashboard": [
-        st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("app_pages/data_explorer.py", title="Data", icon=":material/photo_library:"),
-        st.Page("app_pages/build.py", title="Build & Train", icon=":material/construction:"),
-        st.Page("app_pages/runs.py", title="Runs", icon=":material/monitoring:"),
-    ],
-    "Analysis": [
-        st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/grid_on:"),
-        st.Page("app_pages/predict.py", title="Predict", icon=":material/image_search:"),
-    ],
-    "Experiments": [
-        st.Page("app_pages/search.py", title="Search", icon=":material/tune:"),
-        st.Page("app_pages/study.py", title="Study", icon=":material/science:"),
-    ],
-}
+# Pages by section, in the order of common.PAGES; the first is the default.
+sections: dict[str, list] = {}
+for page in PAGES:
+    sections.setdefault(page.section, []).append(
+        st.Page(page.path, title=page.title, icon=page.icon, default=page.path == HOME))
 
-navigation = st.navigation(PAGES)
+navigation = st.navigation(sections)
 sidebar()
 navigation.run()

@@ -7,9 +7,9 @@ summary and the error next to each layer always describe what is on screen.
 """
 import streamlit as st
 
-from lsc_core import editor
+from lsc_core import editor, views
 from lsc_core.backbones import BACKBONES, WEIGHTS
-from lsc_core.config import LAYER_DEFAULTS, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, analyze
+from lsc_core.config import LABEL_MODE_NAMES, LABEL_MODES, LAYER_DEFAULTS, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, analyze
 from app_pages import common
 
 EDITOR = "build_editor"  # the EditorState being edited
@@ -187,8 +187,8 @@ def _hyperparameters(state: editor.EditorState, analysis) -> None:
 
     first, second, third = st.columns(3)
     with first:
-        st.radio("Labels", ["coarse", "fine"], index=["coarse", "fine"].index(s["label_mode"]), horizontal=True,
-                 format_func={"coarse": "coarse (20 superclasses)", "fine": "fine (100 classes)"}.get,
+        st.radio("Labels", LABEL_MODES, index=LABEL_MODES.index(s["label_mode"]), horizontal=True,
+                 format_func=LABEL_MODE_NAMES.get,
                  **bind("label_mode"))
         st.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(s["optimizer"]), **bind("optimizer"))
         _number("Learning rate", s["learning_rate"], key("learning_rate"), _set_setting,
@@ -234,7 +234,7 @@ with st.container(border=True):
     preset_col.button("Load preset", on_click=_load_preset, key="load_preset")
     runs = {run["id"]: run for run in common.store().list_runs()}
     run_col.selectbox("An earlier run", list(runs), key="start_run", placeholder="no runs yet",
-                      format_func=lambda i: f"#{i} {runs[i]['name']} ({runs[i]['status']}, {runs[i]['label_mode']})")
+                      format_func=lambda i: views.run_label(runs[i]))
     run_col.button("Clone run", on_click=_clone_run, args=(runs,), key="clone_run",
                    disabled=not runs or st.session_state.get("start_run") not in runs)
     scratch_col.button("Scratch", on_click=_from_scratch, key="from_scratch", help="an empty network")

@@ -5,12 +5,41 @@ manager per store (lsc_core.jobs.manager_for): one worker thread and one copy of
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 
 from lsc_core.data import DataError, load_cifar100, resolve_data_path
 from lsc_core.evaluate import store_predictions
 from lsc_core.jobs import JobManager, manager_for
 from lsc_core.store import default_db_path
+
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    """One page of the dashboard: app.py's navigation and Home's page list both read PAGES."""
+
+    path: str
+    title: str
+    icon: str
+    section: str  # the navigation group it is listed under
+    what: str  # one line for Home's page list
+
+
+PAGES = (
+    PageInfo("app_pages/home.py", "Home", ":material/home:", "Dashboard", "what trains now, the best results"),
+    PageInfo("app_pages/data_explorer.py", "Data", ":material/photo_library:", "Dashboard",
+             "CIFAR-100 images and classes"),
+    PageInfo("app_pages/build.py", "Build & Train", ":material/construction:", "Dashboard",
+             "design a network and launch it"),
+    PageInfo("app_pages/runs.py", "Runs", ":material/monitoring:", "Dashboard", "live curves, compare, clone"),
+    PageInfo("app_pages/evaluate.py", "Evaluate", ":material/grid_on:", "Analysis", "confusion and per-class accuracy"),
+    PageInfo("app_pages/predict.py", "Predict", ":material/image_search:", "Analysis", "classify an uploaded photo"),
+    PageInfo("app_pages/search.py", "Search", ":material/tune:", "Experiments", "hyperparameter search"),
+    PageInfo("app_pages/study.py", "Study", ":material/science:", "Experiments", "replay the original study"),
+)
+HOME, DATA, BUILD, RUNS, EVALUATE, PREDICT, SEARCH, STUDY = (page.path for page in PAGES)
 
 # Session-state keys by which pages hand work to each other.
 SELECTED_RUN = "selected_run"  # run id the Runs/Evaluate pages open on
@@ -48,7 +77,7 @@ def data():
         st.stop()
 
 
-def select_run(run_id: int, page: str = "app_pages/runs.py") -> None:
+def select_run(run_id: int, page: str = RUNS) -> None:
     st.session_state[SELECTED_RUN] = int(run_id)
     st.switch_page(page)
 

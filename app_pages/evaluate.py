@@ -1,7 +1,7 @@
 """Evaluate: where a completed run errs on the test set (confusion, per-class accuracy, mistakes)."""
 import streamlit as st
 
-from lsc_core import charts, evaluate
+from lsc_core import charts, evaluate, views
 from lsc_core.data import DataError
 from app_pages import common
 
@@ -38,7 +38,7 @@ if not runs:
 ids = list(runs)
 wanted = st.session_state.get(common.SELECTED_RUN)
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0,
-                      format_func=lambda i: evaluate.run_label(runs[i]))
+                      format_func=lambda i: views.run_label(runs[i]))
 st.session_state[common.SELECTED_RUN] = run_id
 
 # -- guard and call --------------------------------------------------------------------------

@@ -2,17 +2,8 @@
 import streamlit as st
 
 from lsc_core import views
+from lsc_core.study import STUDY_BEST
 from app_pages import common
-
-PAGES = (
-    ("app_pages/build.py", "Build & Train", ":material/construction:", "design a network and launch it"),
-    ("app_pages/runs.py", "Runs", ":material/monitoring:", "live curves, compare, clone"),
-    ("app_pages/data_explorer.py", "Data", ":material/photo_library:", "CIFAR-100 images and classes"),
-    ("app_pages/evaluate.py", "Evaluate", ":material/grid_on:", "confusion and per-class accuracy"),
-    ("app_pages/predict.py", "Predict", ":material/image_search:", "classify an uploaded photo"),
-    ("app_pages/search.py", "Search", ":material/tune:", "hyperparameter and transfer search"),
-    ("app_pages/study.py", "Study", ":material/science:", "replay the original study"),
-)
 
 st.title("LSC dashboard")
 st.caption("CNNs on CIFAR-100: coarse (20 superclasses) and fine (100 classes) labels.")
@@ -35,7 +26,7 @@ def running_card(live: views.LiveRun) -> None:
 
 
 def best_metric(mode: str, run: dict | None) -> None:
-    study = views.STUDY_BEST[mode]
+    study = STUDY_BEST[mode]
     label = f"Best {mode} test accuracy"
     if run is None:
         st.metric(label, "none yet", help=f"The study's best: {study:.3f}. No completed {mode} run so far.")
@@ -70,8 +61,9 @@ def live() -> None:
 live()
 
 st.subheader("Pages")
-columns = st.columns(len(PAGES) // 2 + 1)
-for position, (path, title, icon, what) in enumerate(PAGES):
+others = [page for page in common.PAGES if page.path != common.HOME]
+columns = st.columns(len(others) // 2 + 1)
+for position, page in enumerate(others):
     with columns[position % len(columns)]:
-        st.page_link(path, label=title, icon=icon)
-        st.caption(what)
+        st.page_link(page.path, label=page.title, icon=page.icon)
+        st.caption(page.what)

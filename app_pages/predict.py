@@ -2,7 +2,7 @@
 import streamlit as st
 
 from lsc_core import charts, predict, views
-from lsc_core.evaluate import evaluable_runs, run_label
+from lsc_core.evaluate import evaluable_runs
 from app_pages import common
 
 
@@ -22,7 +22,7 @@ def show_upload(upload: predict.Upload, results: list) -> None:
     with columns[2]:
         for run, prediction in results:
             how = "coarse summed from its fine probabilities" if prediction.coarse_derived else "coarse run"
-            st.caption(f"{run_label(run)}: {how}")
+            st.caption(f"{views.run_label(run)}: {how}")
             st.altair_chart(charts.probability_bars(predict.prediction_frame(prediction)), width="content")
 
 
@@ -35,7 +35,7 @@ if not runs:
             "`python -m lsc_core train`.")
     st.stop()
 best = [run["id"] for run in views.best_of(list(runs.values()), need_model=True).values()]
-chosen = st.multiselect("Runs", list(runs), default=best, format_func=lambda i: run_label(runs[i]),
+chosen = st.multiselect("Runs", list(runs), default=best, format_func=lambda i: views.run_label(runs[i]),
                         help="Default: the best completed run of each label mode. A fine run also gives "
                              "coarse labels, by summing its fine probabilities within each superclass.")
 files = st.file_uploader("Images", type=list(predict.UPLOAD_TYPES), accept_multiple_files=True,

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from lsc_core import charts, views
+from lsc_core.config import LABEL_MODES
 from lsc_core.store import ACTIVE_STATES, FINISHED_STATES
 from app_pages import common
 
@@ -115,7 +116,7 @@ def run_config(run: dict) -> None:
 with runs_tab:
     with st.container(horizontal=True):
         statuses = st.multiselect("Status", STATUSES, placeholder="any status")
-        label_modes = st.multiselect("Label mode", ["coarse", "fine"], placeholder="coarse or fine")
+        label_modes = st.multiselect("Label mode", LABEL_MODES, placeholder="coarse or fine")
         text = st.text_input("Name contains", placeholder="e.g. seed-part2")
     runs_table(statuses, label_modes, text)
 
@@ -125,7 +126,7 @@ with runs_tab:
     name_col.subheader(run["name"])
     if clone_col.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
         st.session_state[common.CLONE_CONFIG] = run["config"]
-        st.switch_page("app_pages/build.py")
+        st.switch_page(common.BUILD)
     live_run(run_id)
     with st.expander("Config", expanded=False):
         run_config(run)
@@ -142,7 +143,7 @@ def compare(run_ids: list, smoothing: float, splits: list) -> None:
 
 
 with compare_tab:
-    options = views.run_options(store)
+    options = views.run_options(store.list_runs())
     chosen = st.multiselect("Runs to compare", list(options), format_func=options.get,
                             default=views.compare_default(store), key="compare_runs")
     left, right = st.columns([3, 1])

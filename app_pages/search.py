@@ -3,7 +3,7 @@ import streamlit as st
 
 from lsc_core import charts
 from lsc_core import search as lsc_search
-from lsc_core.config import OPTIMIZERS, PRESETS, ConfigError, preset
+from lsc_core.config import LABEL_MODES, OPTIMIZERS, PRESETS, ConfigError, preset
 from app_pages import common
 
 SELECTED_SEARCH = "selected_search"  # search id this page shows
@@ -37,7 +37,7 @@ with st.form("search_form"):
     trials = b.number_input("Trials", min_value=1, max_value=500, value=10,
                             help="Random: trials drawn. Grid: at most this many grid points, in order.")
     epochs = c.number_input("Epochs per trial", min_value=1, max_value=200, value=5)
-    labels = d.radio("Labels", ["coarse", "fine"], horizontal=True)
+    labels = d.radio("Labels", LABEL_MODES, horizontal=True)
     limit = e.number_input("Training images (0 = all 50,000)", min_value=0, max_value=50_000, value=0, step=500)
     seed = f.number_input("Seed of the draw", min_value=0, value=0)
     launched = st.form_submit_button("Launch search", type="primary")
@@ -94,7 +94,7 @@ def show_search(search_id: int) -> None:
     st.json(lsc_search.trial_config_dict(best), expanded=False)
     if st.button("Open the best configuration in Build & Train", key=f"open_{search_id}"):
         st.session_state[common.CLONE_CONFIG] = lsc_search.trial_config_dict(best)
-        st.switch_page("app_pages/build.py")
+        st.switch_page(common.BUILD)
 
 
 show_search(search_id)

@@ -6,11 +6,7 @@ from lsc_core import study as lsc_study
 from app_pages import common
 
 st.title("The study, replayed")
-st.caption("Part 1: seed-part1 on coarse labels (optimizers, batch sizes, learning rates). Part 2: dropout, two "
-           "extra convolutions, a 10-trial random search. Part 3: the best network on fine labels and VGG16 "
-           "transfer done right (ImageNet weights, upscaled input, its own preprocessing). A run shared by "
-           "several comparisons is trained once. Study epochs: Part 1 10, Parts 2-3 15, search trials 5, "
-           "VGG16 5 + 3 fine-tuning.")
+st.caption(lsc_study.description())
 store = common.store()
 
 # -- inputs -----------------------------------------------------------------------------------

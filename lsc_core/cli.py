@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .backbones import BACKBONES, WEIGHTS
-from .config import OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, RunConfig, analyze, preset, validate
+from .config import LABEL_MODES, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, RunConfig, analyze, preset, validate
 from .evaluate import store_predictions
 from .store import COMPLETED, Store, StoreError
 
@@ -39,7 +39,7 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
 def cmd_presets(args) -> int:
     print(f"{'preset':<20} {'params (coarse)':>16} {'params (fine)':>14}  description")
     for name in PRESETS:
-        counts = [analyze(preset(name, label_mode=mode)).total_params for mode in ("coarse", "fine")]
+        counts = [analyze(preset(name, label_mode=mode)).total_params for mode in LABEL_MODES]
         print(f"{name:<20} {counts[0]:>16,} {counts[1]:>14,}  {PRESET_DESCRIPTIONS[name]}")
     return EXIT_OK
 
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "layers, then each flag given.")
     p.add_argument("--preset", choices=list(PRESETS), help="network to start from (default: seed-part2)")
     p.add_argument("--config", metavar="FILE.json", help="a RunConfig as JSON (as stored with every run)")
-    p.add_argument("--labels", choices=["coarse", "fine"], help="20 superclasses or 100 classes (default coarse)")
+    p.add_argument("--labels", choices=LABEL_MODES, help="20 superclasses or 100 classes (default coarse)")
     p.add_argument("--epochs", type=int, help="epochs to train (default 10)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
@@ -345,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--resume ID continues a search: finished trials are kept, the rest run.")
     p.add_argument("--trials", type=int, help="trials to run (random: default 10; grid: default all points)")
     p.add_argument("--epochs", type=int, default=5, help="epochs per trial (default 5)")
-    p.add_argument("--labels", choices=["coarse", "fine"], default="coarse", help="default coarse")
+    p.add_argument("--labels", choices=LABEL_MODES, default="coarse", help="default coarse")
     p.add_argument("--limit", type=int, help="train each trial on the first N training images")
     p.add_argument("--seed", type=int, default=0, help="seed of the random draw (default 0)")
     p.add_argument("--space", metavar="FILE.json", help="search space as JSON (see lsc_core/search.py)")

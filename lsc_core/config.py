@@ -16,6 +16,8 @@ from typing import Any
 
 IMAGE_SHAPE = (32, 32, 3)  # CIFAR-100: 32x32 RGB
 NUM_CLASSES = {"coarse": 20, "fine": 100}
+LABEL_MODES = tuple(NUM_CLASSES)  # ("coarse", "fine"): every label-mode choice offers these
+LABEL_MODE_NAMES = {"coarse": "coarse (20 superclasses)", "fine": "fine (100 classes)"}  # how choices read
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 ACTIVATIONS = ("relu", "elu", "gelu", "selu", "swish", "tanh", "sigmoid", "linear")
 PADDINGS = ("same", "valid")

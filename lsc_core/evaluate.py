@@ -276,13 +276,6 @@ def summary(evaluation: Evaluation) -> dict:
     return out
 
 
-def run_label(run: dict) -> str:
-    """How a run is named in pickers: id, name, label mode and best accuracy."""
-    best = run.get("best_val_accuracy")
-    accuracy = f", best {best:.3f}" if best is not None else ""
-    return f"#{run['id']} {run['name']} ({run['label_mode']}{accuracy})"
-
-
 def confused_pair_galleries(result: Result, images: np.ndarray, n_pairs: int = 6, per_pair: int = 4) -> list[dict]:
     """The most-confused pairs, each {'title', 'images', 'captions'} with a few of its test images."""
     galleries = []

@@ -59,6 +59,9 @@ STUDY_FIGURES = (
     Figure("p3-fine", 0.385, "100 classes"),
     Figure("p3-vgg16", 0.155, "blamed on poor preprocessing"),
 )
+# The study's best test accuracy per label mode: the bar Home holds the dashboard's runs to.
+_BEST_KEYS = {"coarse": "p2-two-convs", "fine": "p3-fine"}
+STUDY_BEST = {mode: next(f.accuracy for f in STUDY_FIGURES if f.key == key) for mode, key in _BEST_KEYS.items()}
 
 # Each comparison the study drew: a title and (legend label, experiment key) pairs.
 COMPARISONS = (
@@ -72,6 +75,17 @@ COMPARISONS = (
      (("seed-part1", "p1-adam-b64"), ("with dropout", "p2-dropout"), ("two extra convs", "p2-two-convs"))),
     ("Fine labels (Part 3)", (("seed-part2", "p3-fine"), ("VGG16 transfer", "p3-vgg16"))),
 )
+
+
+def description() -> str:
+    """What the study did and how many epochs each part gets here, for the Study page."""
+    e = STUDY_EPOCHS
+    return ("Part 1: seed-part1 on coarse labels (optimizers, batch sizes, learning rates). Part 2: dropout, two "
+            f"extra convolutions, a {SEARCH_TRIALS}-trial random search. Part 3: the best network on fine labels "
+            "and VGG16 transfer done right (ImageNet weights, upscaled input, its own preprocessing). A run shared "
+            f"by several comparisons is trained once. Study epochs: Part 1 {e['part1']}, Part 2 {e['part2']}, "
+            f"Part 3 {e['part3']}, search trials {e['search']}, VGG16 {e['transfer']} + {e['fine_tune']} "
+            "fine-tuning.")
 
 
 def scaled(epochs: int, scale: float) -> int:

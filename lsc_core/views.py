@@ -19,9 +19,7 @@ import pandas as pd
 
 from .config import ConfigError, RunConfig
 from .store import COMPLETED, QUEUED, RUNNING, Store
-
-# The study's best test accuracies (DESIGN.md): the bar every dashboard run is held to.
-STUDY_BEST = {"coarse": 0.552, "fine": 0.385}
+from .study import STUDY_BEST
 
 RUN_COLUMNS = ["id", "name", "status", "label_mode", "params", "best_accuracy", "best_epoch", "epochs_done",
                "epochs_planned", "duration_s", "duration", "created", "source", "validation"]
@@ -346,11 +344,20 @@ def compare_default(store: Store, count: int = 3) -> list[int]:
     return [run["id"] for run in store.list_runs() if done.get(run["id"], 0) > 0][:count]
 
 
-def run_options(store: Store) -> dict[int, str]:
-    """Run id -> 'name (status, label mode)' for pickers, newest first."""
-    runs = store.list_runs()
-    labels = run_labels(runs)
-    return {run["id"]: f"{labels[run['id']]} ({run['status']}, {run['label_mode']})" for run in runs}
+def run_label(run: dict) -> str:
+    """How every picker names a run: '#12 seed-part2-12 (coarse, best 0.512)', with its status
+    when it is not completed ('#13 x (fine, stopped, best 0.301)')."""
+    details = [run["label_mode"]]
+    if run["status"] != COMPLETED:
+        details.append(run["status"])
+    if run.get("best_val_accuracy") is not None:
+        details.append(f"best {run['best_val_accuracy']:.3f}")
+    return f"#{run['id']} {run['name']} ({', '.join(details)})"
+
+
+def run_options(runs: Iterable[dict]) -> dict[int, str]:
+    """Run id -> run_label for a picker, in the order given (the store lists newest first)."""
+    return {run["id"]: run_label(run) for run in runs}
 
 
 def run_config_view(run: dict) -> dict:

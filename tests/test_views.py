@@ -7,6 +7,7 @@ import pytest
 from lsc_core import views
 from lsc_core.config import preset
 from lsc_core.store import COMPLETED, FAILED, QUEUED, RUNNING
+from lsc_core.study import STUDY_BEST
 
 EPOCHS = [  # (loss, accuracy, val_loss, val_accuracy, seconds) per epoch
     (2.0, 0.30, 2.1, 0.28, 10.0),
@@ -179,7 +180,7 @@ def test_best_runs_are_completed_runs_with_the_highest_test_accuracy(store, runs
     best = views.best_runs(store)
     assert {"coarse": (better, 0.57), "fine": (fine, 0.21)} == {
         mode: (run["id"], run["best_val_accuracy"]) for mode, run in best.items()}
-    assert {"coarse": 0.552, "fine": 0.385} == views.STUDY_BEST
+    assert {"coarse": 0.552, "fine": 0.385} == STUDY_BEST
 
 
 def test_initial_run_prefers_session_then_query_then_newest(store, runs):
@@ -196,9 +197,10 @@ def test_compare_default_is_the_newest_runs_with_epochs_running_ones_included(st
 
 
 def test_run_options(store, runs):
-    options = views.run_options(store)
+    options = views.run_options(store.list_runs())
     assert [runs["broken"], runs["waiting"], runs["live"], runs["done"]] == list(options)
-    assert "live (running, fine)" == options[runs["live"]]
+    assert f"#{runs['live']} live (fine, running, best 0.280)" == options[runs["live"]]
+    assert f"#{runs['done']} seed-part1-{runs['done']} (coarse, best 0.400)" == options[runs["done"]]
 
 
 def test_run_config_view_lists_layers_hyperparameters_and_provenance(store, runs):
