@@ -3,6 +3,10 @@
 `StoreCallback` is the only bridge between Keras and the store: it writes each epoch,
 keeps a heartbeat and progress, saves the best epoch's model, and turns a stop request
 into a clean stop after the current batch. Nothing here knows about Streamlit.
+
+An epoch is kept (logged, eligible as the best) only when it was trained and validated in
+full: a stop during training or during validation ends the run within a batch and drops
+that epoch, since a partly validated epoch's accuracy is not comparable with the others.
 """
 from __future__ import annotations
 
@@ -77,6 +81,13 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 return True
             return store.stop_requested(run_id)
 
+        def _stop_seen(self) -> bool:
+            """Whether to stop now: the in-process event is read at every batch (a stop from
+            this server's page ends the run within one batch), the store at each heartbeat."""
+            if stop_event is not None and stop_event.is_set():
+                self.stop_asked = True
+            return self.stop_asked
+
         def _beat(self, batch: int, batches: int | None, force: bool = False) -> None:
             if not self._beat_lock.acquire(blocking=force):
                 return  # another thread is writing a heartbeat right now
@@ -102,8 +113,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
         def on_train_batch_end(self, batch, logs=None):
             steps = self.params.get("steps")
             self._beat(batch + 1, steps)
-            # A stop seen at the epoch's last batch lets the epoch finish and be kept.
-            if self.stop_asked and (steps is None or batch + 1 < steps):
+            if self._stop_seen():
                 self.stopped_mid_epoch = True
                 self.model.stop_training = True
 
@@ -111,9 +121,13 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self._phase = "validating"
 
         def on_test_batch_end(self, batch, logs=None):
-            if self.stopped_mid_epoch:  # no point validating half an epoch that is not kept
-                self.model.stop_evaluating = True
             self._beat(batch + 1, None)
+            # Validating 10,000 test images takes seconds to minutes: a stop does not wait for it,
+            # and the epoch, with its validation cut short, is not kept.
+            if self.stopped_mid_epoch or self._stop_seen():
+                self.stopped_mid_epoch = True
+                self.model.stop_evaluating = True
+                self.model.stop_training = True
 
         def on_epoch_end(self, epoch, logs=None):
             if self.stopped_mid_epoch:

@@ -147,3 +147,32 @@ def test_a_stop_ends_a_long_epoch_midway_and_keeps_no_partial_epoch(store, tmp_p
     watcher.join()
     assert (STOPPED, []) == (run["status"], store.epochs(run_id))
     assert seen and seen[0]["batch"] < seen[0]["batches"] == 4000
+
+
+def test_a_stop_while_validating_ends_the_run_and_keeps_no_partly_validated_epoch(store, tmp_path):
+    from cifar_files import synthetic_arrays, write_npz
+
+    from lsc_core.data import load_cifar100
+
+    data = load_cifar100(write_npz(tmp_path / "long-test.npz", synthetic_arrays(n_test_per_class=40)))
+    # 200 training steps, then 4,000 validation steps of one image: a stop lands while validating.
+    run_id = store.create_run(small_config(epochs=3, batch_size=1, limit=200), status=RUNNING)
+    stop = threading.Event()
+    seen = []
+
+    def stop_once_validating():
+        deadline = time.time() + 60
+        while time.time() < deadline and not seen:
+            progress = store.get_run(run_id)["progress"] or {}
+            if progress.get("phase") == "validating" and (progress.get("batch") or 0) > 0:
+                seen.append(progress)
+                stop.set()
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=stop_once_validating)
+    watcher.start()
+    run = train_run(store, run_id, load_data=lambda: data, stop_event=stop)
+    watcher.join()
+    assert seen, "the run was never seen validating"
+    # Before, validation went on to its end and the epoch was kept.
+    assert (STOPPED, []) == (run["status"], store.epochs(run_id))
