@@ -182,6 +182,25 @@ def cmd_predict(args) -> int:
     return EXIT_OK if all(u.image is not None for u in uploads) else EXIT_FAILED
 
 
+# -- export -------------------------------------------------------------------------------
+def cmd_export(args) -> int:
+    """A run's best model as SavedModel, TFLite or ONNX, checked against Keras before it is kept."""
+    from .export import ExportError, check_images, export_model
+    from .predict import load_run_model
+
+    store = Store(args.db)
+    data = _load_data_or_fail(args.data)
+    try:
+        with _native_stderr_silenced():
+            run, model = load_run_model(store, args.run)
+            check = export_model(model, args.format, args.out, check_images(data))
+    except (ValueError, ExportError) as exc:
+        raise CommandError(str(exc)) from None
+    print(f"run {args.run} ({run['name']}) exported to {args.out}")
+    print(check.describe())
+    return EXIT_OK
+
+
 # -- search -------------------------------------------------------------------------------
 def cmd_search(args) -> int:
     """Train a search's trials here, one after another; print the results and the best trial."""
@@ -337,6 +356,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _add_db(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="a run's best model as SavedModel, TFLite or ONNX",
+                       description="Export a run's best model for another runtime. The file is loaded back by "
+                                   "its own runtime (TensorFlow, the LiteRT interpreter, ONNX Runtime) and must "
+                                   "give the Keras model's top-1 class on 100 test images, with probabilities "
+                                   "within 1e-4; otherwise it is removed and the reason printed. "
+                                   "savedmodel writes a folder, tflite and onnx a file.")
+    p.add_argument("--run", type=int, required=True, metavar="ID", help="run id (see `runs`)")
+    p.add_argument("--format", required=True, choices=["savedmodel", "tflite", "onnx"], help="output format")
+    p.add_argument("out", metavar="OUT", help="output path (must not exist)")
+    _add_data(p)
+    _add_db(p)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("search", help="a hyperparameter search, trials trained here one after another",
                        description="Random (seeded) or grid search over a space (default: the study's conv "
