@@ -3,6 +3,7 @@ import streamlit as st
 
 from lsc_core import charts, views
 from lsc_core.config import LABEL_MODES
+from lsc_core.export import FORMATS, ExportError, export_run_bytes
 from lsc_core.store import ACTIVE_STATES, FINISHED_STATES
 from app_pages import common
 
@@ -22,6 +23,7 @@ TABLE_COLUMNS = {
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
     "source": st.column_config.TextColumn("source"),
 }
+EXPORTS = "model_exports"  # {(run id, best epoch, format): (bytes, suffix, check)} made in this session
 HANDLED_SELECTION = "runs_table_handled"  # the table selection already turned into SELECTED_RUN
 
 st.title("Runs")
@@ -95,6 +97,33 @@ def downloads(run: dict) -> None:
         else:
             st.download_button("Best model (.keras)", model[0], file_name=model[1], mime="application/octet-stream",
                                icon=":material/download:", key="download_model")
+    if model is not None:
+        export_download(run)
+
+
+def export_download(run: dict) -> None:
+    """The model in another format: exported and checked on a click (seconds), kept for this session."""
+    fmt_col, action_col = st.columns([1, 2], vertical_alignment="bottom")
+    fmt = fmt_col.selectbox("Export as", FORMATS, key="export_format",
+                            help="Checked before it is offered: top-1 identical to the Keras model on 100 test "
+                                 "images, in the format's own runtime.")
+    done = st.session_state.get(EXPORTS, {}).get((run["id"], run["best_epoch"], fmt))
+    with action_col:
+        if done is None:
+            if st.button(f"Export {fmt}", icon=":material/output:", key="export_model"):
+                try:
+                    with st.spinner(f"Exporting and checking {fmt}..."):
+                        done = export_run_bytes(run, fmt, common.data())
+                except (ExportError, ValueError) as exc:
+                    st.error(str(exc))
+                    return
+                st.session_state.setdefault(EXPORTS, {})[(run["id"], run["best_epoch"], fmt)] = done
+        if done is not None:
+            content, suffix, check = done
+            st.download_button(f"Download {fmt}", content, file_name=f"{run['name']}-{fmt}{suffix}",
+                               mime="application/octet-stream", icon=":material/download:", key="download_export")
+    if done is not None:
+        st.caption(done[2].describe())
 
 
 def run_config(run: dict) -> None:

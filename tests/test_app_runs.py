@@ -189,3 +189,13 @@ def test_unknown_run_in_the_address_falls_back_with_a_message(tmp_path, app_stor
     at.switch_page("app_pages/runs.py").run()
     assert not at.exception
     assert ["There is no run 'nope'; showing the newest run instead."] == [w.value for w in at.warning]
+
+
+def test_runs_page_exports_the_model_checked_before_download(tmp_path, app_store):
+    store, trained, _ = app_store
+    at = start(tmp_path, "runs", selected_run=trained)
+    at.selectbox(key="export_format").set_value("onnx").run()
+    at.button(key="export_model").click().run()
+    assert not at.exception
+    assert "download_export" in [d.key for d in at.get("download_button")]
+    assert [c.value for c in at.caption if c.value.startswith("onnx: top-1 identical on 100% of 100 test images")]
