@@ -9,7 +9,7 @@ import streamlit as st
 
 from lsc_core import editor, views
 from lsc_core.backbones import BACKBONES, WEIGHTS
-from lsc_core.config import LABEL_MODE_NAMES, LABEL_MODES, LAYER_DEFAULTS, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, analyze
+from lsc_core.config import LABEL_MODE_NAMES, LABEL_MODES, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, analyze
 from app_pages import common
 
 EDITOR = "build_editor"  # the EditorState being edited
@@ -78,8 +78,7 @@ def _number(label: str, value, key: str, on_change, args, **limits):
     return st.number_input(label, value=shown, key=key, on_change=on_change, args=args, **limits)
 
 
-def _param_widget(state: editor.EditorState, layer: dict, name: str) -> None:
-    spec = editor.PARAM_FIELDS[name]
+def _param_widget(state: editor.EditorState, layer: dict, name: str, spec) -> None:
     key = f"{state.token}-L{layer['uid']}-{name}"
     value = layer["params"].get(name)
     args = (layer["uid"], name, key)
@@ -89,7 +88,7 @@ def _param_widget(state: editor.EditorState, layer: dict, name: str) -> None:
     elif spec.kind == "int":
         _number(spec.label, value, key, _set_param, args, step=1, format="%d")
     else:
-        _number(spec.label, value, key, _set_param, args, step=0.05, format="%.2f")
+        _number(spec.label, value, key, _set_param, args, step=spec.step, format=spec.format)
 
 
 def _layer_editor(state: editor.EditorState, analysis) -> None:
@@ -101,13 +100,13 @@ def _layer_editor(state: editor.EditorState, analysis) -> None:
             head.markdown(f"**{position}. {layer['kind']}**")
             if row is not None and row.output_shape:
                 head.caption(f"-> {editor.shape_text(row.output_shape)}, {row.params:,} params")
-            names = [n for n in editor.PARAM_FIELDS if n in LAYER_DEFAULTS.get(layer["kind"], {})]
-            if names:
+            specs = editor.layer_fields(layer["kind"])
+            if specs:
                 # Choices need room for their longest option; numbers less.
-                widths = [1.4 if editor.PARAM_FIELDS[n].kind == "choice" else 1 for n in names]
-                for column, name in zip(fields.columns(widths), names):
+                widths = [1.4 if spec.kind == "choice" else 1 for _, spec in specs]
+                for column, (name, spec) in zip(fields.columns(widths), specs):
                     with column:
-                        _param_widget(state, layer, name)
+                        _param_widget(state, layer, name, spec)
             else:
                 fields.caption("no parameters")
             up, down, remove = buttons.columns(3, gap="small")
@@ -125,7 +124,7 @@ def _layer_editor(state: editor.EditorState, analysis) -> None:
     for message in analysis.errors_at(head_position) + editor.errors_for(analysis, "layers"):
         st.error(message, icon=":material/error:")
     kind_col, position_col, add_col = st.columns([3, 2, 2], vertical_alignment="bottom")
-    kind_col.selectbox("Add a layer", list(LAYER_DEFAULTS), key="add_kind")
+    kind_col.selectbox("Add a layer", editor.LAYER_KINDS, key="add_kind")
     # Keyed by the length, so the suggested position follows the end as layers come and go.
     position_key = f"add_position_{head_position}"
     position_col.number_input("at position", min_value=1, max_value=head_position, value=head_position,

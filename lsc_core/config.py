@@ -10,31 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import layers as registry  # the layer kinds
 
 IMAGE_SHAPE = (32, 32, 3)  # CIFAR-100: 32x32 RGB
 NUM_CLASSES = {"coarse": 20, "fine": 100}
 LABEL_MODES = tuple(NUM_CLASSES)  # ("coarse", "fine"): every label-mode choice offers these
 LABEL_MODE_NAMES = {"coarse": "coarse (20 superclasses)", "fine": "fine (100 classes)"}  # how choices read
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
-ACTIVATIONS = ("relu", "elu", "gelu", "selu", "swish", "tanh", "sigmoid", "linear")
-PADDINGS = ("same", "valid")
 VALIDATIONS = ("test", "holdout")
-
-# Each layer kind with its parameters and their defaults: the single source of truth
-# for validation, the JSON format, the dashboard's editor and the Keras builder.
-LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "conv2d": {"filters": 32, "kernel_size": 3, "activation": "relu", "padding": "same", "strides": 1},
-    "maxpool2d": {"pool_size": 2},
-    "avgpool2d": {"pool_size": 2},
-    "dropout": {"rate": 0.25},
-    "flatten": {},
-    "dense": {"units": 128, "activation": "relu"},
-    "batchnorm": {},
-    "global_avg_pool": {},
-}
 
 
 class ConfigError(ValueError):
@@ -55,7 +41,7 @@ class LayerSpec:
 
     @classmethod
     def make(cls, kind: str, **params: Any) -> "LayerSpec":
-        return cls(kind, {**LAYER_DEFAULTS.get(kind, {}), **params})
+        return cls(kind, {**registry.defaults(kind), **params})
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.params}
@@ -68,16 +54,7 @@ class LayerSpec:
 
     def describe(self) -> str:
         """Short human label, e.g. 'conv2d 32 3x3 relu'."""
-        p = self.params
-        if self.kind == "conv2d":
-            return f"conv2d {p['filters']} {p['kernel_size']}x{p['kernel_size']} {p['activation']}"
-        if self.kind in ("maxpool2d", "avgpool2d"):
-            return f"{self.kind} {p['pool_size']}x{p['pool_size']}"
-        if self.kind == "dropout":
-            return f"dropout {p['rate']}"
-        if self.kind == "dense":
-            return f"dense {p['units']} {p['activation']}"
-        return self.kind
+        return registry.KINDS[self.kind].describe(self.params) if self.kind in registry.KINDS else self.kind
 
 
 @dataclass(frozen=True)
@@ -251,69 +228,19 @@ def _positive_int(value: Any) -> bool:
 
 def _check_params(position: int, layer: LayerSpec) -> list[ConfigError]:
     """Problems with one layer's own parameters, independent of its input shape."""
-    where = f"layer {position} ({layer.kind})"
-    if layer.kind not in LAYER_DEFAULTS:
+    if layer.kind not in registry.KINDS:
         return [ConfigError(f"layer {position}: unknown layer kind {layer.kind!r}; "
-                            f"choose from {', '.join(LAYER_DEFAULTS)}", position, "kind")]
-    errors = []
-    unknown = sorted(set(layer.params) - set(LAYER_DEFAULTS[layer.kind]))
-    if unknown:
-        errors.append(ConfigError(f"{where}: unknown parameter(s) {', '.join(unknown)}", position, unknown[0]))
-    p = layer.params
-    for name in ("filters", "kernel_size", "strides", "pool_size", "units"):
-        if name in LAYER_DEFAULTS[layer.kind] and not _positive_int(p.get(name)):
-            errors.append(ConfigError(f"{where}: {name} must be a whole number of at least 1, got {p.get(name)!r}",
-                                      position, name))
-    if "activation" in p and p["activation"] not in ACTIVATIONS:
-        errors.append(ConfigError(f"{where}: unknown activation {p['activation']!r}", position, "activation"))
-    if "padding" in p and p["padding"] not in PADDINGS:
-        errors.append(ConfigError(f"{where}: padding must be 'same' or 'valid', got {p['padding']!r}",
-                                  position, "padding"))
-    if layer.kind == "dropout":
-        rate = p.get("rate")
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-            errors.append(ConfigError(f"{where}: rate must be in [0, 1), got {rate!r}", position, "rate"))
-    return errors
+                            f"choose from {', '.join(registry.KINDS)}", position, "kind")]
+    return [ConfigError(f"layer {position} ({layer.kind}): {problem}", position, problem.field_name)
+            for problem in registry.check_params(layer.kind, layer.params)]
 
 
 def _propagate(position: int, layer: LayerSpec, shape: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
     """Output shape and parameter count of a valid layer on `shape`; ConfigError if impossible."""
-    where = f"layer {position} ({layer.kind})"
-    p = layer.params
-    is_map = len(shape) == 3
-    if layer.kind in ("conv2d", "maxpool2d", "avgpool2d", "global_avg_pool") and not is_map:
-        raise ConfigError(f"{where} needs a feature map, but its input is already flat {shape}; "
-                          "move it before flatten/dense", position)
-    if layer.kind == "conv2d":
-        h, w, c = shape
-        k, s = p["kernel_size"], p["strides"]
-        if p["padding"] == "same":
-            out_h, out_w = math.ceil(h / s), math.ceil(w / s)
-        else:
-            out_h, out_w = (h - k) // s + 1, (w - k) // s + 1
-        if out_h < 1 or out_w < 1:
-            raise ConfigError(f"{where}: a {k}x{k} kernel with 'valid' padding does not fit the {h}x{w} "
-                              "feature map", position, "kernel_size")
-        return (out_h, out_w, p["filters"]), k * k * c * p["filters"] + p["filters"]
-    if layer.kind in ("maxpool2d", "avgpool2d"):
-        h, w, c = shape
-        size = p["pool_size"]
-        if h // size < 1 or w // size < 1:
-            raise ConfigError(f"{where}: {size}x{size} pooling makes the {h}x{w} feature map empty; "
-                              "remove a pooling layer or use a smaller pool", position, "pool_size")
-        return (h // size, w // size, c), 0
-    if layer.kind == "global_avg_pool":
-        return (shape[2],), 0
-    if layer.kind == "flatten":
-        return (math.prod(shape),), 0
-    if layer.kind == "dense":
-        if is_map:
-            raise ConfigError(f"{where} on an unflattened {shape[0]}x{shape[1]}x{shape[2]} feature map; "
-                              "add flatten or global_avg_pool before it", position)
-        return (p["units"],), shape[0] * p["units"] + p["units"]
-    if layer.kind == "batchnorm":
-        return shape, 4 * shape[-1]  # gamma, beta (trained) + moving mean, variance
-    return shape, 0  # dropout
+    try:
+        return registry.output(layer.kind, layer.params, shape)
+    except registry.LayerProblem as problem:
+        raise ConfigError(f"layer {position} ({layer.kind}): {problem}", position, problem.field_name) from None
 
 
 def _check_hyperparameters(config: RunConfig) -> list[ConfigError]:

@@ -16,8 +16,9 @@ from typing import Any
 
 import pandas as pd
 
+from . import layers as registry  # the layer kinds, their parameters and how the form shows them
 from .backbones import BACKBONES, MAX_IMAGE_SIZE
-from .config import (ACTIVATIONS, LAYER_DEFAULTS, PADDINGS, Analysis, BackboneSpec, ConfigError, LayerSpec, RunConfig, preset)
+from .config import Analysis, BackboneSpec, ConfigError, LayerSpec, RunConfig, preset
 
 CUSTOM, TRANSFER = "custom", "transfer"  # the two kinds of network the form builds
 # RunConfig fields edited as hyperparameters (layers, backbone and preset are edited apart).
@@ -27,29 +28,13 @@ _BACKBONE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(BackboneSpec
 # Narrow enough to sit beside the editor; a layer's problem is spelled out in its own box there.
 SUMMARY_COLUMNS = ("position", "layer", "output", "params")
 PROBLEM_MARK = "⚠ "  # starts the summary's label of a layer that has a problem
+LAYER_KINDS = tuple(registry.KINDS)  # what the form's "Add a layer" offers
 
 
-@dataclass(frozen=True)
-class ParamField:
-    """How the form shows one layer parameter: a whole number, a fraction or a choice."""
-
-    label: str
-    kind: str  # "int", "float" or "choice"
-    help: str = ""
-    options: tuple[str, ...] = ()
-
-
-# Every parameter of lsc_core.config.LAYER_DEFAULTS, in the order a person reads a layer.
-PARAM_FIELDS: dict[str, ParamField] = {
-    "filters": ParamField("Filters", "int", "output channels of the convolution"),
-    "units": ParamField("Units", "int", "neurons of the dense layer"),
-    "kernel_size": ParamField("Kernel", "int", "side of the square kernel, in pixels"),
-    "strides": ParamField("Strides", "int", "step of the kernel; 2 halves the feature map"),
-    "pool_size": ParamField("Pool size", "int", "side of the pooling window; divides the feature map"),
-    "rate": ParamField("Rate", "float", "share of inputs dropped while training, in [0, 1)"),
-    "padding": ParamField("Padding", "choice", "'same' keeps the size, 'valid' shrinks it", PADDINGS),
-    "activation": ParamField("Activation", "choice", "", ACTIVATIONS),
-}
+def layer_fields(kind: str) -> list[tuple[str, registry.ParamSpec]]:
+    """The parameters of a layer `kind` with how the form shows each, in reading order
+    (none for an unknown kind: analysis names it)."""
+    return [(name, registry.PARAMS[name]) for name in registry.param_names(kind)]
 
 
 def _new_token() -> str:
@@ -73,12 +58,12 @@ class EditorState:
     def add_layer(self, kind: str, position: int | None = None) -> int:
         """Insert a layer of `kind` with default parameters at 1-based `position` (default:
         the end); returns its uid."""
-        if kind not in LAYER_DEFAULTS:
-            raise ConfigError(f"unknown layer kind {kind!r}; choose from {', '.join(LAYER_DEFAULTS)}")
+        if kind not in registry.KINDS:
+            raise ConfigError(f"unknown layer kind {kind!r}; choose from {', '.join(registry.KINDS)}")
         uid = self.next_uid
         self.next_uid += 1
         index = len(self.layers) if position is None else min(max(int(position) - 1, 0), len(self.layers))
-        self.layers.insert(index, {"uid": uid, "kind": kind, "params": dict(LAYER_DEFAULTS[kind])})
+        self.layers.insert(index, {"uid": uid, "kind": kind, "params": registry.defaults(kind)})
         return uid
 
     def remove_layer(self, uid: int) -> None:
@@ -93,7 +78,7 @@ class EditorState:
     def set_param(self, uid: int, name: str, value: Any) -> None:
         """Set one layer parameter, coerced to the type of its default (e.g. "64" -> 64)."""
         layer = self.layers[self._index(uid)]
-        default = LAYER_DEFAULTS.get(layer["kind"], {}).get(name)
+        default = registry.defaults(layer["kind"]).get(name)
         layer["params"][name] = coerce(value, default)
 
     def position(self, uid: int) -> int:

@@ -8,37 +8,29 @@ from __future__ import annotations
 
 import re
 
+from . import layers
 from .config import IMAGE_SHAPE, RunConfig, validate
 from .runtime import import_tensorflow
 
 
-def _keras_layer(spec, position: int):
-    """The Keras layer of one LayerSpec, named after its kind and 1-based position.
+def layer_outputs(config: RunConfig):
+    """The model's input tensor and the output tensor of each custom layer, in order.
 
-    Explicit names keep a model's layer names independent of Keras's global name
-    counters, which differ between threads and processes (and can clash).
+    Each layer spec's Keras layers are named after its kind and 1-based position
+    (`conv2d_3`, or `residual_4_<part>` for a kind made of several): explicit names keep
+    a model's layer names independent of Keras's global name counters, which differ
+    between threads and processes (and can clash), and let a test find each spec's
+    layers to compare its parameter count with the analysis.
     """
-    import keras
+    keras = import_tensorflow()
 
-    p, name = spec.params, f"{spec.kind}_{position}"
-    if spec.kind == "conv2d":
-        return keras.layers.Conv2D(p["filters"], p["kernel_size"], strides=p["strides"],
-                                   padding=p["padding"], activation=p["activation"], name=name)
-    if spec.kind == "maxpool2d":
-        return keras.layers.MaxPooling2D(p["pool_size"], name=name)
-    if spec.kind == "avgpool2d":
-        return keras.layers.AveragePooling2D(p["pool_size"], name=name)
-    if spec.kind == "dropout":
-        return keras.layers.Dropout(p["rate"], name=name)
-    if spec.kind == "flatten":
-        return keras.layers.Flatten(name=name)
-    if spec.kind == "dense":
-        return keras.layers.Dense(p["units"], activation=p["activation"], name=name)
-    if spec.kind == "batchnorm":
-        return keras.layers.BatchNormalization(name=name)
-    if spec.kind == "global_avg_pool":
-        return keras.layers.GlobalAveragePooling2D(name=name)
-    raise ValueError(f"no Keras layer for {spec.kind!r}")  # unreachable after validate()
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="pixels")
+    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    outputs = []
+    for position, spec in enumerate(config.layers, start=1):
+        x = layers.build(spec.kind, spec.params, f"{spec.kind}_{position}", x)
+        outputs.append(x)
+    return inputs, outputs
 
 
 def build_model(config: RunConfig):
@@ -49,11 +41,8 @@ def build_model(config: RunConfig):
     if config.backbone is not None:
         from .backbones import build_transfer_model
         return build_transfer_model(config)
-    inputs = keras.Input(shape=IMAGE_SHAPE, name="pixels")
-    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    for position, spec in enumerate(config.layers, start=1):
-        x = _keras_layer(spec, position)(x)
-    outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head")(x)
+    inputs, stack = layer_outputs(config)
+    outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head")(stack[-1])
     # Keras allows only some characters in names; a run's name may hold any.
     return keras.Model(inputs, outputs, name=re.sub(r"[^\w.-]", "_", config.display_name()))
 

@@ -16,11 +16,11 @@ import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import layers as registry  # each layer kind says what a search can vary in it
 from .config import ConfigError, LayerSpec, RunConfig, preset, validate
 from .store import ACTIVE_STATES, COMPLETED, FINISHED_STATES, INTERRUPTED, QUEUED, RUNNING, STOPPED, Store
 
 STRATEGIES = ("random", "grid")
-LAYER_FIELDS = {"conv2d": "filters", "dense": "units", "dropout": "rate"}  # what a layer choice sets
 CONFIG_FIELDS = ("learning_rate", "batch_size", "optimizer", "momentum")  # run-level choices
 GRID_LOG_POINTS = 3  # a log-uniform range becomes this many log-spaced values in a grid
 MAX_TRIALS = 10_000  # more trials than anyone trains; bounds the plan a search computes on every view
@@ -144,7 +144,7 @@ def check_space(space: SearchSpace) -> SearchSpace:
             if not 1 <= param.layer <= len(space.base.layers):
                 raise ConfigError(f"{where}: the base network has no layer {param.layer}")
             kind = space.base.layers[param.layer - 1].kind
-            if kind not in LAYER_FIELDS:
+            if registry.searchable(kind) is None:
                 raise ConfigError(f"{where}: layer {param.layer} is {kind}, which has nothing to search")
         elif param.field not in CONFIG_FIELDS:
             raise ConfigError(f"{where}: give a layer position or a field from {', '.join(CONFIG_FIELDS)}")
@@ -185,9 +185,13 @@ def apply_values(space: SearchSpace, values: dict[str, Any]) -> RunConfig:
         if param.layer is None:
             changes[param.field] = value
             continue
-        layer = layers[param.layer - 1]
-        layers[param.layer - 1] = LayerSpec(layer.kind, {**layer.params, LAYER_FIELDS[layer.kind]: value})
+        layers[param.layer - 1] = _with_searched_value(layers[param.layer - 1], value)
     return space.base.replace(layers=tuple(layers), **changes)
+
+
+def _with_searched_value(layer: LayerSpec, value) -> LayerSpec:
+    """The layer with its searched parameter (filters, units, rate...) set to `value`."""
+    return LayerSpec(layer.kind, {**layer.params, registry.searchable(layer.kind).param: value})
 
 
 def param_value(param: Param, config: RunConfig):
@@ -195,7 +199,8 @@ def param_value(param: Param, config: RunConfig):
     if param.layer is None:
         return getattr(config, param.field)
     layer = config.layers[param.layer - 1]
-    return layer.params.get(LAYER_FIELDS.get(layer.kind))
+    dimension = registry.searchable(layer.kind)
+    return layer.params.get(dimension.param) if dimension is not None else None
 
 
 def study_space(base: str = "seed-part2") -> SearchSpace:
@@ -478,8 +483,6 @@ def summaries(store: Store) -> list[dict]:
 
 
 # -- building a space from the dashboard's form -----------------------------------------------
-LAYER_OPTIONS = {"conv2d": (8, 16, 32, 64, 128, 256), "dense": (32, 64, 128, 256, 512),
-                 "dropout": (0.0, 0.1, 0.25, 0.4, 0.5)}
 BATCH_SIZES = (16, 32, 64, 128, 256)
 
 
@@ -499,14 +502,15 @@ def searchable_layers(base: RunConfig) -> list[LayerChoice]:
     double each size (for seed-part2 that is exactly the study's space)."""
     choices = []
     for position, layer in enumerate(base.layers, start=1):
-        if layer.kind not in LAYER_FIELDS:
+        dimension = registry.searchable(layer.kind)
+        if dimension is None:
             continue
-        value = layer.params[LAYER_FIELDS[layer.kind]]
-        if layer.kind == "dropout":
-            default = (value,)
-        else:
+        value = layer.params[dimension.param]
+        if dimension.spread:
             default = tuple(v for v in (value // 2, value, value * 2) if v >= 1)
-        options = tuple(sorted(set(LAYER_OPTIONS[layer.kind]) | set(default)))
+        else:
+            default = (value,)
+        options = tuple(sorted(set(dimension.options) | set(default)))
         choices.append(LayerChoice(position, layer.kind, f"layer {position}: {layer.describe()}", options, default))
     return choices
 
@@ -525,12 +529,12 @@ def space_from_form(base: RunConfig, layer_values: dict[int, list], batch_sizes:
         if not values:
             raise ConfigError(f"{choice.label}: choose at least one value")
         if len(values) == 1:
-            layer = layers[choice.position - 1]
-            layers[choice.position - 1] = LayerSpec(layer.kind, {**layer.params, LAYER_FIELDS[layer.kind]: values[0]})
+            layers[choice.position - 1] = _with_searched_value(layers[choice.position - 1], values[0])
             continue
         counts[choice.kind] = counts.get(choice.kind, 0) + 1
-        name = {"conv2d": "conv{}_filters", "dense": "dense{}_units", "dropout": "dropout{}_rate"}[choice.kind]
-        params.append(Param(name.format(counts[choice.kind]), layer=choice.position, choices=tuple(values)))
+        dimension = registry.searchable(choice.kind)
+        params.append(Param(f"{dimension.prefix}{counts[choice.kind]}_{dimension.param}", layer=choice.position,
+                            choices=tuple(values)))
     if len([c for c in searchable_layers(base) if c.kind == "dense"]) == 1:
         params = [dataclasses.replace(p, name="dense_units") if p.name == "dense1_units" else p for p in params]
     fixed: dict[str, Any] = {}

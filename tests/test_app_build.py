@@ -97,7 +97,7 @@ def test_edit_seed_part2_see_errors_in_place_fix_and_launch(app_with_runs_page, 
     at.button(key="add_layer").click().run()
     assert "maxpool2d" == at.session_state["build_editor"].layers[-1]["kind"]
     assert layer_key(at, 11, "pool_size") in keys_in(block_showing_error(
-        at, "layer 11 (maxpool2d) needs a feature map, but its input is already flat (128,); "
+        at, "layer 11 (maxpool2d): needs a feature map, but its input is already flat (128,); "
             "move it before flatten/dense"))
     assert at.button(key="launch").disabled
     at.button(key=layer_key(at, 11, "remove")).click().run()

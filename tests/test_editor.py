@@ -143,8 +143,9 @@ def test_default_run_name_follows_the_store():
     assert "custom-<run id>" == editor.default_run_name(editor.scratch().to_config())
 
 
-def test_every_layer_parameter_has_a_form_field():
-    from lsc_core.config import LAYER_DEFAULTS
+def test_every_layer_parameter_has_a_form_field_and_every_field_is_used():
+    from lsc_core.layers import KINDS, PARAMS
 
-    used = {name for params in LAYER_DEFAULTS.values() for name in params}
-    assert used == set(editor.PARAM_FIELDS)
+    for kind in editor.LAYER_KINDS:
+        assert set(KINDS[kind].defaults) == {name for name, _ in editor.layer_fields(kind)}
+    assert set(PARAMS) == {name for kind in KINDS.values() for name in kind.defaults}

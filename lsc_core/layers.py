@@ -1,0 +1,278 @@
+"""The layer kinds of a custom network: one registry entry per kind.
+
+An entry (`LayerKind`) is everything the rest of the code needs to know about a kind:
+its parameters and their defaults, its output shape and parameter count (pure Python,
+no TensorFlow import, matching Keras exactly: a test checks it), its Keras builder,
+the parameter a search varies, and a short label. Parameters (`ParamSpec`) are shared
+between kinds ("filters" means the same everywhere) and carry both their checks and how
+the Build page's editor shows them. Adding a kind is one entry in `KINDS` plus its tests.
+
+Problems are raised as `LayerProblem` (message and parameter); `config.analyze` adds
+the layer's position and turns them into ConfigErrors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+ACTIVATIONS = ("relu", "elu", "gelu", "selu", "swish", "tanh", "sigmoid", "linear")
+PADDINGS = ("same", "valid")
+
+Shape = tuple[int, ...]  # (height, width, channels) for a feature map, (features,) once flat
+
+
+class LayerProblem(ValueError):
+    """Something impossible about one layer; `field_name` is the parameter it concerns, if any."""
+
+    def __init__(self, message: str, field_name: str | None = None):
+        super().__init__(message)
+        self.field_name = field_name
+
+
+# -- parameters ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParamSpec:
+    """One layer parameter: how it is checked and how the editor shows it.
+
+    `kind` is "int" (a whole number >= `minimum`), "float" (a number in
+    [`minimum`, `maximum`), or `maximum` included when `maximum_included`) or "choice"
+    (one of `options`). `step` and `format` are the editor's number-input settings.
+    """
+
+    label: str
+    kind: str
+    help: str = ""
+    options: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    maximum_included: bool = False
+    step: float | None = None
+    format: str | None = None
+
+    def problem(self, name: str, value: Any) -> str | None:
+        """What is wrong with `value` for this parameter, or None."""
+        if self.kind == "choice":
+            return None if value in self.options else \
+                f"{name} must be one of {', '.join(self.options)}, got {value!r}"
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.kind == "int":
+            if not (number and isinstance(value, int) and value >= self.minimum):
+                return f"{name} must be a whole number of at least {self.minimum:g}, got {value!r}"
+            return None
+        too_high = number and self.maximum is not None and (
+            value > self.maximum if self.maximum_included else value >= self.maximum)
+        if not number or value < self.minimum or too_high or math.isnan(value):
+            closing = "]" if self.maximum_included else ")"
+            return f"{name} must be in [{self.minimum:g}, {self.maximum:g}{closing}, got {value!r}"
+        return None
+
+
+PARAMS: dict[str, ParamSpec] = {  # in the order a person reads a layer
+    "filters": ParamSpec("Filters", "int", "output channels of the convolution", minimum=1),
+    "units": ParamSpec("Units", "int", "neurons of the dense layer", minimum=1),
+    "kernel_size": ParamSpec("Kernel", "int", "side of the square kernel, in pixels", minimum=1),
+    "strides": ParamSpec("Strides", "int", "step of the kernel; 2 halves the feature map", minimum=1),
+    "pool_size": ParamSpec("Pool size", "int", "side of the pooling window; divides the feature map", minimum=1),
+    "rate": ParamSpec("Rate", "float", "share of inputs dropped while training, in [0, 1)", minimum=0.0,
+                      maximum=1.0, step=0.05, format="%.2f"),
+    "padding": ParamSpec("Padding", "choice", "'same' keeps the size, 'valid' shrinks it", PADDINGS),
+    "activation": ParamSpec("Activation", "choice", "", ACTIVATIONS),
+}
+
+
+# -- shapes and parameter counts ------------------------------------------------------------
+def _conv_output(params: dict, shape: Shape) -> Shape:
+    """Output shape of a square-kernel convolution (or pooling) over a feature map."""
+    h, w, _ = shape
+    k, s = params["kernel_size"], params["strides"]
+    if params["padding"] == "same":
+        out_h, out_w = math.ceil(h / s), math.ceil(w / s)
+    else:
+        out_h, out_w = (h - k) // s + 1, (w - k) // s + 1
+    if out_h < 1 or out_w < 1:
+        raise LayerProblem(f"a {k}x{k} kernel with 'valid' padding does not fit the {h}x{w} feature map",
+                           "kernel_size")
+    return out_h, out_w, params["filters"]
+
+
+def _conv2d(params: dict, shape: Shape) -> tuple[Shape, int]:
+    k, c, f = params["kernel_size"], shape[2], params["filters"]
+    return _conv_output(params, shape), k * k * c * f + f  # kernel + bias
+
+
+def _pool(params: dict, shape: Shape) -> tuple[Shape, int]:
+    h, w, c = shape
+    size = params["pool_size"]
+    if h // size < 1 or w // size < 1:
+        raise LayerProblem(f"{size}x{size} pooling makes the {h}x{w} feature map empty; "
+                           "remove a pooling layer or use a smaller pool", "pool_size")
+    return (h // size, w // size, c), 0
+
+
+def _dense(params: dict, shape: Shape) -> tuple[Shape, int]:
+    return (params["units"],), shape[0] * params["units"] + params["units"]  # weights + bias
+
+
+def _same_shape(params: dict, shape: Shape) -> tuple[Shape, int]:
+    return shape, 0
+
+
+def _batchnorm(params: dict, shape: Shape) -> tuple[Shape, int]:
+    return shape, 4 * shape[-1]  # gamma, beta (trained) + moving mean, variance
+
+
+# -- Keras builders (keras imported only when a model is built) -----------------------------
+def _build_conv2d(p: dict, name: str, x):
+    import keras
+    return keras.layers.Conv2D(p["filters"], p["kernel_size"], strides=p["strides"], padding=p["padding"],
+                               activation=p["activation"], name=name)(x)
+
+
+def _build_maxpool(p: dict, name: str, x):
+    import keras
+    return keras.layers.MaxPooling2D(p["pool_size"], name=name)(x)
+
+
+def _build_avgpool(p: dict, name: str, x):
+    import keras
+    return keras.layers.AveragePooling2D(p["pool_size"], name=name)(x)
+
+
+def _build_dropout(p: dict, name: str, x):
+    import keras
+    return keras.layers.Dropout(p["rate"], name=name)(x)
+
+
+def _build_flatten(p: dict, name: str, x):
+    import keras
+    return keras.layers.Flatten(name=name)(x)
+
+
+def _build_dense(p: dict, name: str, x):
+    import keras
+    return keras.layers.Dense(p["units"], activation=p["activation"], name=name)(x)
+
+
+def _build_batchnorm(p: dict, name: str, x):
+    import keras
+    return keras.layers.BatchNormalization(name=name)(x)
+
+
+def _build_global_avg_pool(p: dict, name: str, x):
+    import keras
+    return keras.layers.GlobalAveragePooling2D(name=name)(x)
+
+
+# -- the registry -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SearchDimension:
+    """What a search varies in a layer of this kind: one parameter, offered `options`.
+
+    `spread`: the form preselects half, the same and double the layer's value (sizes);
+    otherwise only the layer's own value (rates). `prefix` names searched parameters,
+    e.g. "conv" -> conv1_filters, conv2_filters.
+    """
+
+    param: str
+    options: tuple
+    prefix: str
+    spread: bool = True
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """One layer kind. `input` is "map" (needs a feature map), "flat" (needs flat
+    features) or "any"; `output(params, shape)` gives (output shape, parameter count)
+    or raises LayerProblem; `build(params, name, tensor)` applies the Keras layer(s),
+    each named `name` or `name_<part>`; `label(params)` is a short human description."""
+
+    name: str
+    defaults: dict[str, Any]
+    output: Callable[[dict, Shape], tuple[Shape, int]]
+    build: Callable[[dict, str, Any], Any]
+    input: str = "any"
+    label: Callable[[dict], str] | None = None
+    search: SearchDimension | None = None
+
+    def describe(self, params: dict) -> str:
+        return self.label(params) if self.label is not None else self.name
+
+
+def _conv_label(p: dict) -> str:
+    return f"conv2d {p['filters']} {p['kernel_size']}x{p['kernel_size']} {p['activation']}"
+
+
+KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (
+    LayerKind("conv2d", {"filters": 32, "kernel_size": 3, "activation": "relu", "padding": "same", "strides": 1},
+              _conv2d, _build_conv2d, input="map", label=_conv_label,
+              search=SearchDimension("filters", (8, 16, 32, 64, 128, 256), "conv")),
+    LayerKind("maxpool2d", {"pool_size": 2}, _pool, _build_maxpool, input="map",
+              label=lambda p: f"maxpool2d {p['pool_size']}x{p['pool_size']}"),
+    LayerKind("avgpool2d", {"pool_size": 2}, _pool, _build_avgpool, input="map",
+              label=lambda p: f"avgpool2d {p['pool_size']}x{p['pool_size']}"),
+    LayerKind("dropout", {"rate": 0.25}, _same_shape, _build_dropout, label=lambda p: f"dropout {p['rate']}",
+              search=SearchDimension("rate", (0.0, 0.1, 0.25, 0.4, 0.5), "dropout", spread=False)),
+    LayerKind("flatten", {}, lambda p, shape: ((math.prod(shape),), 0), _build_flatten),
+    LayerKind("dense", {"units": 128, "activation": "relu"}, _dense, _build_dense, input="flat",
+              label=lambda p: f"dense {p['units']} {p['activation']}",
+              search=SearchDimension("units", (32, 64, 128, 256, 512), "dense")),
+    LayerKind("batchnorm", {}, _batchnorm, _build_batchnorm),
+    LayerKind("global_avg_pool", {}, lambda p, shape: ((shape[2],), 0), _build_global_avg_pool, input="map"),
+)}
+
+
+def get(kind: str) -> LayerKind:
+    """The registry entry of `kind`; LayerProblem naming the known kinds otherwise."""
+    if kind not in KINDS:
+        raise LayerProblem(f"unknown layer kind {kind!r}; choose from {', '.join(KINDS)}", "kind")
+    return KINDS[kind]
+
+
+def defaults(kind: str) -> dict[str, Any]:
+    """A fresh copy of `kind`'s default parameters ({} for an unknown kind)."""
+    return dict(KINDS[kind].defaults) if kind in KINDS else {}
+
+
+def param_names(kind: str) -> list[str]:
+    """`kind`'s parameters in the order the editor shows them."""
+    own = KINDS[kind].defaults if kind in KINDS else {}
+    return [name for name in PARAMS if name in own]
+
+
+def check_params(kind: str, params: dict) -> list[LayerProblem]:
+    """Problems with one layer's own parameters, independent of its input shape."""
+    entry = get(kind)
+    problems = []
+    unknown = sorted(set(params) - set(entry.defaults))
+    if unknown:
+        problems.append(LayerProblem(f"unknown parameter(s) {', '.join(unknown)}", unknown[0]))
+    for name in param_names(kind):
+        message = PARAMS[name].problem(name, params.get(name))
+        if message:
+            problems.append(LayerProblem(message, name))
+    return problems
+
+
+def output(kind: str, params: dict, shape: Shape) -> tuple[Shape, int]:
+    """Output shape and parameter count of a layer with valid parameters on `shape`.
+
+    Raises LayerProblem when the layer cannot take that input."""
+    entry = get(kind)
+    if entry.input == "map" and len(shape) != 3:
+        raise LayerProblem(f"needs a feature map, but its input is already flat {shape}; "
+                           "move it before flatten/dense")
+    if entry.input == "flat" and len(shape) == 3:
+        raise LayerProblem(f"needs flat features, but its input is an unflattened {shape[0]}x{shape[1]}x{shape[2]} feature map; "
+                           "add flatten or global_avg_pool before it")
+    return entry.output(params, shape)
+
+
+def build(kind: str, params: dict, name: str, x):
+    """Apply the Keras layer(s) of one layer spec to tensor `x`; returns the output tensor."""
+    return get(kind).build(params, name, x)
+
+
+def searchable(kind: str) -> SearchDimension | None:
+    """What a search can vary in a layer of `kind` (None: nothing)."""
+    return KINDS[kind].search if kind in KINDS else None
