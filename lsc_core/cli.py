@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from .backbones import BACKBONES, WEIGHTS
-from .config import LABEL_MODES, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, RunConfig, analyze, preset, validate
+from .config import (LABEL_MODES, MAX_JSON_BYTES, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError,
+                     RunConfig, analyze, preset, validate)
 from .evaluate import store_predictions
 from .store import COMPLETED, Store, StoreError
 
@@ -23,6 +25,41 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 class CommandError(Exception):
     """A one-line message for the person at the terminal."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage mistakes as one `error:` line (the usage is in --help) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a float, refusing nan and inf (float() accepts both)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def whole_number(text: str) -> int:
+    """An argparse type: a whole number written in digits (ranges are checked where it is used)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    """A small input file's bytes; CommandError (one line) if it cannot be read."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(MAX_JSON_BYTES + 1)  # parse_json names the limit when it is over
+    except OSError as exc:
+        raise CommandError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
 def _add_db(parser: argparse.ArgumentParser) -> None:
@@ -48,10 +85,7 @@ def cmd_presets(args) -> int:
 def config_from_args(args) -> RunConfig:
     """--config file first, then --preset's layers, then each explicit flag on top."""
     if args.config:
-        try:
-            config = RunConfig.from_json(Path(args.config).read_text())
-        except OSError as exc:
-            raise CommandError(f"cannot read config {args.config}: {exc.strerror}") from None
+        config = RunConfig.from_json(_read_bytes(args.config, "config"))
     elif args.preset or not getattr(args, "backbone", None):
         config = preset(args.preset or "seed-part2")
     else:
@@ -250,10 +284,7 @@ def cmd_search(args) -> int:
 
 def _search_spec_from_args(args, search):
     if args.space:
-        try:
-            space = search.SearchSpace.from_json(Path(args.space).read_text())
-        except OSError as exc:
-            raise CommandError(f"cannot read search space {args.space}: {exc.strerror}") from None
+        space = search.SearchSpace.from_json(_read_bytes(args.space, "search space"))
     else:
         space = search.study_space()
     trials = args.trials if args.trials is not None else (10 if args.strategy == "random" else None)
@@ -304,7 +335,7 @@ def cmd_study(args) -> int:
 
 # -- the parser ---------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m lsc_core",
         description="LSC dashboard command line: train and inspect CIFAR-100 networks. "
                     "Uses the same run store as the dashboard.")
@@ -321,23 +352,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=list(PRESETS), help="network to start from (default: seed-part2)")
     p.add_argument("--config", metavar="FILE.json", help="a RunConfig as JSON (as stored with every run)")
     p.add_argument("--labels", choices=LABEL_MODES, help="20 superclasses or 100 classes (default coarse)")
-    p.add_argument("--epochs", type=int, help="epochs to train (default 10)")
+    p.add_argument("--epochs", type=whole_number, help="epochs to train (default 10)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
-    p.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
-    p.add_argument("--momentum", type=float, help="SGD momentum (default 0)")
-    p.add_argument("--batch-size", type=int, help="images per step (default 64)")
-    p.add_argument("--limit", type=int, help="train on the first N training images")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--lr", type=finite_float, help="learning rate (default 1e-3)")
+    p.add_argument("--momentum", type=finite_float, help="SGD momentum (default 0)")
+    p.add_argument("--batch-size", type=whole_number, help="images per step (default 64)")
+    p.add_argument("--limit", type=whole_number, help="train on the first N training images")
+    p.add_argument("--seed", type=whole_number, help="random seed (default 0)")
     p.add_argument("--validation", choices=["test", "holdout"],
                    help="validate on the test set (default, as the study) or a stratified hold-out")
-    p.add_argument("--holdout-fraction", type=float, help="hold-out share of the training set (default 0.1)")
+    p.add_argument("--holdout-fraction", type=finite_float, help="hold-out share of the training set (default 0.1)")
     p.add_argument("--augment", action="store_true", help="random flips and shifts of training images")
     p.add_argument("--name", help="run name (default: preset name and run id)")
     p.add_argument("--backbone", choices=list(BACKBONES),
                    help="transfer learning from a keras.applications network instead of a custom stack")
     p.add_argument("--weights", choices=WEIGHTS, help="backbone weights (default imagenet)")
-    p.add_argument("--image-size", type=int, help="upscale images to NxN for the backbone")
-    p.add_argument("--fine-tune-epochs", type=int, help="epochs with the top backbone layers unfrozen")
+    p.add_argument("--image-size", type=whole_number, help="upscale images to NxN for the backbone")
+    p.add_argument("--fine-tune-epochs", type=whole_number, help="epochs with the top backbone layers unfrozen")
     _add_data(p)
     _add_db(p)
     p.set_defaults(func=cmd_train)
@@ -351,8 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "model. A fine run also gives coarse labels, summed from its fine "
                                    "probabilities. A file that is not a usable image gets one line on stderr "
                                    "and the exit status 1; the others are still predicted.")
-    p.add_argument("--run", type=int, required=True, metavar="ID", help="run id (see `runs`)")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="labels per level (default 5)")
+    p.add_argument("--run", type=whole_number, required=True, metavar="ID", help="run id (see `runs`)")
+    p.add_argument("--top", type=whole_number, default=5, metavar="K", help="labels per level (default 5)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _add_db(p)
     p.set_defaults(func=cmd_predict)
@@ -363,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "give the Keras model's top-1 class on 100 test images, with probabilities "
                                    "within 1e-4; otherwise it is removed and the reason printed. "
                                    "savedmodel writes a folder, tflite and onnx a file.")
-    p.add_argument("--run", type=int, required=True, metavar="ID", help="run id (see `runs`)")
+    p.add_argument("--run", type=whole_number, required=True, metavar="ID", help="run id (see `runs`)")
     p.add_argument("--format", required=True, choices=["savedmodel", "tflite", "onnx"], help="output format")
     p.add_argument("out", metavar="OUT", help="output path (must not exist)")
     _add_data(p)
@@ -375,14 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "filters and dense units over seed-part2). Each trial is an ordinary run "
                                    "named search<ID>-trial<N>. Prints a results table and the best trial. "
                                    "--resume ID continues a search: finished trials are kept, the rest run.")
-    p.add_argument("--trials", type=int, help="trials to run (random: default 10; grid: default all points)")
-    p.add_argument("--epochs", type=int, default=5, help="epochs per trial (default 5)")
+    p.add_argument("--trials", type=whole_number, help="trials to run (random: default 10; grid: default all points)")
+    p.add_argument("--epochs", type=whole_number, default=5, help="epochs per trial (default 5)")
     p.add_argument("--labels", choices=LABEL_MODES, default="coarse", help="default coarse")
-    p.add_argument("--limit", type=int, help="train each trial on the first N training images")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random draw (default 0)")
+    p.add_argument("--limit", type=whole_number, help="train each trial on the first N training images")
+    p.add_argument("--seed", type=whole_number, default=0, help="seed of the random draw (default 0)")
     p.add_argument("--space", metavar="FILE.json", help="search space as JSON (see lsc_core/search.py)")
     p.add_argument("--strategy", choices=["random", "grid"], default="random", help="default random")
-    p.add_argument("--resume", type=int, metavar="ID", help="continue search ID instead of starting one")
+    p.add_argument("--resume", type=whole_number, metavar="ID", help="continue search ID instead of starting one")
     _add_data(p)
     _add_db(p)
     p.set_defaults(func=cmd_search)
@@ -395,9 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Part 2 and 3 15, search trials 5, VGG16 5 + 3 fine-tuning. A running "
                                    "dashboard on the same store trains queued runs; --run trains them here, "
                                    "one by one. Asking again with the same scale and limit reuses the suite.")
-    p.add_argument("--epochs-scale", type=float, default=1.0, metavar="X",
+    p.add_argument("--epochs-scale", type=finite_float, default=1.0, metavar="X",
                    help="multiply every study epoch count by X (at least 1 epoch each; default 1)")
-    p.add_argument("--limit", type=int, help="train every run on the first N training images")
+    p.add_argument("--limit", type=whole_number, help="train every run on the first N training images")
     p.add_argument("--run", action="store_true", help="also train the queued runs here, in the foreground")
     _add_data(p)
     _add_db(p)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +24,16 @@ LABEL_MODES = tuple(NUM_CLASSES)  # ("coarse", "fine"): every label-mode choice 
 LABEL_MODE_NAMES = {"coarse": "coarse (20 superclasses)", "fine": "fine (100 classes)"}  # how choices read
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
 VALIDATIONS = ("test", "holdout")
+
+# Size limits, checked by analyze() before anything is built: past them a config fails
+# only when memory runs out, minutes later. Each is far above any sensible CIFAR network;
+# the limits of one layer's parameters are in the layer registry (layers.PARAMS).
+MAX_LAYERS = 200  # the study's networks have 5-10 layers; ResNet-50 has about 50 blocks' worth
+MAX_PARAMS = 100_000_000  # 400 MB of float32 weights, 1.2 GB with Adam's two moments
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 8192
+MAX_SEED = 2**32 - 1  # NumPy's and TensorFlow's seeds are 32-bit
+MAX_LIMIT = 50_000  # CIFAR-100's training set
 
 
 class ConfigError(ValueError):
@@ -47,9 +60,24 @@ class LayerSpec:
         return {"kind": self.kind, **self.params}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "LayerSpec":
+    def from_dict(cls, data: dict[str, Any], position: int | None = None) -> "LayerSpec":
+        """A layer from JSON: a string `kind` and scalar parameters (their ranges are checked by analyze)."""
         data = dict(data)
         kind = data.pop("kind", None)
+        where = f"layer {position}" if position is not None else "layer"
+        if not isinstance(kind, str) or len(kind) > MAX_TEXT_CHARS:
+            raise ConfigError(f"{where}: 'kind' must be a layer kind name (text), got {_show(kind)}",
+                              position, "kind")
+        for name, value in data.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                problem = f"must be a finite number, got {value}"
+            elif not isinstance(value, (str, int, float, bool)):
+                problem = f"must be a number or text, got {_json_kind(value)}"
+            elif isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+                problem = f"is {len(value):,} characters long, over the limit of {MAX_TEXT_CHARS}"
+            else:
+                continue
+            raise ConfigError(f"{where} ({_show(kind)}): {str(name)[:40]} {problem}", position, name)
         return cls.make(kind, **data)
 
     def describe(self) -> str:
@@ -102,37 +130,38 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}", field_name=unknown[0])
-        data = dict(data)
+        """A config from parsed JSON, every field type-checked (ConfigError names the first wrong one).
+
+        Types only: ranges and limits are analyze()'s, so that the editor shows them all at once.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a JSON object, got {_json_kind(data)}")
+        data = typed_fields(cls, data, exclude=("layers", "backbone"))
         layers = data.get("layers") or []
         if not isinstance(layers, (list, tuple)):
-            raise ConfigError("layers must be a list of layer objects", field_name="layers")
+            raise ConfigError(f"layers must be a list of layer objects, got {_json_kind(layers)}", field_name="layers")
+        if len(layers) > MAX_LAYERS:  # refused before parsing thousands of layers
+            raise ConfigError(f"layers: {len(layers):,} layers, more than the limit of {MAX_LAYERS}",
+                              field_name="layers")
         parsed = []
         for position, layer in enumerate(layers, start=1):
             if not isinstance(layer, dict):
-                raise ConfigError(f"layer {position}: expected an object with a 'kind'", position)
-            parsed.append(LayerSpec.from_dict(layer))
+                raise ConfigError(f"layer {position}: expected an object with a 'kind', got {_json_kind(layer)}",
+                                  position)
+            parsed.append(LayerSpec.from_dict(layer, position))
         data["layers"] = tuple(parsed)
-        if isinstance(data.get("backbone"), dict):
-            backbone_fields = {f.name for f in dataclasses.fields(BackboneSpec)}
-            extra = sorted(set(data["backbone"]) - backbone_fields)
-            if extra:
-                raise ConfigError(f"unknown backbone setting(s): {', '.join(extra)}", field_name="backbone")
-            data["backbone"] = BackboneSpec(**data["backbone"])
+        backbone = data.get("backbone")
+        if backbone is not None:
+            if not isinstance(backbone, dict):
+                raise ConfigError(f"backbone must be an object or null, got {_json_kind(backbone)}",
+                                  field_name="backbone")
+            data["backbone"] = BackboneSpec(**typed_fields(BackboneSpec, backbone, prefix="backbone: "))
         return cls(**data)
 
     @classmethod
-    def from_json(cls, text: str) -> "RunConfig":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError("a config must be a JSON object")
-        return cls.from_dict(data)
+    def from_json(cls, text: str | bytes) -> "RunConfig":
+        """A config from JSON text or UTF-8 bytes (a file as read); ConfigError for anything else."""
+        return cls.from_dict(parse_json(text, "config"))
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -153,6 +182,100 @@ class RunConfig:
         if self.backbone is not None:
             return self.backbone.name
         return self.preset or "custom"
+
+
+# -- Parsing JSON from people: one clear line for anything that is not a usable config ---
+MAX_JSON_BYTES = 1_000_000  # a config is a few kB; refuse megabytes before parsing them
+MAX_TEXT_CHARS = 200  # any text field (a run name, a layer kind): longer is a mistake or an attack
+
+
+def parse_json(text: str | bytes, what: str) -> Any:
+    """JSON `text` (str, or bytes as read from a file) parsed; ConfigError if it is not JSON a person
+    could mean: not UTF-8, over MAX_JSON_BYTES, nested too deeply, or holding NaN/Infinity."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")  # an editor's byte-order mark is harmless
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
+                              f"offset {exc.start})") from None
+    if len(text) > MAX_JSON_BYTES:
+        raise ConfigError(f"{what} is {len(text):,} characters long, over the limit of {MAX_JSON_BYTES:,}")
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{what}: JSON nested too deeply (thousands of levels) to be read") from None
+
+
+def _refuse_constant(name: str) -> None:
+    raise ConfigError(f"{name} is not a number a config may hold (JSON has no {name}; use a finite number)")
+
+
+def _json_kind(value: Any) -> str:
+    """How a JSON value is named in messages: its type, with the value when short."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    kinds = {dict: "an object", list: "a list", tuple: "a list", str: "text"}
+    kind = kinds.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+    return kind if isinstance(value, (dict, list, tuple)) else f"{kind} {_show(value)}"
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """repr() cut to `limit` characters: messages stay one short line whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def typed_fields(cls, data: dict[str, Any], exclude: tuple[str, ...] = (), prefix: str = "") -> dict[str, Any]:
+    """`data` (parsed JSON) checked against the field types of dataclass `cls`: unknown names
+    refused, whole numbers widened to float where a float belongs, NaN and infinities
+    refused; ConfigError names the field. Fields of other types are left to the caller."""
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(hints), key=str)
+    if unknown:
+        raise ConfigError(f"{prefix}unknown setting(s): {', '.join(str(u)[:40] for u in unknown)}",
+                          field_name=str(unknown[0]))
+    checked = dict(data)
+    for name, value in data.items():
+        if name not in exclude:
+            checked[name] = _typed_value(f"{prefix}{name}", name, hints[name], value)
+    return checked
+
+
+def _typed_value(label: str, name: str, hint: Any, value: Any) -> Any:
+    optional = typing.get_origin(hint) in (types.UnionType, typing.Union) and type(None) in typing.get_args(hint)
+    if optional and value is None:
+        return None
+    base = next((h for h in typing.get_args(hint) if h is not type(None)), hint) if optional else hint
+
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"{label} must be {expected}{' or null' if optional else ''}, got {_json_kind(value)}",
+                           field_name=name)
+
+    if base is bool:
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("a whole number")
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong("a number")
+        if not math.isfinite(value):
+            raise ConfigError(f"{label} must be a finite number, got {value}", field_name=name)
+        return float(value)
+    elif base is str:
+        if not isinstance(value, str):
+            raise wrong("text")
+        if len(value) > MAX_TEXT_CHARS:
+            raise ConfigError(f"{label} is {len(value):,} characters long, over the limit of {MAX_TEXT_CHARS}",
+                              field_name=name)
+    elif typing.get_origin(base) in (tuple, list) and typing.get_args(base)[0] in (bool, int, float, str):
+        if not isinstance(value, (list, tuple)):
+            raise wrong("a list")
+        return tuple(_typed_value(f"{label} item", name, typing.get_args(base)[0], item) for item in value)
+    return value
 
 
 # -- Presets: the study's networks (heads are added from the label mode) ---------------
@@ -229,7 +352,7 @@ def _positive_int(value: Any) -> bool:
 def _check_params(position: int, layer: LayerSpec) -> list[ConfigError]:
     """Problems with one layer's own parameters, independent of its input shape."""
     if layer.kind not in registry.KINDS:
-        return [ConfigError(f"layer {position}: unknown layer kind {layer.kind!r}; "
+        return [ConfigError(f"layer {position}: unknown layer kind {_show(layer.kind)}; "
                             f"choose from {', '.join(registry.KINDS)}", position, "kind")]
     return [ConfigError(f"layer {position} ({layer.kind}): {problem}", position, problem.field_name)
             for problem in registry.check_params(layer.kind, layer.params)]
@@ -250,25 +373,30 @@ def _check_hyperparameters(config: RunConfig) -> list[ConfigError]:
         errors.append(ConfigError(f"{name}: {message}", field_name=name))
 
     if config.label_mode not in NUM_CLASSES:
-        bad("label_mode", f"must be 'coarse' or 'fine', got {config.label_mode!r}")
+        bad("label_mode", f"must be 'coarse' or 'fine', got {_show(config.label_mode)}")
     if config.optimizer not in OPTIMIZERS:
-        bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
+        bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {_show(config.optimizer)}")
     if isinstance(config.learning_rate, bool) or not isinstance(config.learning_rate, (int, float)) \
             or not 0 < config.learning_rate <= 10:
-        bad("learning_rate", f"must be a number in (0, 10], got {config.learning_rate!r}")
+        bad("learning_rate", f"must be a number in (0, 10], got {_show(config.learning_rate)}")
     if not isinstance(config.momentum, (int, float)) or not 0 <= config.momentum < 1:
-        bad("momentum", f"must be in [0, 1), got {config.momentum!r}")
-    for name in ("batch_size", "epochs"):
-        if not _positive_int(getattr(config, name)):
-            bad(name, f"must be a whole number of at least 1, got {getattr(config, name)!r}")
-    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
-        bad("seed", f"must be a whole number >= 0, got {config.seed!r}")
+        bad("momentum", f"must be in [0, 1), got {_show(config.momentum)}")
+    for name, limit in (("batch_size", MAX_BATCH_SIZE), ("epochs", MAX_EPOCHS)):
+        value = getattr(config, name)
+        if not _positive_int(value):
+            bad(name, f"must be a whole number of at least 1, got {_show(value)}")
+        elif value > limit:
+            bad(name, f"{value:,} is over the limit of {limit:,}")
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or not 0 <= config.seed <= MAX_SEED:
+        bad("seed", f"must be a whole number from 0 to {MAX_SEED:,}, got {_show(config.seed)}")
     if config.validation not in VALIDATIONS:
-        bad("validation", f"must be 'test' or 'holdout', got {config.validation!r}")
+        bad("validation", f"must be 'test' or 'holdout', got {_show(config.validation)}")
     if not isinstance(config.holdout_fraction, (int, float)) or not 0 < config.holdout_fraction < 1:
-        bad("holdout_fraction", f"must be in (0, 1), got {config.holdout_fraction!r}")
+        bad("holdout_fraction", f"must be in (0, 1), got {_show(config.holdout_fraction)}")
     if config.limit is not None and not _positive_int(config.limit):
-        bad("limit", f"must be a whole number of at least 1, got {config.limit!r}")
+        bad("limit", f"must be a whole number of at least 1, got {_show(config.limit)}")
+    elif config.limit is not None and config.limit > MAX_LIMIT:
+        bad("limit", f"{config.limit:,} is over the limit of {MAX_LIMIT:,} (the training set's size)")
     return errors
 
 
@@ -281,6 +409,10 @@ def analyze(config: RunConfig) -> Analysis:
         return Analysis(tuple(rows), tuple(errors + backbone_errors))
     if not config.layers:
         errors.append(ConfigError("the network has no layers; add at least one", field_name="layers"))
+    if len(config.layers) > MAX_LAYERS:
+        errors.append(ConfigError(f"layers: {len(config.layers):,} layers, more than the limit of {MAX_LAYERS}",
+                                  field_name="layers"))
+        return Analysis((), tuple(errors))
     rows: list[LayerRow] = []
     shape: tuple[int, ...] | None = IMAGE_SHAPE
     for position, layer in enumerate(config.layers, start=1):
@@ -304,6 +436,10 @@ def analyze(config: RunConfig) -> Analysis:
         shape = None
     head_params = shape[0] * classes + classes if shape is not None and classes else 0
     rows.append(LayerRow(head, f"dense {classes} softmax (head)", (classes,) if shape else None, head_params))
+    total = sum(row.params for row in rows)
+    if total > MAX_PARAMS:
+        errors.append(ConfigError(f"the network has {total:,} parameters, over the limit of {MAX_PARAMS:,}; "
+                                  "use fewer filters or units, or pool before flatten", field_name="layers"))
     return Analysis(tuple(rows), tuple(errors))
 
 

@@ -35,7 +35,8 @@ class LayerProblem(ValueError):
 class ParamSpec:
     """One layer parameter: how it is checked and how the editor shows it.
 
-    `kind` is "int" (a whole number >= `minimum`), "float" (a number in
+    `kind` is "int" (a whole number from `minimum` to `maximum`, the size limit that
+    keeps a network within memory), "float" (a number in
     [`minimum`, `maximum`), or `maximum` included when `maximum_included`) or "choice"
     (one of `options`). `step` and `format` are the editor's number-input settings.
     """
@@ -54,31 +55,42 @@ class ParamSpec:
         """What is wrong with `value` for this parameter, or None."""
         if self.kind == "choice":
             return None if value in self.options else \
-                f"{name} must be one of {', '.join(self.options)}, got {value!r}"
+                f"{name} must be one of {', '.join(self.options)}, got {_show(value)}"
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if self.kind == "int":
             if not (number and isinstance(value, int) and value >= self.minimum):
-                return f"{name} must be a whole number of at least {self.minimum:g}, got {value!r}"
+                return f"{name} must be a whole number of at least {self.minimum:g}, got {_show(value)}"
+            if self.maximum is not None and value > self.maximum:
+                return f"{name} {value:,} is over the limit of {self.maximum:,}"
             return None
         too_high = number and self.maximum is not None and (
             value > self.maximum if self.maximum_included else value >= self.maximum)
         if not number or value < self.minimum or too_high or math.isnan(value):
             closing = "]" if self.maximum_included else ")"
-            return f"{name} must be in [{self.minimum:g}, {self.maximum:g}{closing}, got {value!r}"
+            return f"{name} must be in [{self.minimum:g}, {self.maximum:g}{closing}, got {_show(value)}"
         return None
 
 
 PARAMS: dict[str, ParamSpec] = {  # in the order a person reads a layer
-    "filters": ParamSpec("Filters", "int", "output channels of the convolution", minimum=1),
-    "units": ParamSpec("Units", "int", "neurons of the dense layer", minimum=1),
-    "kernel_size": ParamSpec("Kernel", "int", "side of the square kernel, in pixels", minimum=1),
-    "strides": ParamSpec("Strides", "int", "step of the kernel; 2 halves the feature map", minimum=1),
-    "pool_size": ParamSpec("Pool size", "int", "side of the pooling window; divides the feature map", minimum=1),
+    # Maximums: a 32x32x4096 feature map is 16 MB per image; kernel, stride and pool sizes
+    # beyond the 32x32 image mean nothing.
+    "filters": ParamSpec("Filters", "int", "output channels of the convolution", minimum=1, maximum=4096),
+    "units": ParamSpec("Units", "int", "neurons of the dense layer", minimum=1, maximum=65_536),
+    "kernel_size": ParamSpec("Kernel", "int", "side of the square kernel, in pixels", minimum=1, maximum=32),
+    "strides": ParamSpec("Strides", "int", "step of the kernel; 2 halves the feature map", minimum=1, maximum=32),
+    "pool_size": ParamSpec("Pool size", "int", "side of the pooling window; divides the feature map", minimum=1,
+                           maximum=32),
     "rate": ParamSpec("Rate", "float", "share of inputs dropped while training, in [0, 1)", minimum=0.0,
                       maximum=1.0, step=0.05, format="%.2f"),
     "padding": ParamSpec("Padding", "choice", "'same' keeps the size, 'valid' shrinks it", PADDINGS),
     "activation": ParamSpec("Activation", "choice", "", ACTIVATIONS),
 }
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    """repr() cut to `limit` characters: a message stays one short line whatever was sent."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # -- shapes and parameter counts ------------------------------------------------------------
@@ -225,7 +237,7 @@ KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (
 def get(kind: str) -> LayerKind:
     """The registry entry of `kind`; LayerProblem naming the known kinds otherwise."""
     if kind not in KINDS:
-        raise LayerProblem(f"unknown layer kind {kind!r}; choose from {', '.join(KINDS)}", "kind")
+        raise LayerProblem(f"unknown layer kind {_show(kind)}; choose from {', '.join(KINDS)}", "kind")
     return KINDS[kind]
 
 
@@ -246,7 +258,7 @@ def check_params(kind: str, params: dict) -> list[LayerProblem]:
     problems = []
     unknown = sorted(set(params) - set(entry.defaults))
     if unknown:
-        problems.append(LayerProblem(f"unknown parameter(s) {', '.join(unknown)}", unknown[0]))
+        problems.append(LayerProblem(f"unknown parameter(s) {', '.join(name[:40] for name in unknown)}", unknown[0]))
     for name in param_names(kind):
         message = PARAMS[name].problem(name, params.get(name))
         if message:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import layers as registry  # each layer kind says what a search can vary in it
-from .config import ConfigError, LayerSpec, RunConfig, preset, validate
+from .config import ConfigError, LayerSpec, RunConfig, parse_json, preset, typed_fields, validate
 from .store import ACTIVE_STATES, COMPLETED, FINISHED_STATES, INTERRUPTED, QUEUED, RUNNING, STOPPED, Store
 
 STRATEGIES = ("random", "grid")
@@ -28,6 +28,7 @@ MAX_TRIALS = 10_000  # more trials than anyone trains; bounds the plan a search 
 # draws per trial it takes what it gets, so no space (e.g. a log range too narrow for
 # distinct 3-digit values) can keep it drawing forever.
 MAX_DRAWS_PER_TRIAL = 100
+MAX_CHOICES = 100  # values per searched setting, and settings per space: each is validated on every check
 # Search states. A running search becomes completed once none of its trials is active.
 SEARCH_RUNNING, SEARCH_STOPPED, SEARCH_COMPLETED = "running", "stopped", "completed"
 
@@ -80,6 +81,9 @@ class SearchSpace:
         """
         if not isinstance(data, dict) or not isinstance(data.get("params"), list):
             raise ConfigError("a search space is an object with 'base' and a list of 'params'")
+        if len(data["params"]) > MAX_CHOICES:
+            raise ConfigError(f"a search space may search at most {MAX_CHOICES} settings, "
+                              f"not {len(data['params']):,}")
         base = data.get("base", "seed-part2")
         base = preset(base) if isinstance(base, str) else RunConfig.from_dict(base)
         params = tuple(_parse_param(item, number) for number, item in enumerate(data["params"], start=1))
@@ -90,12 +94,9 @@ class SearchSpace:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "SearchSpace":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"search space is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+    def from_json(cls, text: str | bytes) -> "SearchSpace":
+        """A space from JSON text or UTF-8 bytes (a file as read), checked."""
+        return cls.from_dict(parse_json(text, "search space"))
 
     @property
     def grid_size(self) -> int:
@@ -120,15 +121,13 @@ def _param_dict(param: Param) -> dict[str, Any]:
 def _parse_param(item: Any, number: int) -> Param:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise ConfigError(f"search parameter {number}: expected an object with a 'name'")
-    known = {f.name for f in dataclasses.fields(Param)}
-    extra = sorted(set(item) - known)
-    if extra:
-        raise ConfigError(f"search parameter {item['name']!r}: unknown key(s) {', '.join(extra)}")
-    item = dict(item)
-    item["choices"] = tuple(item.get("choices") or ())
-    if item.get("log_range") is not None:
-        item["log_range"] = tuple(item["log_range"])
-    return Param(**item)
+    item = typed_fields(Param, item, exclude=("choices",), prefix=f"search parameter {number}: ")
+    choices = item.get("choices") or ()
+    if not isinstance(choices, (list, tuple)) or len(choices) > MAX_CHOICES:
+        raise ConfigError(f"search parameter {number}: choices must be a list of at most {MAX_CHOICES} values")
+    if any(isinstance(value, float) and not math.isfinite(value) for value in choices):
+        raise ConfigError(f"search parameter {number}: choices must be finite numbers or words")
+    return Param(**{**item, "choices": tuple(choices)})
 
 
 def check_space(space: SearchSpace) -> SearchSpace:

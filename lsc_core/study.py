@@ -15,11 +15,12 @@ of them for a quick pass (at least 1 epoch each).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 from .backbones import BACKBONES
-from .config import BackboneSpec, RunConfig, preset, validate
+from .config import BackboneSpec, ConfigError, RunConfig, preset, validate
 from .search import SearchSpec, launch_search, param_value, run_search, study_space
 from .store import QUEUED, Store
 
@@ -145,8 +146,8 @@ def queue_suite(store: Store, submit: Callable[..., int] | None = None, epochs_s
     Asking again with the same scale and limit returns the existing suite instead of
     queuing the whole study a second time.
     """
-    if not epochs_scale > 0:
-        raise ValueError(f"epochs scale must be above 0, got {epochs_scale!r}")
+    if not (isinstance(epochs_scale, (int, float)) and math.isfinite(epochs_scale) and epochs_scale > 0):
+        raise ConfigError(f"epochs scale must be a finite number above 0, got {epochs_scale!r}")
     spec = json.dumps({"epochs_scale": epochs_scale, "limit": limit}, sort_keys=True)
     for suite in suites(store):
         if suite["spec_key"] == spec:

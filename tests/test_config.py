@@ -50,7 +50,8 @@ def test_unknown_settings_are_refused_by_name():
     ([LayerSpec.make("dense", units=64)], 1, "unflattened 32x32x3 feature map"),
     ([LayerSpec.make("conv2d")], 2, "ends in a 32x32x32 feature map"),
     ([LayerSpec.make("flatten"), LayerSpec.make("conv2d")], 2, "needs a feature map"),
-    ([LayerSpec.make("conv2d", kernel_size=40, padding="valid"), LayerSpec.make("flatten")], 1, "does not fit"),
+    ([LayerSpec.make("maxpool2d", pool_size=8), LayerSpec.make("conv2d", kernel_size=5, padding="valid"),
+      LayerSpec.make("flatten")], 2, "does not fit"),
     ([LayerSpec("pool3d", {})], 1, "unknown layer kind 'pool3d'"),
 ])
 def test_impossible_networks_name_the_layer_and_reason(layers, position, message):

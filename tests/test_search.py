@@ -62,7 +62,7 @@ def test_space_json_round_trip_and_preset_base():
     ([{"name": "x", "layer": 1, "choices": [0, 8]}], "'x' = 0: layer 1 (conv2d): filters must be"),
     ([{"name": "x", "field": "learning_rate", "log_range": [1e-2, 1e-4]}], "0 < low < high"),
     ([{"name": "x", "layer": 1, "choices": [8], "log_range": [1, 2]}], "either choices or a log_range"),
-    ([{"name": "x", "layer": 1, "choice": [8]}], "unknown key(s) choice"),
+    ([{"name": "x", "layer": 1, "choice": [8]}], "search parameter 1: unknown setting(s): choice"),
     ([], "no parameters"),
 ])
 def test_bad_spaces_are_refused_with_the_reason(params, message):

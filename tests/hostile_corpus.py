@@ -1,0 +1,82 @@
+"""The hostile inputs of tests/test_hostile.py: name -> (bytes or arguments, what the one error line must say).
+
+Each is something a person could send by mistake or an attacker on purpose, and each
+once ended in a traceback, a hang or memory exhaustion instead of one clear line.
+"""
+import json
+
+
+def _config(**fields) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def _layers(*layers) -> bytes:
+    return _config(layers=list(layers))
+
+
+FLATTEN = {"kind": "flatten"}
+
+CONFIGS = {
+    # -- not JSON a person could mean ----------------------------------------------------
+    "not-utf8": (b"\xff\xfe{\x00}\x00", "config is not UTF-8 text"),
+    "latin1-name": ('{"name": "caf\u00e9"}'.encode("latin-1"), "config is not UTF-8 text"),
+    "deeply-nested": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "nested-in-a-field": (b'{"name": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "nested too deeply"),
+    "truncated": (b'{"layers": [{"kind": "conv2d"', "config is not valid JSON"),
+    "empty-file": (b"", "config is not valid JSON"),
+    "a-list-not-an-object": (b"[1, 2, 3]", "a config must be a JSON object, got a list"),
+    "nan-learning-rate": (b'{"learning_rate": NaN}', "NaN is not a number a config may hold"),
+    "infinite-momentum": (b'{"momentum": Infinity}', "Infinity is not a number a config may hold"),
+    "huge-float": (b'{"learning_rate": 1e999}', "learning_rate must be a finite number"),
+    "megabytes-of-json": (_config(name="x" * 2_000_000), "over the limit of 1,000,000"),
+    # -- a value of the wrong type ---------------------------------------------------------
+    "list-where-text-belongs": (_config(name=["a", "b"]), "name must be text or null, got a list"),
+    "object-where-text-belongs": (_config(optimizer={"adam": 1}), "optimizer must be text, got an object"),
+    "text-where-a-number-belongs": (_config(learning_rate="0.1"), "learning_rate must be a number, got text"),
+    "bool-where-a-whole-number-belongs": (_config(epochs=True), "epochs must be a whole number, got true"),
+    "float-where-a-whole-number-belongs": (_config(batch_size=32.5), "batch_size must be a whole number"),
+    "number-where-a-bool-belongs": (_config(augment=1), "augment must be true or false, got a number 1"),
+    "layers-an-object": (_config(layers={"kind": "flatten"}), "layers must be a list of layer objects"),
+    "layer-a-number": (_layers(5), "layer 1: expected an object with a 'kind', got a number 5"),
+    "layer-kind-a-list": (_layers({"kind": ["conv2d"]}), "layer 1: 'kind' must be a layer kind name"),
+    "layer-param-an-object": (_layers({"kind": "conv2d", "filters": {"n": 8}}, FLATTEN),
+                              "layer 1 ('conv2d'): filters must be a number or text, got an object"),
+    "layer-param-bool": (_layers({"kind": "dense", "units": True}), "units must be a whole number of at least 1"),
+    "backbone-a-list": (_config(backbone=["vgg16"]), "backbone must be an object or null, got a list"),
+    "backbone-field-wrong-type": (_config(backbone={"name": "vgg16", "image_size": "64"}),
+                                  "backbone: image_size must be a whole number, got text"),
+    "unknown-setting": (_config(learning_rte=0.1), "unknown setting(s): learning_rte"),
+    "very-long-name": (_config(name="n" * 10_000), "name is 10,000 characters long, over the limit of 200"),
+    # -- sizes that pass the types but would exhaust memory --------------------------------
+    "a-billion-filters": (_layers({"kind": "conv2d", "filters": 10**9}, FLATTEN),
+                          "filters 1,000,000,000 is over the limit of 4,096"),
+    "ten-thousand-layers": (_layers(*[{"kind": "dropout"}] * 10_000, FLATTEN),
+                            "10,001 layers, more than the limit of 200"),
+    "kernel-a-million": (_layers({"kind": "conv2d", "kernel_size": 10**6}, FLATTEN),
+                         "kernel_size 1,000,000 is over the limit of 32"),
+    "dense-a-million-units": (_layers(FLATTEN, {"kind": "dense", "units": 10**6}),
+                              "units 1,000,000 is over the limit of 65,536"),
+    "too-many-parameters": (_layers({"kind": "conv2d", "filters": 4096}, FLATTEN, {"kind": "dense", "units": 1024}),
+                            "parameters, over the limit of 100,000,000"),
+    "epochs-a-billion": (_config(layers=[FLATTEN], epochs=10**9), "epochs: 1,000,000,000 is over the limit of 10,000"),
+    "seed-too-large": (_config(layers=[FLATTEN], seed=2**40), "seed: must be a whole number from 0 to 4,294,967,295"),
+    "batch-size-a-million": (_config(layers=[FLATTEN], batch_size=10**6),
+                             "batch_size: 1,000,000 is over the limit of 8,192"),
+    "limit-beyond-the-data": (_config(layers=[FLATTEN], limit=10**7), "limit: 10,000,000 is over the limit of 50,000"),
+}
+
+# Numeric flags that float()/int() accept or that make no sense: (arguments, the error line's words).
+NUMERIC_FLAGS = [
+    (["study", "--epochs-scale", "nan"], "argument --epochs-scale: 'nan' is not a finite number"),
+    (["study", "--epochs-scale", "inf"], "argument --epochs-scale: 'inf' is not a finite number"),
+    (["study", "--epochs-scale", "1e9"], "over the limit of 10,000"),
+    (["study", "--epochs-scale", "-1"], "--epochs-scale must be above 0"),
+    (["train", "--lr", "nan"], "argument --lr: 'nan' is not a finite number"),
+    (["train", "--momentum=-inf"], "argument --momentum: '-inf' is not a finite number"),
+    (["train", "--holdout-fraction", "NaN"], "argument --holdout-fraction: 'NaN' is not a finite number"),
+    (["train", "--epochs", "1.5"], "argument --epochs: '1.5' is not a whole number"),
+    (["train", "--seed", "-3"], "seed: must be a whole number from 0"),
+    (["train", "--batch-size", "99999999"], "batch_size: 99,999,999 is over the limit of 8,192"),
+    (["search", "--trials", "1e3"], "argument --trials: '1e3' is not a whole number"),
+    (["predict", "--run", "1", "--top", "0", "x.png"], "--top must be at least 1"),
+]
