@@ -82,6 +82,9 @@ def live_run(run_id: int) -> None:
         st.info("No epoch has finished yet; the curves appear after the first one.")
     else:
         st.altair_chart(charts.run_curves_chart(curves, run["best_epoch"]))
+    system = views.system_frame(store, run_id)
+    if not system.empty:
+        st.altair_chart(charts.system_chart(system))
     downloads(run)
 
 

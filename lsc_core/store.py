@@ -92,7 +92,16 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE runs SET source = 'search' WHERE search_id IS NOT NULL")
 
 
-MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4)
+def _migration_system_metrics(db: sqlite_utils.Database) -> None:
+    # CPU, memory and GPU use sampled while a run trains (lsc_core/sysmetrics.py).
+    db["system_metrics"].create({
+        "run_id": int, "seconds": float, "cpu_percent": float, "memory_mb": float,
+        "system_memory_percent": float, "gpu_percent": float, "gpu_memory_mb": float,
+    }, foreign_keys=[("run_id", "runs", "id")])
+    db["system_metrics"].create_index(["run_id", "seconds"])
+
+
+MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics)
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
@@ -315,6 +324,16 @@ class Store:
             return []
         marks = ",".join("?" * len(ids))
         return list(self.db.query(f"SELECT * FROM epochs WHERE run_id IN ({marks}) ORDER BY run_id, epoch", ids))
+
+    # -- system metrics ----------------------------------------------------------------
+    def log_system(self, run_id: int, sample: dict) -> None:
+        """One sample of the training process's CPU, memory (and GPU) use (see sysmetrics)."""
+        columns = ("seconds", "cpu_percent", "memory_mb", "system_memory_percent", "gpu_percent", "gpu_memory_mb")
+        self._write(f"INSERT INTO system_metrics (run_id, {', '.join(columns)}) VALUES (?{', ?' * len(columns)})",
+                    [run_id, *(sample.get(c) for c in columns)])
+
+    def system_metrics(self, run_id: int) -> list[dict]:
+        return list(self.db.query("SELECT * FROM system_metrics WHERE run_id = ? ORDER BY seconds", [run_id]))
 
     # -- test-set predictions ------------------------------------------------------------
     def save_predictions(self, run_id: int, probabilities, fine_labels, coarse_labels, label_mode: str) -> None:

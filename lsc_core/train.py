@@ -22,6 +22,7 @@ from .config import ConfigError, RunConfig, validate
 
 logger = logging.getLogger(__name__)
 from .runtime import configure_device, import_tensorflow, library_versions
+from .sysmetrics import SystemSampler
 from .store import COMPLETED, FAILED, STOPPED, Store
 
 HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks, at most this often
@@ -212,16 +213,17 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
     model_path = store.artifacts / str(run_id) / BEST_MODEL_FILE
     callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event)
 
-    for phase_offset, epochs, learning_rate in _phases(config, model):
-        compile_model(model, config, learning_rate)
-        callback.epoch_offset = phase_offset
-        try:
-            model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[callback], verbose=verbose,
-                      shuffle=False)  # make_dataset shuffles
-        finally:  # also when stopped or failing: the best epoch so far is not lost
-            callback.save_best()
-        if callback.stop_asked and callback.epochs_done < config.total_epochs:
-            return STOPPED
+    with SystemSampler(lambda sample: store.log_system(run_id, sample)):
+        for phase_offset, epochs, learning_rate in _phases(config, model):
+            compile_model(model, config, learning_rate)
+            callback.epoch_offset = phase_offset
+            try:
+                model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[callback], verbose=verbose,
+                          shuffle=False)  # make_dataset shuffles
+            finally:  # also when stopped or failing: the best epoch so far is not lost
+                callback.save_best()
+            if callback.stop_asked and callback.epochs_done < config.total_epochs:
+                return STOPPED
 
     if callback.best_weights is not None and after_training is not None:
         model.set_weights(callback.best_weights)

@@ -147,6 +147,23 @@ def curves(store: Store, run_ids: Iterable[int]) -> pd.DataFrame:
     return frame
 
 
+# Sampled resources (store.system_metrics columns) -> (panel title, unit); a run without a
+# GPU has no GPU samples, and its GPU panels are left out.
+SYSTEM_RESOURCES = {"cpu_percent": ("CPU (training process)", "% of one core"),
+                    "memory_mb": ("Memory (training process)", "MB resident"),
+                    "gpu_percent": ("GPU utilisation", "%"),
+                    "gpu_memory_mb": ("GPU memory", "MB used")}
+
+
+def system_frame(store: Store, run_id: int) -> pd.DataFrame:
+    """Long form of a run's system samples: minutes, resource, value, unit (empty if none)."""
+    samples = store.system_metrics(run_id)
+    rows = [{"minutes": sample["seconds"] / 60, "resource": title, "value": float(sample[column]), "unit": unit}
+            for column, (title, unit) in SYSTEM_RESOURCES.items()
+            for sample in samples if sample[column] is not None]
+    return pd.DataFrame(rows, columns=["minutes", "resource", "value", "unit"])
+
+
 def smooth(values: Iterable[float], weight: float) -> list[float]:
     """TensorBoard's smoothing: an exponential moving average, debiased so it starts at the first value.
 

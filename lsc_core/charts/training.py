@@ -7,7 +7,7 @@ import pandas as pd
 from .common import (DASH_LEGEND, LINE_LEGEND, METRIC_TITLES, METRICS, PANEL_HEIGHT, PANEL_WIDTH, RUN_SCHEME,
                      VALIDATION_SPLITS, epoch_axis, split_scales, value_axis, value_tooltip)
 
-__all__ = ["run_curves_chart", "compare_chart"]
+__all__ = ["run_curves_chart", "compare_chart", "system_chart"]
 
 
 def run_curves_chart(curves: pd.DataFrame, best_epoch: int | None = None) -> alt.ConcatChart:
@@ -81,3 +81,20 @@ def _compare_panel(frame: pd.DataFrame, metric: str, runs: list[str], dashes: al
     return alt.layer(*layers).properties(title=METRIC_TITLES[metric], width=PANEL_WIDTH, height=PANEL_HEIGHT)
 
 
+
+
+def system_chart(samples: pd.DataFrame) -> alt.ConcatChart:
+    """The training process's CPU and memory use over the run (and the GPU's, when sampled).
+
+    `samples` is `views.system_frame` (minutes, resource, value, unit): one panel per
+    resource, each with its own unit.
+    """
+    panels = []
+    for resource, frame in samples.groupby("resource", sort=False):
+        unit = frame["unit"].iloc[0]
+        panels.append(alt.Chart(frame).mark_line().encode(
+            x=alt.X("minutes:Q", title="minutes since training began"),
+            y=alt.Y("value:Q", title=unit, scale=alt.Scale(zero=True)),
+            tooltip=[alt.Tooltip("minutes:Q", format=".1f"), alt.Tooltip("value:Q", title=unit, format=",.0f")],
+        ).properties(title=resource, width=PANEL_WIDTH * 2 // 3, height=PANEL_HEIGHT * 2 // 3))
+    return alt.hconcat(*panels)
