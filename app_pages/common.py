@@ -11,6 +11,7 @@ import streamlit as st
 
 from lsc_core.data import DataError, load_cifar100, resolve_data_path
 from lsc_core.evaluate import store_predictions
+from lsc_core import views
 from lsc_core.jobs import JobManager, manager_for
 from lsc_core.store import default_db_path
 
@@ -78,8 +79,28 @@ def data():
 
 
 def select_run(run_id: int, page: str = RUNS) -> None:
+    """Open `page` on a run; the address bar names it (?run=ID), so the view can be reloaded or shared."""
     st.session_state[SELECTED_RUN] = int(run_id)
-    st.switch_page(page)
+    st.switch_page(page, query_params={"run": str(int(run_id))})
+
+
+def sticky_select(label: str, options: dict[int, str], key: str, url_key: str, shared_key: str, **kwargs) -> int:
+    """A selectbox over ids that follows the person's first click and survives reruns.
+
+    Driven through st.session_state[key], never an index= recomputed on each rerun (which
+    makes Streamlit see a new widget and drop the choice). It opens on the id in the
+    address bar (?url_key=ID), else the one another page selected (st.session_state
+    [shared_key]), else the first; the choice is written back to both, so a reload or a
+    shared link opens the same view.
+    """
+    ids = list(options)
+    if st.session_state.get(key) not in ids:
+        st.session_state[key] = views.first_present(ids, st.query_params.get(url_key),
+                                                    st.session_state.get(shared_key))
+    chosen = st.selectbox(label, ids, key=key, format_func=options.get, **kwargs)
+    st.session_state[shared_key] = chosen
+    st.query_params[url_key] = str(chosen)
+    return chosen
 
 
 def sidebar() -> None:

@@ -3,6 +3,7 @@ import streamlit as st
 
 from lsc_core import charts, evaluate, views
 from lsc_core.data import DataError
+from lsc_core.store import COMPLETED
 from app_pages import common
 
 IMAGE_PX = 72  # test images are 32x32: shown at about twice their size
@@ -32,14 +33,12 @@ st.title("Evaluate")
 store = common.store()
 runs = {run["id"]: run for run in evaluate.evaluable_runs(store)}
 if not runs:
-    st.info("No completed run with a saved model yet. Train one on Build & Train, or with "
+    st.info("No run with a saved model yet (completed, or stopped after an epoch). Train one on Build & "
+            "Train, or with "
             "`python -m lsc_core train`.")
     st.stop()
-ids = list(runs)
-wanted = st.session_state.get(common.SELECTED_RUN)
-run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0,
-                      format_func=lambda i: views.run_label(runs[i]))
-st.session_state[common.SELECTED_RUN] = run_id
+run_id = common.sticky_select("Run", views.run_options(runs.values()), key="evaluate_run", url_key="run",
+                              shared_key=common.SELECTED_RUN)
 
 # -- guard and call --------------------------------------------------------------------------
 try:
@@ -61,7 +60,10 @@ if coarse:
     columns[4].metric("Errors in superclass", f"{summary['within_superclass']:.0%}",
                       help="Of the wrong fine predictions, the share that is another class of the right "
                            "superclass (random: 4 of 99, 4%)")
-st.caption(f"{summary['images']:,} test images, the run's best-epoch model.")
+st.caption(f"{summary['images']:,} test images, the run's best-epoch model (epoch {runs[run_id]['best_epoch']}).")
+if runs[run_id]["status"] != COMPLETED:
+    st.warning(f"This run is {runs[run_id]['status']}: it ended before its last epoch, and its best epoch so far "
+               "is evaluated.", icon=":material/pause_circle:")
 
 # -- confusion -------------------------------------------------------------------------------
 st.subheader("Confusion")

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from lsc_core import views
+from lsc_core.store import COMPLETED
 from lsc_core.study import STUDY_BEST
 from app_pages import common
 
@@ -29,11 +30,12 @@ def best_metric(mode: str, run: dict | None) -> None:
     study = STUDY_BEST[mode]
     label = f"Best {mode} test accuracy"
     if run is None:
-        st.metric(label, "none yet", help=f"The study's best: {study:.3f}. No completed {mode} run so far.")
+        st.metric(label, "none yet", help=f"The study's best: {study:.3f}. No {mode} run with a result so far.")
         return
     st.metric(label, f"{run['best_val_accuracy']:.3f}",
               delta=f"{run['best_val_accuracy'] - study:+.3f} vs study {study:.3f}")
-    st.caption(f"{run['name']}, epoch {run['best_epoch']}")
+    stopped = "" if run["status"] == COMPLETED else f" ({run['status']} before its last epoch)"
+    st.caption(f"{run['name']}, epoch {run['best_epoch']}{stopped}")
 
 
 @st.fragment(run_every=common.LIVE_REFRESH_S)

@@ -31,7 +31,8 @@ st.title("Predict")
 store = common.store()
 runs = {run["id"]: run for run in evaluable_runs(store)}
 if not runs:
-    st.info("No completed run with a saved model yet. Train one on Build & Train, or with "
+    st.info("No run with a saved model yet (completed, or stopped after an epoch). Train one on Build & "
+            "Train, or with "
             "`python -m lsc_core train`.")
     st.stop()
 best = [run["id"] for run in views.best_of(list(runs.values()), need_model=True).values()]

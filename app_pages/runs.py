@@ -1,4 +1,6 @@
 """Runs: every run in the store, one run's live curves and config, and several runs compared."""
+import functools
+
 import streamlit as st
 
 from lsc_core import charts, views
@@ -24,7 +26,7 @@ TABLE_COLUMNS = {
     "source": st.column_config.TextColumn("source"),
 }
 EXPORTS = "model_exports"  # {(run id, best epoch, format): (bytes, suffix, check)} made in this session
-HANDLED_SELECTION = "runs_table_handled"  # the table selection already turned into SELECTED_RUN
+COMPARE_PICK = "compare_runs"  # the key of Compare's run picker
 
 st.title("Runs")
 store = common.store()
@@ -32,40 +34,58 @@ if not store.list_runs():
     st.info("No runs yet. Launch one from Build & Train, or with `python -m lsc_core train`.")
     st.stop()
 
-run_id, message = views.initial_run(store, st.session_state.get(common.SELECTED_RUN), st.query_params.get("run"))
-if message:
-    st.warning(message)
-st.query_params["run"] = str(run_id)  # the address bar names the run shown, so it can be shared
-
 runs_tab, compare_tab = st.tabs(["Runs", "Compare"])
 
 
-# -- all runs ---------------------------------------------------------------------------------
+# -- all runs and the one selected -----------------------------------------------------------
+def open_clicked_row(key: str, ids: list[int]) -> None:
+    """The table's on_select callback: the person's click opens that run. It runs before the
+    fragment redraws, so the run below follows the first click; `ids` are the rows shown."""
+    rows = st.session_state[key].selection.rows
+    if rows:
+        st.session_state[common.SELECTED_RUN] = ids[rows[0]]
+
+
 @st.fragment(run_every=common.LIVE_REFRESH_S)
-def runs_table(statuses: list, label_modes: list, text: str) -> None:
+def runs_view(statuses: list, label_modes: list, text: str) -> None:
+    """The table and the selected run below it, one fragment: a click reruns just this, at once,
+    and a live refresh re-reads both without touching the selection."""
     table = views.filter_runs(views.runs_table(store), statuses, label_modes, text)
+    ids = [int(i) for i in table["id"]]
     st.caption(f"{len(table)} run(s). Select a row to open it below.")
-    event = st.dataframe(table, hide_index=True, width="stretch", column_order=["id", *TABLE_COLUMNS],
-                         column_config=TABLE_COLUMNS, on_select="rerun", selection_mode="single-row",
-                         key="runs_table")
-    rows = tuple(event.selection.rows)
-    # A live refresh keeps the old selection: act only when the person changed it.
-    if rows and rows != st.session_state.get(HANDLED_SELECTION):
-        st.session_state[HANDLED_SELECTION] = rows
-        st.session_state[common.SELECTED_RUN] = int(table["id"].iloc[rows[0]])
-        st.rerun()
+    # Keyed by the rows shown: a highlighted position must not point at another run once
+    # runs are added or the filter changes (Streamlit keeps a keyed table's selection).
+    key = f"runs_table-{hash(tuple(ids))}"
+    st.dataframe(table, hide_index=True, width="stretch", column_order=["id", *TABLE_COLUMNS],
+                 column_config=TABLE_COLUMNS, selection_mode="single-row", key=key,
+                 on_select=functools.partial(open_clicked_row, key, ids))
+    run_id, message = views.initial_run(store, st.session_state.get(common.SELECTED_RUN),
+                                        st.query_params.get("run"))
+    if message:
+        st.warning(message)
+    st.session_state[common.SELECTED_RUN] = run_id
+    st.query_params["run"] = str(run_id)  # the address bar names the run shown: a reload or a link opens it
+    run = store.get_run(run_id)
+    st.divider()
+    name_col, clone_col = st.columns([3, 1], vertical_alignment="center")
+    name_col.subheader(run["name"])
+    if clone_col.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
+        st.session_state[common.CLONE_CONFIG] = run["config"]
+        st.switch_page(common.BUILD)
+    live_run(run)
+    with st.expander("Config", expanded=False):
+        run_config(run)
 
 
 # -- one run ---------------------------------------------------------------------------------
-@st.fragment(run_every=common.LIVE_REFRESH_S)
-def live_run(run_id: int) -> None:
-    """Everything about the run that changes while it trains, re-read from the store on each refresh.
+def live_run(run: dict) -> None:
+    """Everything about the run that changes while it trains, drawn on each live refresh.
 
     Still cheap once the run has finished (it keeps refreshing, as a failed run may be
     queued again): a few small queries and the chart; the model's bytes are read only
     when its download button is clicked.
     """
-    run = store.get_run(run_id)
+    run_id = run["id"]
     st.caption(views.status_line(run))
     if run["status"] in ACTIVE_STATES:
         live = views.progress(run, store.epochs(run_id))
@@ -147,21 +167,10 @@ def run_config(run: dict) -> None:
 
 with runs_tab:
     with st.container(horizontal=True):
-        statuses = st.multiselect("Status", STATUSES, placeholder="any status")
-        label_modes = st.multiselect("Label mode", LABEL_MODES, placeholder="coarse or fine")
-        text = st.text_input("Name contains", placeholder="e.g. seed-part2")
-    runs_table(statuses, label_modes, text)
-
-    run = store.get_run(run_id)  # its name and config do not change: read once per page run
-    st.divider()
-    name_col, clone_col = st.columns([3, 1], vertical_alignment="center")
-    name_col.subheader(run["name"])
-    if clone_col.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
-        st.session_state[common.CLONE_CONFIG] = run["config"]
-        st.switch_page(common.BUILD)
-    live_run(run_id)
-    with st.expander("Config", expanded=False):
-        run_config(run)
+        statuses = st.multiselect("Status", STATUSES, placeholder="any status", key="runs_statuses")
+        label_modes = st.multiselect("Label mode", LABEL_MODES, placeholder="coarse or fine", key="runs_label_modes")
+        text = st.text_input("Name contains", placeholder="e.g. seed-part2", key="runs_name_text")
+    runs_view(statuses, label_modes, text)
 
 
 # -- compare ---------------------------------------------------------------------------------
@@ -176,8 +185,13 @@ def compare(run_ids: list, smoothing: float, splits: list) -> None:
 
 with compare_tab:
     options = views.run_options(store.list_runs())
-    chosen = st.multiselect("Runs to compare", list(options), format_func=options.get,
-                            default=views.compare_default(store), key="compare_runs")
+    # Driven through session state: the default is set once, and the person's choice is kept
+    # (less any run deleted meanwhile) however the store changes.
+    if COMPARE_PICK not in st.session_state:
+        st.session_state[COMPARE_PICK] = views.compare_default(store)
+    elif any(i not in options for i in st.session_state[COMPARE_PICK]):
+        st.session_state[COMPARE_PICK] = [i for i in st.session_state[COMPARE_PICK] if i in options]
+    chosen = st.multiselect("Runs to compare", list(options), format_func=options.get, key=COMPARE_PICK)
     left, right = st.columns([3, 1])
     with left:
         smoothing = st.slider("Smoothing", 0.0, views.MAX_SMOOTHING, 0.0, 0.01, key="smoothing",

@@ -7,6 +7,7 @@ from lsc_core.config import LABEL_MODES, OPTIMIZERS, PRESETS, ConfigError, prese
 from app_pages import common
 
 SELECTED_SEARCH = "selected_search"  # search id this page shows
+SEARCH_PICK = "search_pick"  # the key of the picker of searches
 
 st.title("Hyperparameter search")
 st.caption("Each trial is an ordinary run (named search*N*-trial*M*) trained by the background queue. "
@@ -14,7 +15,8 @@ st.caption("Each trial is an ordinary run (named search*N*-trial*M*) trained by 
 store = common.store()  # the job manager resumed unfinished searches when it started
 
 # -- inputs -----------------------------------------------------------------------------------
-base_name = st.selectbox("Base network", list(PRESETS), index=list(PRESETS).index("seed-part2"),
+st.session_state.setdefault("search_base", "seed-part2")  # the study's searched network
+base_name = st.selectbox("Base network", list(PRESETS), key="search_base",
                          help="The layout every trial starts from; the form below lists its searchable layers.")
 base = preset(base_name)
 with st.form("search_form"):
@@ -49,7 +51,8 @@ if launched:
                                            (lr_low, lr_high) if search_lr else None)
         spec = lsc_search.SearchSpec(space, strategy=strategy, trials=int(trials), epochs=int(epochs),
                                      label_mode=labels, limit=int(limit) or None, seed=int(seed))
-        st.session_state[SELECTED_SEARCH] = lsc_search.launch_search(store, spec)
+        # The picker below opens on the new search.
+        st.session_state[SEARCH_PICK] = st.session_state[SELECTED_SEARCH] = lsc_search.launch_search(store, spec)
         st.success(f"Search {st.session_state[SELECTED_SEARCH]} queued: "
                    f"{len(lsc_search.plan_values(spec))} trials of {int(epochs)} epoch(s).")
     except ConfigError as exc:
@@ -60,12 +63,8 @@ if not searches:
     st.info("No search yet: choose the values above and launch one.")
     st.stop()
 
-ids = [s["id"] for s in searches]
-current = st.session_state.get(SELECTED_SEARCH)
-search_id = st.selectbox("Search", ids, index=ids.index(current) if current in ids else 0,
-                         format_func=lambda i: next(f"{s['id']}: {s['name']} ({s['status']}, {s['completed']}/"
-                                                    f"{s['planned']} trials done)" for s in searches if s["id"] == i))
-st.session_state[SELECTED_SEARCH] = search_id
+search_id = common.sticky_select("Search", lsc_search.search_options(searches), key=SEARCH_PICK, url_key="search",
+                                 shared_key=SELECTED_SEARCH)
 
 
 # -- render (live) -----------------------------------------------------------------------------

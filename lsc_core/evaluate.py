@@ -18,7 +18,7 @@ import pandas as pd
 
 from .config import NUM_CLASSES
 from .data import COARSE_LABELS, FINE_LABELS, FINE_TO_COARSE
-from .store import Store
+from .store import MODEL_STATES, Store
 
 PREDICT_BATCH = 500  # test images per forward pass: bounded memory, few Python round trips
 BASELINE = {mode: 1.0 / n for mode, n in NUM_CLASSES.items()}  # random guessing: 0.05 coarse, 0.01 fine
@@ -48,8 +48,8 @@ def store_predictions(store: Store, run_id: int, model, data, split=None) -> Non
 
 
 def evaluable_runs(store: Store) -> list[dict]:
-    """Completed runs that saved a model, newest first."""
-    return [run for run in store.list_runs(status="completed") if run.get("model_path")]
+    """Runs with a usable saved model (completed, stopped or interrupted: store.MODEL_STATES), newest first."""
+    return [run for run in store.list_runs() if run["status"] in MODEL_STATES and run.get("model_path")]
 
 
 def ensure_predictions(store: Store, run_id: int, load_data=None) -> dict:

@@ -481,6 +481,12 @@ def summaries(store: Store) -> list[dict]:
     return [summary(store, search["id"]) for search in store.list_searches()]
 
 
+def search_options(searches: list[dict]) -> dict[int, str]:
+    """Search id -> how the Search page's picker names it, e.g. '3: random search (running, 4/10 trials done)'."""
+    return {s["id"]: f"{s['id']}: {s['name']} ({s['status']}, {s['completed']}/{s['planned']} trials done)"
+            for s in searches}
+
+
 # -- building a space from the dashboard's form -----------------------------------------------
 BATCH_SIZES = (16, 32, 64, 128, 256)
 

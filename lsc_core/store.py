@@ -24,6 +24,9 @@ QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED = (
     "queued", "running", "completed", "failed", "stopped", "interrupted")
 ACTIVE_STATES = (QUEUED, RUNNING)
 FINISHED_STATES = (COMPLETED, FAILED, STOPPED, INTERRUPTED)
+# Finished states whose saved best model is as usable as a completed run's (Evaluate,
+# Predict, Home's best results): a stopped or interrupted run keeps its best epoch.
+MODEL_STATES = (COMPLETED, STOPPED, INTERRUPTED)
 
 BUSY_TIMEOUT_S = 30  # how long a write waits for another writer before giving up
 # A running run whose process is gone (same host), or on another host that has not

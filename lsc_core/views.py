@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from .config import ConfigError, RunConfig
-from .store import COMPLETED, QUEUED, RUNNING, Store
+from .store import COMPLETED, MODEL_STATES, QUEUED, RUNNING, Store
 from .study import STUDY_BEST
 
 RUN_COLUMNS = ["id", "name", "status", "label_mode", "params", "best_accuracy", "best_epoch", "epochs_done",
@@ -296,7 +296,8 @@ def queued(store: Store) -> pd.DataFrame:
 
 
 def best_of(runs: list[dict], need_model: bool = False, test_only: bool = False) -> dict[str, dict]:
-    """Per label mode, the completed run with the best validation accuracy (and a saved model, if needed).
+    """Per label mode, the run with the best validation accuracy among those completed, stopped or
+    interrupted (store.MODEL_STATES: their best epoch stands), with a saved model if need_model.
 
     test_only keeps out runs validated on a hold-out split: their accuracy is not a test
     figure, so it cannot be held against the study's.
@@ -304,7 +305,7 @@ def best_of(runs: list[dict], need_model: bool = False, test_only: bool = False)
     best: dict[str, dict] = {}
     for run in runs:
         accuracy = run.get("best_val_accuracy")
-        if run["status"] != COMPLETED or accuracy is None or (need_model and not run.get("model_path")):
+        if run["status"] not in MODEL_STATES or accuracy is None or (need_model and not run.get("model_path")):
             continue
         if test_only and validation_split(run) != TEST:
             continue
@@ -315,9 +316,10 @@ def best_of(runs: list[dict], need_model: bool = False, test_only: bool = False)
 
 
 def best_runs(store: Store) -> dict[str, dict | None]:
-    """The best completed run of each label mode by test accuracy (None where there is none), for
-    comparing with the study's test figures: runs validated on a hold-out split are left out."""
-    return {mode: None for mode in STUDY_BEST} | best_of(store.list_runs(status=COMPLETED), test_only=True)
+    """The best run of each label mode by test accuracy (completed, stopped or interrupted; None where
+    there is none), for comparing with the study's test figures: runs validated on a hold-out split
+    are left out."""
+    return {mode: None for mode in STUDY_BEST} | best_of(store.list_runs(), test_only=True)
 
 
 # -- one run ----------------------------------------------------------------------------------
@@ -350,6 +352,19 @@ def initial_run(store: Store, selected: int | None, query: str | None) -> tuple[
         message = f"There is no run {query!r}; showing the newest run instead."
     newest = store.list_runs()
     return (newest[0]["id"] if newest else None), message
+
+
+def first_present(ids: list[int], *wanted) -> int | None:
+    """The first of `wanted` (an id, or its text as in ?run=12) that is one of `ids`; else the
+    first of `ids`; None when there are none. How a picker chooses what to open on."""
+    for candidate in wanted:
+        try:
+            candidate = int(str(candidate).strip())
+        except ValueError:
+            continue
+        if candidate in ids:
+            return candidate
+    return ids[0] if ids else None
 
 
 def compare_default(store: Store, count: int = 3) -> list[int]:

@@ -74,5 +74,19 @@ def test_an_empty_store_says_what_to_do(tmp_path, tiny_npz, monkeypatch):
     monkeypatch.setenv("LSC_DATA", str(tiny_npz))
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT_S).run()
     assert not at.exception
-    assert ["No completed run with a saved model yet. Train one on Build & Train, or with "
+    assert ["No run with a saved model yet (completed, or stopped after an epoch). Train one on Build & "
+            "Train, or with "
             "`python -m lsc_core train`."] == [i.value for i in at.info]
+
+
+def test_the_picker_follows_every_choice_and_the_address_names_the_run(page):
+    at, ids = page
+    at.query_params["run"] = str(ids["coarse"])  # a shared link opens that run
+    at.run()
+    picker = at.selectbox(key="evaluate_run")
+    assert (ids["coarse"], "5%") == (picker.value, at.metric[2].value)  # 1 in 20 classes
+    for run_id, guess in ((ids["fine"], "1%"), (ids["coarse"], "5%"), (ids["fine"], "1%")):
+        at.selectbox(key="evaluate_run").set_value(run_id).run()
+        assert not at.exception
+        assert (run_id, guess, str(run_id)) == (at.selectbox(key="evaluate_run").value, at.metric[2].value,
+                                                at.query_params["run"])

@@ -6,7 +6,7 @@ import pytest
 from lsc_core import charts, evaluate as ev
 from lsc_core.config import LayerSpec, RunConfig
 from lsc_core.data import FINE_LABELS, FINE_TO_COARSE
-from lsc_core.store import RUNNING, Store
+from lsc_core.store import FAILED, INTERRUPTED, RUNNING, STOPPED, Store
 from lsc_core.train import train_run
 
 SMALL = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
@@ -191,3 +191,17 @@ def test_a_run_without_a_model_says_so(trained):
         ev.evaluate_run(store, queued)
     with pytest.raises(ev.EvaluationError, match="does not exist"):
         ev.evaluate_run(store, 999)
+
+
+def test_a_stopped_or_interrupted_run_with_a_model_is_evaluated_like_a_completed_one(trained, tiny_data):
+    store, fine, _ = trained
+    model_path = store.get_run(fine)["model_path"]
+    ids = {}
+    for status in (STOPPED, INTERRUPTED, FAILED):
+        ids[status] = store.create_run(RunConfig(layers=SMALL, label_mode="fine", name=status), status=RUNNING)
+        store.set_model_path(ids[status], model_path)  # its best epoch's model, saved before it ended
+        store.finish_run(ids[status], status)
+    evaluable = {run["id"] for run in ev.evaluable_runs(store)}
+    assert {ids[STOPPED], ids[INTERRUPTED]} <= evaluable and ids[FAILED] not in evaluable
+    evaluation = ev.evaluate_run(store, ids[STOPPED], load_data=lambda: tiny_data)
+    assert (100, 100) == evaluation.result.probabilities.shape

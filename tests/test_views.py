@@ -232,6 +232,10 @@ def test_best_of_takes_completed_runs_and_can_ask_for_a_model():
             {"id": 5, "status": "completed", "label_mode": "coarse", "model_path": "e", "best_val_accuracy": 0.5}]
     assert {"fine": 2, "coarse": 5} == {mode: run["id"] for mode, run in views.best_of(runs, need_model=True).items()}
     assert {"fine": 2, "coarse": 4} == {mode: run["id"] for mode, run in views.best_of(runs).items()}
+    # A stopped or interrupted run keeps its best epoch's model: as good as a completed one.
+    runs += [{"id": 6, "status": "stopped", "label_mode": "fine", "model_path": "f", "best_val_accuracy": 0.45},
+             {"id": 7, "status": "interrupted", "label_mode": "coarse", "model_path": "g", "best_val_accuracy": 0.6}]
+    assert {"fine": 6, "coarse": 7} == {mode: run["id"] for mode, run in views.best_of(runs, need_model=True).items()}
 
 
 
