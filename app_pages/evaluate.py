@@ -60,7 +60,8 @@ if coarse:
     columns[4].metric("Errors in superclass", f"{summary['within_superclass']:.0%}",
                       help="Of the wrong fine predictions, the share that is another class of the right "
                            "superclass (random: 4 of 99, 4%)")
-st.caption(f"{summary['images']:,} test images, the run's best-epoch model (epoch {runs[run_id]['best_epoch']}).")
+st.caption(f"**{runs[run_id]['name']}**: {summary['images']:,} test images, the run's best-epoch model "
+           f"(epoch {runs[run_id]['best_epoch']}).")
 if runs[run_id]["status"] != COMPLETED:
     st.warning(f"This run is {runs[run_id]['status']}: it ended before its last epoch, and its best epoch so far "
                "is evaluated.", icon=":material/pause_circle:")
@@ -101,7 +102,8 @@ for pair in pairs:
 
 st.subheader("Misclassified images of one class")
 left, right = st.columns([3, 2])
-chosen = left.selectbox("Class", range(len(result.names)), format_func=lambda c: result.names[c])
+chosen = left.selectbox("Class", range(len(result.names)), format_func=lambda c: result.names[c],
+                        key="evaluate_class")
 role = right.segmented_control("It is the", ["true class", "predicted class"], default="true class")
 indices = (evaluate.misclassified(result, true_class=chosen, limit=40) if role != "predicted class"
            else evaluate.misclassified(result, predicted_class=chosen, limit=40))

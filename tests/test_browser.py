@@ -5,6 +5,7 @@ data, and drives Debian's Chromium through Playwright. Screenshots land in
 test-artifacts/ for a person to look at. Skipped, with the reason, where there is no
 Chromium or no Playwright.
 """
+import contextlib
 import os
 import shutil
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lsc_core import search, views
 from lsc_core.store import Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,37 +36,42 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def dashboard(home: Path, data: Path):
+    """`streamlit run app.py` on a free local port against the store home/runs.sqlite: its URL."""
+    port = _free_port()
+    env = {**os.environ, "LSC_DB": str(home / "runs.sqlite"), "LSC_DATA": str(data),
+           "LSC_ARTIFACTS": str(home / "artifacts"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with open(home / "streamlit.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+             str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.3)
+            else:
+                pytest.fail(f"streamlit did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_npz):
-    """A running dashboard: (url, store path)."""
+    """A running dashboard on an empty store: (url, store path)."""
     home = tmp_path_factory.mktemp("server")
-    db = home / "runs.sqlite"
-    port = _free_port()
-    env = {**os.environ, "LSC_DB": str(db), "LSC_DATA": str(tiny_npz), "LSC_ARTIFACTS": str(home / "artifacts"),
-           "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = open(home / "streamlit.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail(f"streamlit did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
-    yield url, db
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with dashboard(home, tiny_npz) as url:
+        yield url, home / "runs.sqlite"
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +192,108 @@ def test_upload_images_and_see_their_labels(server, page, tmp_path, tiny_data):
     assert any(name in text for name in tiny_data.fine_names)  # a predicted fine label is shown
     assert "notes.png" in page.locator("[data-testid='stAlertContentError']").first.inner_text()
     shot(page, "predict-upload")
+
+
+# -- pickers and forms, on a store prepared with tiny runs ---------------------------------------
+PICKS = 5  # runs (and searches) picked in turn
+ROW_PX = 35  # height of a row (and of the header) of st.dataframe
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, tiny_npz, tiny_data):
+    """A dashboard on a store with ten tiny evaluable runs (a real fine and a real coarse run, and
+    copies of them under other names) and five stopped searches: (url, store path, run ids newest
+    first, search ids newest first)."""
+    from lsc_core.config import LayerSpec, RunConfig
+    from lsc_core.evaluate import store_predictions
+    from lsc_core.store import COMPLETED, RUNNING
+    from lsc_core.train import train_run
+
+    home = tmp_path_factory.mktemp("prepared")
+    store = Store(home / "runs.sqlite")
+    config = RunConfig(layers=(LayerSpec.make("conv2d", filters=4), LayerSpec.make("maxpool2d", pool_size=4),
+                               LayerSpec.make("flatten")), epochs=1, batch_size=50)
+    trained = {}
+    for mode in ("fine", "coarse"):
+        run_id = store.create_run(config.replace(label_mode=mode, name=f"pick-{mode}-0"), status=RUNNING)
+        trained[mode] = train_run(store, run_id, load_data=lambda: tiny_data, after_training=store_predictions)
+    for copy in range(1, 5):  # the same models under other names: picking must show each
+        for mode, original in trained.items():
+            run_id = store.create_run(config.replace(label_mode=mode, name=f"pick-{mode}-{copy}"), status=RUNNING)
+            store.log_epoch(run_id, 1, {"val_accuracy": original["best_val_accuracy"]}, 1.0)
+            store.set_model_path(run_id, original["model_path"])
+            stored = store.load_predictions(original["id"])
+            store.save_predictions(run_id, stored["probabilities"], stored["fine"], stored["coarse"], mode)
+            store.finish_run(run_id, COMPLETED)
+    searches = []
+    for number in range(PICKS):
+        spec = search.SearchSpec(search.study_space(), trials=2, epochs=1, limit=100, seed=number)
+        searches.append(search.create_search(store, spec, name=f"search-pick-{number}"))
+        store.set_search_status(searches[-1], search.SEARCH_STOPPED)  # nothing to resume or train
+    with dashboard(home, tiny_npz) as url:
+        yield url, home / "runs.sqlite", [run["id"] for run in store.list_runs()], searches[::-1]
+
+
+def main_text(page, waiting_for: str = "") -> str:
+    """The page's main text, once it contains `waiting_for` (the script runs a moment after a click)."""
+    main = page.locator("[data-testid='stMain']")
+    main.filter(has_text=waiting_for).wait_for(timeout=30_000)
+    return main.inner_text()
+
+
+def choose(page, label: str, option: str) -> None:
+    """Open the selectbox labelled `label` and click `option`, as a person would."""
+    page.locator("[data-testid='stSelectbox']").filter(has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_for_app(page)
+
+
+def test_evaluate_shows_each_run_picked_in_turn(prepared, page):
+    url, db, run_ids, _ = prepared
+    store = Store(db)
+    page.goto(f"{url}/evaluate?run={run_ids[-1]}")  # a shared link opens that run
+    wait_for_app(page)
+    main_text(page, store.get_run(run_ids[-1])["name"] + ":")
+    for run_id in run_ids[1:1 + PICKS]:
+        run = store.get_run(run_id)
+        choose(page, "Run", views.run_label(run))
+        text = main_text(page, run["name"] + ":")
+        assert ("1%" if run["label_mode"] == "fine" else "5%") in text
+        page.wait_for_url(f"**?run={run_id}", timeout=10_000)
+    shot(page, "pick-evaluate")
+    no_error_text(page)
+    page.reload()  # the address keeps the last pick
+    wait_for_app(page)
+    main_text(page, store.get_run(run_ids[PICKS])["name"] + ":")
+
+
+def test_search_shows_each_search_picked_in_turn(prepared, page):
+    url, db, _, search_ids = prepared
+    page.goto(f"{url}/search")
+    wait_for_app(page)
+    options = search.search_options(search.summaries(Store(db)))
+    for search_id in [*search_ids[1:], search_ids[0]]:
+        choose(page, "Search", options[search_id])
+        main_text(page, f"Search {search_id} · stopped")
+        page.wait_for_url(f"**?search={search_id}", timeout=10_000)
+    shot(page, "pick-search")
+    no_error_text(page)
+
+
+def test_runs_table_opens_each_row_clicked(prepared, page):
+    url, db, run_ids, _ = prepared
+    store = Store(db)
+    page.goto(f"{url}/runs")
+    wait_for_app(page)
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.wait_for()
+    box = grid.bounding_box()
+    for row in (3, 1, 4, 0, 2):  # rows are the runs newest first; a click in the row marker selects it
+        grid.click(position={"x": 12, "y": ROW_PX * (row + 1) + ROW_PX / 2})
+        wait_for_app(page)
+        name = store.get_run(run_ids[row])["name"]
+        page.get_by_role("heading", name=name).wait_for(timeout=10_000)
+        page.wait_for_url(f"**?run={run_ids[row]}", timeout=10_000)
+    assert box["height"] > ROW_PX * 6
+    shot(page, "pick-runs")
+    no_error_text(page)
