@@ -235,6 +235,23 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+# -- tensorboard-export -------------------------------------------------------------------
+def cmd_tensorboard_export(args) -> int:
+    """Event files for runs trained before runs wrote their own (or to write them afresh)."""
+    from .tensorboard_events import write_all, write_run_events
+
+    store = Store(args.db)
+    if args.run is not None:
+        if write_run_events(store, args.run) is None:
+            raise CommandError(f"no run {args.run} in {store.path}")
+        written = 1
+    else:
+        written = len(write_all(store))
+    print(f"wrote TensorBoard event files for {written} run(s); view them with:")
+    print(f"tensorboard --logdir {store.artifacts}")
+    return EXIT_OK
+
+
 # -- search -------------------------------------------------------------------------------
 def cmd_search(args) -> int:
     """Train a search's trials here, one after another; print the results and the best trial."""
@@ -400,6 +417,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_db(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("tensorboard-export", help="TensorBoard event files for the store's runs",
+                       description="Write TensorBoard event files from the store for every run with epochs (or "
+                                   "one run): train/ and validation/ scalars of every stored epoch column, and "
+                                   "the hyperparameters of search trials. Runs write them while training; this "
+                                   "is for runs made before, and rewrites the files to equal the store.")
+    p.add_argument("--run", type=int, metavar="ID", help="only this run")
+    _add_db(p)
+    p.set_defaults(func=cmd_tensorboard_export)
 
     p = sub.add_parser("search", help="a hyperparameter search, trials trained here one after another",
                        description="Random (seeded) or grid search over a space (default: the study's conv "

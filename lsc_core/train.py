@@ -22,6 +22,7 @@ from .config import ConfigError, RunConfig, validate
 
 logger = logging.getLogger(__name__)
 from .runtime import configure_device, import_tensorflow, library_versions
+from . import tensorboard_events
 from .sysmetrics import SystemSampler
 from .store import COMPLETED, FAILED, STOPPED, Store
 
@@ -136,6 +137,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             logs = logs or {}
             seconds = time.time() - self._epoch_started
             store.log_epoch(run_id, self._epoch, logs, seconds)
+            tensorboard_events.refresh(store, run_id)
             self.epochs_done += 1
             accuracy = logs.get("val_accuracy")
             if accuracy is not None and accuracy > self.best_accuracy:
