@@ -207,13 +207,45 @@ def cmd_predict(args) -> int:
             predictions = classify(model, run["label_mode"], uploads, args.top)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    for upload, prediction in zip(uploads, predictions):
+    explain_to = _explainer_and_paths(model, uploads, args.explain) if args.explain else None
+    for index, (upload, prediction) in enumerate(zip(uploads, predictions)):
         if prediction is None:
             print(f"error: {upload.error}", file=sys.stderr)
             continue
         print(f"{upload.name}  [{upload.image.describe()}]")
         print("\n".join(format_prediction(prediction)), flush=True)
+        if explain_to is not None:
+            _write_explanation(explain_to[0], upload, run["label_mode"], explain_to[1][index])
     return EXIT_OK if all(u.image is not None for u in uploads) else EXIT_FAILED
+
+
+def _explainer_and_paths(model, uploads, out):
+    """Grad-CAM for `predict --explain`: (explainer, output path per upload); a network without a
+    convolution, or an output folder that does not exist, is a CommandError."""
+    from .explain import Explainer, NoFeatureMap, explain_paths
+
+    folder = Path(out).resolve().parent
+    if not folder.is_dir():
+        raise CommandError(f"--explain: the folder {folder} does not exist")
+    try:
+        with _native_stderr_silenced():
+            explainer = Explainer(model)
+    except NoFeatureMap as exc:
+        raise CommandError(f"--explain: {exc}") from None
+    return explainer, explain_paths(out, [u.name for u in uploads])
+
+
+def _write_explanation(explainer, upload, label_mode: str, path) -> None:
+    from .explain import explain_upload, save_png
+
+    with _native_stderr_silenced():
+        explained = explain_upload(explainer, upload.image, label_mode)
+    try:
+        save_png(explained.on_upload, path)
+    except OSError as exc:
+        raise CommandError(f"--explain: cannot write {path}: {exc.strerror or exc}") from None
+    print(f"  explain {path}: Grad-CAM of '{explained.class_name}' ({explained.probability:.1%}) on the centred "
+          f"square the network sees, from {explained.layer.describe()}", flush=True)
 
 
 # -- export -------------------------------------------------------------------------------
@@ -401,6 +433,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and the exit status 1; the others are still predicted.")
     p.add_argument("--run", type=whole_number, required=True, metavar="ID", help="run id (see `runs`)")
     p.add_argument("--top", type=whole_number, default=5, metavar="K", help="labels per level (default 5)")
+    p.add_argument("--explain", metavar="OUT.png",
+                   help="also write a Grad-CAM heatmap of the top class over the centred square of the image "
+                        "the network sees (red: where its evidence is). With several images, one file each: "
+                        "OUT-<image name>.png beside OUT.png (e.g. --explain cam.png photo.jpg scan.tiff writes "
+                        "cam-photo.png and cam-scan.png)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _add_db(p)
     p.set_defaults(func=cmd_predict)
