@@ -10,6 +10,7 @@ import streamlit as st
 from lsc_core import editor, views
 from lsc_core.backbones import BACKBONES, WEIGHTS
 from lsc_core.config import LABEL_MODE_NAMES, LABEL_MODES, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, analyze
+from lsc_core.markup import plain
 from app_pages import common
 
 EDITOR = "build_editor"  # the EditorState being edited
@@ -97,7 +98,7 @@ def _layer_editor(state: editor.EditorState, analysis) -> None:
         row = rows.get(position)
         with st.container(border=True):
             head, fields, buttons = st.columns([3, 12, 2], vertical_alignment="center")
-            head.markdown(f"**{position}. {layer['kind']}**")
+            head.markdown(f"**{position}. {plain(layer['kind'])}**")
             if row is not None and row.output_shape:
                 head.caption(f"-> {editor.shape_text(row.output_shape)}, {row.params:,} params")
             specs = editor.layer_fields(layer["kind"])
@@ -118,11 +119,11 @@ def _layer_editor(state: editor.EditorState, analysis) -> None:
             remove.button("", icon=":material/delete:", key=f"{state.token}-L{uid}-remove", help="Remove",
                           on_click=state.remove_layer, args=(uid,))
             for message in analysis.errors_at(position):
-                st.error(message, icon=":material/error:")
+                st.error(plain(message), icon=":material/error:")
     head_position = len(state.layers) + 1
     st.caption(f"{head_position}. dense softmax head, added from the label mode")
     for message in analysis.errors_at(head_position) + editor.errors_for(analysis, "layers"):
-        st.error(message, icon=":material/error:")
+        st.error(plain(message), icon=":material/error:")
     kind_col, position_col, add_col = st.columns([3, 2, 2], vertical_alignment="bottom")
     kind_col.selectbox("Add a layer", editor.LAYER_KINDS, key="add_kind")
     # Keyed by the length, so the suggested position follows the end as layers come and go.
@@ -134,7 +135,7 @@ def _layer_editor(state: editor.EditorState, analysis) -> None:
 
 def _field_errors(analysis, name: str) -> None:
     for message in editor.errors_for(analysis, name):
-        st.error(message, icon=":material/error:")
+        st.error(plain(message), icon=":material/error:")
 
 
 def _backbone_editor(state: editor.EditorState, analysis) -> None:
@@ -239,7 +240,7 @@ with st.container(border=True):
     scratch_col.button("Scratch", on_click=_from_scratch, key="from_scratch", help="an empty network")
 notice = st.session_state.pop(NOTICE, None)
 if notice:
-    (st.success if notice[0] == "success" else st.error)(notice[1])
+    (st.success if notice[0] == "success" else st.error)(plain(notice[1]))
 
 state = _state()
 analysis = analyze(state.to_config())
@@ -273,7 +274,7 @@ _hyperparameters(state, analysis)
 
 # -- Guard and call -------------------------------------------------------------------------
 for message in editor.general_errors(analysis, HYPERPARAMETER_FIELDS + BACKBONE_FIELDS + ("layers",)):
-    st.error(message, icon=":material/error:")  # belongs to no field on screen (a hidden setting)
+    st.error(plain(message), icon=":material/error:")  # belongs to no field on screen (a hidden setting)
 if not analysis.ok:
     st.warning(f"{len(analysis.errors)} problem(s) to fix before launching; each is shown where it occurs.",
                icon=":material/block:")
@@ -281,6 +282,6 @@ if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled
     try:
         run_id = common.manager().submit(state.to_config())
     except ConfigError as exc:  # the form's own checks passed, so this is rare (e.g. a store limit)
-        st.error(f"Not launched: {exc}")
+        st.error(f"Not launched: {plain(exc)}")
         st.stop()
     common.select_run(run_id)

@@ -13,9 +13,8 @@ from lsc_core.data import DataError, load_cifar100, resolve_data_path
 from lsc_core.evaluate import store_predictions
 from lsc_core import views
 from lsc_core.jobs import JobManager, manager_for
+from lsc_core.markup import plain
 from lsc_core.store import default_db_path
-
-
 
 @dataclass(frozen=True)
 class PageInfo:
@@ -74,7 +73,7 @@ def data():
         with st.spinner("Loading CIFAR-100 (once per server)..."):
             return manager().load_data()
     except DataError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         st.stop()
 
 

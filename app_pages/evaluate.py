@@ -3,6 +3,7 @@ import streamlit as st
 
 from lsc_core import charts, evaluate, views
 from lsc_core.data import DataError
+from lsc_core.markup import plain
 from lsc_core.store import COMPLETED
 from app_pages import common
 
@@ -44,7 +45,7 @@ run_id = common.sticky_select("Run", views.run_options(runs.values()), key="eval
 try:
     evaluation = run_evaluation(common.db_path(), run_id)
 except (evaluate.EvaluationError, DataError) as exc:
-    st.error(str(exc))
+    st.error(plain(exc))
     st.stop()
 result, coarse = evaluation.result, evaluation.derived_coarse
 summary = evaluate.summary(evaluation)
@@ -60,7 +61,7 @@ if coarse:
     columns[4].metric("Errors in superclass", f"{summary['within_superclass']:.0%}",
                       help="Of the wrong fine predictions, the share that is another class of the right "
                            "superclass (random: 4 of 99, 4%)")
-st.caption(f"**{runs[run_id]['name']}**: {summary['images']:,} test images, the run's best-epoch model "
+st.caption(f"**{plain(runs[run_id]['name'])}**: {summary['images']:,} test images, the run's best-epoch model "
            f"(epoch {runs[run_id]['best_epoch']}).")
 if runs[run_id]["status"] != COMPLETED:
     st.warning(f"This run is {runs[run_id]['status']}: it ended before its last epoch, and its best epoch so far "
@@ -94,7 +95,7 @@ data = common.data()
 try:
     pairs = evaluate.confused_pair_galleries(result, data.x_test)
 except evaluate.EvaluationError as exc:
-    st.warning(str(exc))
+    st.warning(plain(exc))
     st.stop()
 for pair in pairs:
     st.markdown(pair["title"])

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from lsc_core import views
+from lsc_core.markup import plain
 from lsc_core.store import COMPLETED
 from lsc_core.study import STUDY_BEST
 from app_pages import common
@@ -14,7 +15,7 @@ def running_card(live: views.LiveRun) -> None:
     run, progress = live.run, live.progress
     left, right = st.columns([5, 1], vertical_alignment="center")
     with left:
-        st.markdown(f"**{run['name']}** · {run['label_mode']} labels")
+        st.markdown(f"**{plain(run['name'])}** · {run['label_mode']} labels")
         st.progress(progress.fraction, text=progress.describe())
     with right:
         stopping = bool(run.get("stop_requested"))
@@ -35,7 +36,7 @@ def best_metric(mode: str, run: dict | None) -> None:
     st.metric(label, f"{run['best_val_accuracy']:.3f}",
               delta=f"{run['best_val_accuracy'] - study:+.3f} vs study {study:.3f}")
     stopped = "" if run["status"] == COMPLETED else f" ({run['status']} before its last epoch)"
-    st.caption(f"{run['name']}, epoch {run['best_epoch']}{stopped}")
+    st.caption(f"{plain(run['name'])}, epoch {run['best_epoch']}{stopped}")
 
 
 @st.fragment(run_every=common.LIVE_REFRESH_S)

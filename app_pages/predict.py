@@ -3,6 +3,7 @@ import streamlit as st
 
 from lsc_core import charts, predict, views
 from lsc_core.evaluate import evaluable_runs
+from lsc_core.markup import plain
 from app_pages import common
 
 
@@ -15,14 +16,14 @@ def run_model(db: str, run_id: int, model_path: str):
 def show_upload(upload: predict.Upload, results: list) -> None:
     """One image: as uploaded, as the network sees it, then each run's labels."""
     image = upload.image
-    st.markdown(f"**{upload.name}** &nbsp; <small>{image.describe()}</small>", unsafe_allow_html=True)
+    st.markdown(f"**{plain(upload.name)}** :small[{plain(image.describe())}]")
     columns = st.columns([2, 1, 3 * max(1, len(results))])
     columns[0].image(image.preview, caption="as uploaded", width="stretch")
     columns[1].image(predict.network_view(image.pixels), caption="32x32 input the network sees", width="stretch")
     with columns[2]:
         for run, prediction in results:
             how = "coarse summed from its fine probabilities" if prediction.coarse_derived else "coarse run"
-            st.caption(f"{views.run_label(run)}: {how}")
+            st.caption(f"{plain(views.run_label(run))}: {how}")
             st.altair_chart(charts.probability_bars(predict.prediction_frame(prediction)), width="content")
 
 
@@ -59,7 +60,7 @@ for run_id in chosen:
     try:
         run, model = run_model(common.db_path(), run_id, runs[run_id]["model_path"])
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         continue
     predictions[run_id] = (run, predict.classify(model, run["label_mode"], uploads))
 
@@ -67,6 +68,6 @@ for run_id in chosen:
 for index, upload in enumerate(uploads):
     st.divider()
     if upload.error:
-        st.error(upload.error)
+        st.error(plain(upload.error))
         continue
     show_upload(upload, [(run, ranked[index]) for run, ranked in predictions.values()])

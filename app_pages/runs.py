@@ -6,6 +6,7 @@ import streamlit as st
 from lsc_core import charts, views
 from lsc_core.config import LABEL_MODES
 from lsc_core.export import FORMATS, ExportError, export_run_bytes
+from lsc_core.markup import plain
 from lsc_core.store import ACTIVE_STATES, FINISHED_STATES
 from app_pages import common
 
@@ -62,13 +63,13 @@ def runs_view(statuses: list, label_modes: list, text: str) -> None:
     run_id, message = views.initial_run(store, st.session_state.get(common.SELECTED_RUN),
                                         st.query_params.get("run"))
     if message:
-        st.warning(message)
+        st.warning(plain(message))
     st.session_state[common.SELECTED_RUN] = run_id
     st.query_params["run"] = str(run_id)  # the address bar names the run shown: a reload or a link opens it
     run = store.get_run(run_id)
     st.divider()
     name_col, clone_col = st.columns([3, 1], vertical_alignment="center")
-    name_col.subheader(run["name"])
+    name_col.subheader(plain(run["name"]))
     if clone_col.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
         st.session_state[common.CLONE_CONFIG] = run["config"]
         st.switch_page(common.BUILD)
@@ -96,7 +97,7 @@ def live_run(run: dict) -> None:
                   on_click=common.manager().stop, args=(run_id,),
                   help="Ends the run after its current batch; its epochs and best model are kept.")
     if run["error"]:
-        st.error(f"This run {run['status']}: {run['error']}")
+        st.error(f"This run {run['status']}: {plain(run['error'])}")
     curves = views.curves(store, [run_id])
     if curves.empty:
         st.info("No epoch has finished yet; the curves appear after the first one.")
@@ -138,7 +139,7 @@ def export_download(run: dict) -> None:
                     with st.spinner(f"Exporting and checking {fmt}..."):
                         done = export_run_bytes(run, fmt, common.data())
                 except (ExportError, ValueError) as exc:
-                    st.error(str(exc))
+                    st.error(plain(exc))
                     return
                 st.session_state.setdefault(EXPORTS, {})[(run["id"], run["best_epoch"], fmt)] = done
         if done is not None:
@@ -152,17 +153,17 @@ def export_download(run: dict) -> None:
 def run_config(run: dict) -> None:
     view = views.run_config_view(run)
     if view["problem"]:
-        st.warning(f"This config cannot be read by this version: {view['problem']}")
+        st.warning(f"This config cannot be read by this version: {plain(view['problem'])}")
     layers, hyper, provenance = st.columns(3)
     with layers:
         st.markdown("**Layers**")
-        st.markdown("\n".join(f"{n}. {label}" for n, label in enumerate(view["layers"], start=1)) or "—")
+        st.markdown("\n".join(f"{n}. {plain(label)}" for n, label in enumerate(view["layers"], start=1)) or "—")
     with hyper:
         st.markdown("**Hyperparameters**")
-        st.table([{"setting": k, "value": str(v)} for k, v in view["hyperparameters"].items()])
+        st.table([{"setting": plain(k), "value": plain(v)} for k, v in view["hyperparameters"].items()])
     with provenance:
         st.markdown("**Provenance**")
-        st.table([{"item": k, "value": str(v)} for k, v in view["provenance"].items()])
+        st.table([{"item": plain(k), "value": plain(v)} for k, v in view["provenance"].items()])
 
 
 with runs_tab:

@@ -4,6 +4,7 @@ import streamlit as st
 from lsc_core import charts
 from lsc_core import search as lsc_search
 from lsc_core.config import LABEL_MODES, OPTIMIZERS, PRESETS, ConfigError, preset
+from lsc_core.markup import plain
 from app_pages import common
 
 SELECTED_SEARCH = "selected_search"  # search id this page shows
@@ -56,7 +57,7 @@ if launched:
         st.success(f"Search {st.session_state[SELECTED_SEARCH]} queued: "
                    f"{len(lsc_search.plan_values(spec))} trials of {int(epochs)} epoch(s).")
     except ConfigError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
 
 searches = lsc_search.summaries(store)
 if not searches:
@@ -88,7 +89,7 @@ def show_search(search_id: int) -> None:
         st.info("Results appear here as trials finish their first epoch.")
         return
     st.altair_chart(charts.search_scatter_chart(results, [p.name for p in spec.space.params]))
-    st.markdown(f"**Best so far:** {best['name']} (run {best['id']}), test accuracy "
+    st.markdown(f"**Best so far:** {plain(best['name'])} (run {best['id']}), test accuracy "
                 f"{best['best_val_accuracy']:.4f} at epoch {best['best_epoch']}")
     st.json(lsc_search.trial_config_dict(best), expanded=False)
     if st.button("Open the best configuration in Build & Train", key=f"open_{search_id}"):

@@ -43,8 +43,14 @@ def build_model(config: RunConfig):
         return build_transfer_model(config)
     inputs, stack = layer_outputs(config)
     outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head")(stack[-1])
-    # Keras allows only some characters in names; a run's name may hold any.
-    return keras.Model(inputs, outputs, name=re.sub(r"[^\w.-]", "_", config.display_name()))
+    return keras.Model(inputs, outputs, name=model_name(config.display_name()))
+
+
+def model_name(run_name: str) -> str:
+    """A run's name as a Keras model name: TensorFlow's scope names allow only letters, digits
+    and `_.-` and must start with a letter, digit or dot; a run's name may hold anything."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", run_name)
+    return name if re.match(r"[A-Za-z0-9.]", name) else f"run{name}"
 
 
 def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0):

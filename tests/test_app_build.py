@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from lsc_core import editor
 from lsc_core.config import BackboneSpec, preset
+from lsc_core.markup import plain
 from lsc_core.store import ACTIVE_STATES, FINISHED_STATES, Store
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,9 +59,10 @@ def keys_in(block) -> set:
 
 
 def block_showing_error(at, message: str):
-    """The one block that directly holds an st.error with `message`."""
+    """The one block that directly holds an st.error with `message` (shown as text: Markdown-escaped)."""
     holders = [b for b in blocks(at.main) if any(getattr(c, "type", None) == "error" and
-                                                 getattr(c, "value", None) == message for c in b.children.values())]
+                                                 getattr(c, "value", None) == plain(message)
+                                                 for c in b.children.values())]
     assert 1 == len(holders), holders
     return holders[0]
 
@@ -172,7 +174,7 @@ def test_a_broken_clone_gets_one_message_and_keeps_the_network(env):
     at.session_state["clone_config"] = {"layers": [], "colour": "red"}
     at.run()
     assert [] == at.exception
-    assert ["Could not load it: unknown setting(s): colour"] == [e.value for e in at.error]
+    assert [plain("Could not load it: unknown setting(s): colour")] == [e.value for e in at.error]
     assert preset("seed-part2") == at.session_state["build_editor"].to_config()
 
 
@@ -196,7 +198,7 @@ def test_transfer_learning_form(env):
 def test_scratch_refuses_launch_until_a_layer_is_added(env):
     at = AppTest.from_file(str(BUILD), default_timeout=TIMEOUT_S).run()
     at.button(key="from_scratch").click().run()
-    assert "the network has no layers; add at least one" in [e.value for e in at.error]
+    assert plain("the network has no layers; add at least one") in [e.value for e in at.error]
     assert at.button(key="launch").disabled
     at.selectbox(key="add_kind").set_value("flatten")
     at.button(key="add_layer").click().run()

@@ -6,6 +6,7 @@ from streamlit.testing.v1 import AppTest
 
 from images import write_broken_images, write_good_images
 from lsc_core.config import LayerSpec, RunConfig
+from lsc_core.markup import plain
 from lsc_core.store import RUNNING, Store
 from lsc_core.train import train_run
 
@@ -63,10 +64,10 @@ def test_uploads_of_every_kind_get_labels_and_broken_ones_one_message_each(page,
     at.run()
     at.file_uploader[0].set_value([as_upload(p) for p in chosen[:4] + bad[:2] + chosen[4:] + bad[2:]]).run()
     assert not at.exception
-    assert ["notes.png: not an image (Pillow cannot identify it)",
-            "truncated.jpg: truncated file (the image data ends early)",
-            "empty.png: empty file",
-            "bomb.png: too large (over 50 megapixels; refused as a possible decompression bomb)"] == \
+    assert [plain("notes.png: not an image (Pillow cannot identify it)"),
+            plain("truncated.jpg: truncated file (the image data ends early)"),
+            plain("empty.png: empty file"),
+            plain("bomb.png: too large (over 50 megapixels; refused as a possible decompression bomb)")] == \
         [e.value for e in at.error]
     # Each good image: its preview and 32x32 view, and one bar chart per chosen run (fine, coarse).
     assert 2 * len(chosen) == len(at.image)

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lsc_core.config import LayerSpec, RunConfig, preset
+from lsc_core.markup import plain
 from lsc_core.store import COMPLETED, RUNNING, Store
 from lsc_core.train import train_run
 
@@ -115,7 +116,7 @@ def test_runs_page_opens_the_newest_run_with_stop_and_progress(tmp_path, app_sto
     store, _, live = app_store
     at = start(tmp_path, "runs")
     assert str(live) == at.query_params["run"]
-    assert [store.get_run(live)["name"]] == [h.value for h in at.subheader]
+    assert [plain(store.get_run(live)["name"])] == [h.value for h in at.subheader]
     (bar,) = at.get("progress")
     assert bar.proto.text.startswith("training, epoch 2/4, batch 30/60, about ")
     at.button(key="stop_run").click().run()
@@ -129,7 +130,7 @@ def test_runs_page_opens_the_selected_run_with_curves_and_downloads(tmp_path, ap
     at = start(tmp_path, "runs", selected_run=trained)
     assert not at.exception
     run = store.get_run(trained)
-    assert [run["name"]] == [h.value for h in at.subheader]
+    assert [plain(run["name"])] == [h.value for h in at.subheader]
     assert "stop_run" not in [b.key for b in at.button]  # a completed run cannot be stopped
     assert ["download_csv", "download_model"] == [d.key for d in at.get("download_button")]
     # The run's curves, its CPU and memory use while training, and the compare view of the one completed run.
@@ -188,7 +189,7 @@ def test_unknown_run_in_the_address_falls_back_with_a_message(tmp_path, app_stor
     at.query_params["run"] = "nope"
     at.switch_page("app_pages/runs.py").run()
     assert not at.exception
-    assert ["There is no run 'nope'; showing the newest run instead."] == [w.value for w in at.warning]
+    assert [plain("There is no run 'nope'; showing the newest run instead.")] == [w.value for w in at.warning]
 
 
 def test_runs_page_exports_the_model_checked_before_download(tmp_path, app_store):

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from lsc_core import search, study
+from lsc_core.markup import plain
 from lsc_core.store import Store
 
 TIMEOUT_S = 60
@@ -63,7 +64,7 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
     table = at.dataframe[0].value
     assert 2 == len(table) and ["completed", "completed"] == list(table["status"])
     best = search.best_trial(store, 1)
-    assert any(best["name"] in m.value for m in at.markdown)
+    assert any(plain(best["name"]) in m.value for m in at.markdown)
     open_button = next(b for b in at.button if b.label.startswith("Open the best configuration"))
     open_button.click().run()
     from app_pages.common import CLONE_CONFIG
@@ -78,7 +79,7 @@ def test_search_page_refuses_an_empty_layer_choice_where_it_was_typed(env, tmp_p
     widget(at.multiselect, "layer 1: conv2d 32 3x3 relu").set_value([])
     at.button[0].click().run()
     assert not at.exception
-    assert ["layer 1: conv2d 32 3x3 relu: choose at least one value"] == [e.value for e in at.error]
+    assert [plain("layer 1: conv2d 32 3x3 relu: choose at least one value")] == [e.value for e in at.error]
     assert [] == Store(env).list_searches()
 
 

@@ -69,3 +69,102 @@ def test_hostile_numeric_flag_is_one_line_and_changes_nothing(corpus, args, expe
     result = run_cli(*args, "--db", str(corpus / "runs.sqlite"), cwd=corpus)
     assert_one_error_line(result, expected)
     assert before == tree_hashes(corpus)
+
+
+# -- names an attacker chose, on every page that shows them ----------------------------------
+HOSTILE_NAMES = ("![](http://127.0.0.1:9/x)", "<img src=x onerror=alert(1)>", "**bold**", "[a](b)")
+MARKDOWN_ELEMENTS = ("markdown", "caption", "title", "header", "subheader", "error", "warning", "info", "success")
+
+
+def rendered_markdown(at) -> list[str]:
+    """The Markdown source of every element of an AppTest that renders Markdown, table cells included."""
+    bodies = [element.value for kind in MARKDOWN_ELEMENTS for element in getattr(at, kind)]
+    for table in at.table:
+        bodies += [str(cell) for cell in table.value.to_numpy().ravel()]
+    return bodies
+
+
+def assert_shown_as_text(at, texts) -> None:
+    """Each text appears escaped somewhere, and nowhere raw (where it would be Markdown or HTML)."""
+    from lsc_core.markup import plain
+
+    bodies = rendered_markdown(at)
+    for text in texts:
+        assert [] == [body for body in bodies if text in body]
+        assert any(plain(text) in body for body in bodies), (text, bodies)
+
+
+@pytest.fixture(scope="module")
+def hostile_app(tmp_path_factory, tiny_npz, tiny_data):
+    """A store whose runs are named by an attacker: the first trained for real (so Predict
+    offers it), the others failed with errors quoting their names. Yields (db, {name: id})."""
+    from lsc_core.config import LayerSpec, RunConfig
+    from lsc_core.jobs import manager_for
+    from lsc_core.store import FAILED, RUNNING, Store
+    from lsc_core.train import train_run
+
+    db = tmp_path_factory.mktemp("hostile_app") / "runs.sqlite"
+    store = Store(db)
+    layers = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
+              LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))
+    ids = {}
+    for number, name in enumerate(HOSTILE_NAMES):
+        ids[name] = store.create_run(RunConfig(layers=layers, epochs=1, batch_size=32, name=name), status=RUNNING)
+        if number == 0:  # also proves that any name builds a Keras model
+            assert "completed" == train_run(store, ids[name], load_data=lambda: tiny_data)["status"]
+        else:
+            store.finish_run(ids[name], FAILED, f"the run {name} failed")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LSC_DB", str(db))
+        patch.setenv("LSC_DATA", str(tiny_npz))
+        patch.setenv("LSC_ARTIFACTS", str(db.parent / "artifacts"))
+        yield db, ids
+    manager = manager_for(db, create=False)
+    if manager is not None:
+        manager.shutdown(timeout=60)
+
+
+def test_home_shows_a_hostile_run_name_as_text(hostile_app):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert not at.exception
+    assert_shown_as_text(at, HOSTILE_NAMES[:1])  # the best coarse run's caption
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_runs_page_shows_hostile_names_and_errors_as_text(hostile_app, name):
+    from streamlit.testing.v1 import AppTest
+
+    db, ids = hostile_app
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.query_params["run"] = str(ids[name])
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception
+    assert_shown_as_text(at, [name] if name == HOSTILE_NAMES[0] else [name, f"the run {name} failed"])
+
+
+def test_runs_page_shows_a_hostile_address_bar_as_text(hostile_app):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.query_params["run"] = HOSTILE_NAMES[0]
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception
+    assert_shown_as_text(at, [f"There is no run {HOSTILE_NAMES[0]!r}"])
+
+
+def test_predict_shows_hostile_file_and_run_names_as_text(hostile_app):
+    from streamlit.testing.v1 import AppTest
+
+    from images import write_good_images
+
+    db, ids = hostile_app
+    photo = next(iter(write_good_images(db.parent / "images").values())).read_bytes()
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    at.switch_page("app_pages/predict.py").run()
+    names = ["[a](b).png", "<img src=x>.png", "**bold**.png"]
+    at.file_uploader[0].set_value([(names[0], photo, "image/png"), (names[1], photo, "image/png"),
+                                   (names[2], b"", "image/png")]).run()
+    assert not at.exception
+    assert_shown_as_text(at, names + [HOSTILE_NAMES[0]])
