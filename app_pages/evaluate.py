@@ -8,6 +8,9 @@ from lsc_core.store import COMPLETED
 from app_pages import common
 
 IMAGE_PX = 72  # test images are 32x32: shown at about twice their size
+CONFUSION_LEVELS = {"Fine (100 classes)": "fine", "Coarse, derived from fine (20 superclasses)": "coarse"}
+if "confusion_level" not in st.session_state:
+    st.session_state["confusion_level"] = next(iter(CONFUSION_LEVELS))
 
 
 @st.cache_data(ttl=600, max_entries=4, show_spinner="Predicting the test set with this run's model (once)...")
@@ -16,9 +19,9 @@ def run_evaluation(db: str, run_id: int) -> evaluate.Evaluation:
     return evaluate.evaluate_run(common.store(), run_id, load_data=common.manager().load_data)
 
 
-def show_confusion(result: evaluate.Result, normalised: bool, title: str) -> None:
+def show_confusion(result: evaluate.Result, normalised: bool) -> None:
     chart = charts.confusion_heatmap(evaluate.confusion_frame(result), evaluate.class_names_in_order(result.label_mode),
-                              normalised=normalised, label_mode=result.label_mode, title=title)
+                                     normalised=normalised)
     st.altair_chart(chart, width="content")
 
 
@@ -73,14 +76,14 @@ scale = st.segmented_control("Cells show", ["share of true class", "image count"
                              help="Share: each row sums to 100%, so classes compare whatever their test count")
 normalised = scale != "image count"
 if coarse:
-    st.caption("Fine classes are grouped by superclass: the 5x5 blocks on the diagonal are the superclasses.")
-    fine_tab, coarse_tab = st.tabs(["Fine (100 classes)", "Coarse, derived from fine (20 superclasses)"])
-    with fine_tab:
-        show_confusion(result, normalised, "")
-    with coarse_tab:
-        show_confusion(coarse, normalised, "")
+    # One matrix at a time, not tabs: a chart drawn in a hidden tab is squeezed to the tab's zero
+    # width, and drawing only the one asked for halves the page's first view.
+    level = st.segmented_control("Classes", list(CONFUSION_LEVELS), key="confusion_level",
+                                 help="Fine classes are grouped by superclass: the 5x5 blocks on the diagonal "
+                                      "are the superclasses.")
+    show_confusion(coarse if CONFUSION_LEVELS.get(level) == "coarse" else result, normalised)
 else:
-    show_confusion(result, normalised, "")
+    show_confusion(result, normalised)
 
 # -- per class -------------------------------------------------------------------------------
 st.subheader("Accuracy per class")

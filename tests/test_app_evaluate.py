@@ -1,4 +1,5 @@
 """AppTest of the Evaluate page on real tiny runs: metrics, both confusion views, galleries."""
+import json
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,12 @@ def trained(tmp_path_factory, tiny_data):
     return db, ids
 
 
+def heatmap_classes(at) -> int:
+    """The class count of the page's one confusion heatmap (its column order), beside the per-class bars."""
+    heatmap, _bars = at.get("vega_lite_chart")
+    return len(json.loads(heatmap.proto.spec)["layer"][0]["encoding"]["x"]["sort"])
+
+
 @pytest.fixture
 def page(trained, tiny_npz, monkeypatch):
     db, ids = trained
@@ -47,10 +54,13 @@ def test_a_fine_run_shows_accuracy_derived_coarse_and_both_confusions(page):
     assert ["Top-1 test accuracy", "Top-5 test accuracy", "Random guess", "Coarse (from fine)",
             "Errors in superclass"] == [m.label for m in at.metric]
     assert "1%" == at.metric[2].value
-    assert ["Fine (100 classes)", "Coarse, derived from fine (20 superclasses)"] == [t.label for t in at.tabs]
+    level = at.segmented_control(key="confusion_level")
+    assert (["Fine (100 classes)", "Coarse, derived from fine (20 superclasses)"], "Fine (100 classes)") == \
+        (level.options, level.value)
     assert any(m.value.startswith("**Best:**") for m in at.markdown)
-    charts = at.get("vega_lite_chart")
-    assert 3 == len(charts)  # fine and coarse heatmaps, per-class bars
+    assert 100 == heatmap_classes(at)  # one heatmap at a time (a hidden tab squeezed its chart), per-class bars
+    level.set_value("Coarse, derived from fine (20 superclasses)").run()
+    assert 20 == heatmap_classes(at)
     at.segmented_control[0].set_value("image count").run()
     assert not at.exception
     at.selectbox[1].set_value(3).run()  # gallery of class 3 (bear)

@@ -135,18 +135,40 @@ def test_gallery_refuses_a_different_test_set():
 def test_charts_encode_true_predicted_and_tooltips():
     evaluation = ev.evaluate(1, _fine_predictions())
     coarse = evaluation.derived_coarse
-    spec = charts.confusion_heatmap(ev.confusion_frame(coarse), ev.class_names_in_order("coarse"), normalised=True,
-                             label_mode="coarse").to_dict()
-    assert ("predicted", "true", "share") == (spec["encoding"]["x"]["field"], spec["encoding"]["y"]["field"],
-                                              spec["encoding"]["color"]["field"])
-    assert ["true", "predicted", "count", "share"] == [t["field"] for t in spec["encoding"]["tooltip"]]
-    assert list(ev.class_names_in_order("coarse")) == spec["encoding"]["x"]["sort"]
+    spec = charts.confusion_heatmap(ev.confusion_frame(coarse), ev.class_names_in_order("coarse"), normalised=True).to_dict()
+    (cells,) = spec["layer"]  # 20 classes: every column name fits below its column
+    assert ("predicted", "true", "share") == (cells["encoding"]["x"]["field"], cells["encoding"]["y"]["field"],
+                                              cells["encoding"]["color"]["field"])
+    assert ["true", "predicted", "count", "share"] == [t["field"] for t in cells["encoding"]["tooltip"]]
+    assert list(ev.class_names_in_order("coarse")) == cells["encoding"]["x"]["sort"]
     with alt.data_transformers.disable_max_rows():
         fine = charts.confusion_heatmap(ev.confusion_frame(evaluation.result), ev.class_names_in_order("fine"),
-                                 normalised=False, label_mode="fine").to_dict()
-    assert ("count", 900) == (fine["encoding"]["color"]["field"], fine["width"])
+                                        normalised=False).to_dict()
+    assert ("count", 750, 1100) == (fine["layer"][0]["encoding"]["color"]["field"], fine["width"], fine["height"])
     bars = charts.per_class_bars(ev.per_class_frame(evaluation.result), 0.01).to_dict()
     assert "rule" == bars["layer"][1]["mark"]["type"]
+
+
+@pytest.mark.parametrize("mode", ["coarse", "fine"])
+def test_heatmap_names_every_class_without_overlap_and_fits_the_main_column(mode):
+    """Text no taller than its row; column names no closer than their height (alternating
+    bottom/top at 100 classes); the matrix with its names inside the main column at 1400 px."""
+    order = ev.class_names_in_order(mode)
+    frame = ev.confusion_frame(ev.make_result(mode, np.eye(len(order))[:len(order)], np.arange(len(order))))
+    with alt.data_transformers.disable_max_rows():
+        spec = charts.confusion_heatmap(frame, order, normalised=True).to_dict()
+    x_axes = [layer["encoding"]["x"]["axis"] for layer in spec["layer"]]
+    y_axis = spec["layer"][0]["encoding"]["y"]["axis"]
+    shown = [name for axis in x_axes for name in axis["values"]]
+    assert sorted(order) == sorted(shown)  # every class named once across the column axes
+    row_px, column_px = spec["height"] / len(order), spec["width"] / len(order)
+    label_pitch_px = column_px * len(x_axes)  # distance between neighbouring names on one side
+    assert y_axis["labelFontSize"] <= row_px and x_axes[0]["labelFontSize"] + 2 <= label_pitch_px
+    assert all(axis["labelOverlap"] is False for axis in [*x_axes, y_axis])
+    widest_name_px = 0.6 * y_axis["labelFontSize"] * max(map(len, order))  # a generous average glyph width
+    assert spec["width"] + widest_name_px <= charts.evaluate.MAIN_COLUMN_PX
+    # No colour range of our own: the Streamlit theme's ramp, which follows light and dark.
+    assert "range" not in spec["layer"][0]["encoding"]["color"]["scale"]
 
 
 # -- real tiny runs -----------------------------------------------------------------------------

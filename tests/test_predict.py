@@ -92,8 +92,14 @@ def test_frames_and_lines_of_a_prediction():
     assert ["  fine    tiger 50.0%  lion 25.0%", "  coarse  large_carnivores 80.0% (summed from fine)"] == \
         pr.format_prediction(prediction)
     spec = charts.probability_bars(pr.prediction_frame(prediction)).to_dict()
-    assert ("label", "probability", "level") == (spec["encoding"]["y"]["field"], spec["encoding"]["x"]["field"],
-                                                 spec["encoding"]["row"]["field"])
+    assert ["fine", "coarse"] == [panel["title"]["text"] for panel in spec["vconcat"]]
+    bars, printed = spec["vconcat"][0]["layer"]
+    assert ("label", "probability") == (bars["encoding"]["y"]["field"], bars["encoding"]["x"]["field"])
+    # Each bar carries its probability as text, as a whole percentage with one decimal.
+    assert ("text", "probability", ".1%") == (printed["mark"]["type"], printed["encoding"]["text"]["field"],
+                                              printed["encoding"]["text"]["format"])
+    # In the bar's colour (the theme's palette): readable in light and dark.
+    assert bars["encoding"]["color"] == printed["encoding"]["color"]
 
 
 # -- with real tiny models ----------------------------------------------------------------------

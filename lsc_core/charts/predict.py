@@ -6,15 +6,31 @@ import pandas as pd
 
 __all__ = ["probability_bars"]
 
+LEVELS = ("fine", "coarse")
+BAR_STEP_PX = 20  # one label's row
+BARS_WIDTH_PX = 200  # 100%; the printed probability goes to the right of its bar
+LABEL_PX = 200  # the names' gutter, the same in every panel so their bars line up
 
-def probability_bars(frame: pd.DataFrame) -> alt.Chart:
-    """Top-k probabilities (`predict.prediction_frame`), one panel row per level (fine, coarse)."""
-    return alt.Chart(frame).mark_bar().encode(
-        y=alt.Y("label:N", sort=alt.EncodingSortField("probability", order="descending"), title=None,
-                axis=alt.Axis(labelOverlap=False, labelLimit=200)),
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
-        color=alt.Color("level:N", scale=alt.Scale(domain=["fine", "coarse"]), legend=None),
-        row=alt.Row("level:N", sort=["fine", "coarse"], title=None,
-                    header=alt.Header(labelAngle=0, labelAlign="left")),
-        tooltip=["level:N", "label:N", alt.Tooltip("probability:Q", format=".1%")],
-    ).resolve_scale(y="independent").properties(height=alt.Step(20), width=200)
+
+def probability_bars(frame: pd.DataFrame) -> alt.VConcatChart:
+    """Top-k probabilities (`predict.prediction_frame`), one panel per level present (fine, coarse),
+    each bar with its probability printed beside it in the bar's colour."""
+    levels = [level for level in LEVELS if (frame["level"] == level).any()]
+    panels = []
+    for level in levels:
+        # The theme's first palette colour in every panel (the one it picks to stand out on its
+        # background, light or dark): a text mark's default is a fixed dark grey.
+        colour = alt.Color("level:N", scale=alt.Scale(domain=[level]), legend=None)
+        base = alt.Chart(frame[frame["level"] == level]).encode(
+            y=alt.Y("label:N", sort=alt.EncodingSortField("probability", order="descending"), title=None,
+                    axis=alt.Axis(labelOverlap=False, labelLimit=LABEL_PX, minExtent=LABEL_PX)),
+            x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%"), title=None),
+            tooltip=["level:N", "label:N", alt.Tooltip("probability:Q", format=".1%")],
+        )
+        bars = base.mark_bar().encode(color=colour)
+        text = base.mark_text(align="left", dx=4).encode(text=alt.Text("probability:Q", format=".1%"), color=colour)
+        panels.append(alt.layer(bars, text, title=alt.TitleParams(level, fontSize=13)).properties(
+            height=alt.Step(BAR_STEP_PX), width=BARS_WIDTH_PX))
+    # "pad": the labels and printed probabilities are added around the bars, never squeezed into them.
+    return alt.vconcat(*panels).resolve_scale(color="independent").properties(
+        autosize=alt.AutoSizeParams(type="pad", contains="padding"))
