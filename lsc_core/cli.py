@@ -267,6 +267,31 @@ def cmd_export(args) -> int:
     return EXIT_OK
 
 
+# -- export-run / import-run -----------------------------------------------------------------
+def cmd_export_run(args) -> int:
+    from .archive import ArchiveError, export_run
+
+    try:
+        out = export_run(Store(args.db), args.run, args.out)
+    except ArchiveError as exc:
+        raise CommandError(str(exc)) from None
+    print(f"run {args.run} written to {out} ({out.stat().st_size:,} bytes)")
+    return EXIT_OK
+
+
+def cmd_import_run(args) -> int:
+    from .archive import ArchiveError, import_run
+
+    store = Store(args.db)
+    try:
+        run_id = import_run(store, args.archive)
+    except ArchiveError as exc:
+        raise CommandError(str(exc)) from None
+    run = store.get_run(run_id)
+    print(f"imported {args.archive} as run {run_id} ({run['name']}, {run['status']}) into {store.path}")
+    return EXIT_OK
+
+
 # -- tensorboard-export -------------------------------------------------------------------
 def cmd_tensorboard_export(args) -> int:
     """Event files for runs trained before runs wrote their own (or to write them afresh)."""
@@ -454,6 +479,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(p)
     _add_db(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("export-run", help="one run as a .zip (config, epochs, notes, tags, predictions, model)",
+                       description="Write a run to a zip archive to share it: its config and provenance, "
+                                   "epochs, system metrics, notes and tags, stored test-set predictions and best "
+                                   "model. `import-run` adds it to another store.")
+    p.add_argument("run", type=int, metavar="ID", help="run id (see `runs`)")
+    p.add_argument("out", metavar="OUT.zip", help="archive to write (must not exist)")
+    _add_db(p)
+    p.set_defaults(func=cmd_export_run)
+
+    p = sub.add_parser("import-run", help="add a run archive made by export-run to this store",
+                       description="Add the run in an archive made by `export-run` to this store, under a new "
+                                   "id. The archive is checked before anything is stored; nothing in it is "
+                                   "executed or unpickled.")
+    p.add_argument("archive", metavar="ARCHIVE.zip", help="archive written by export-run")
+    _add_db(p)
+    p.set_defaults(func=cmd_import_run)
 
     p = sub.add_parser("tensorboard-export", help="TensorBoard event files for the store's runs",
                        description="Write TensorBoard event files from the store for every run with epochs (or "

@@ -210,6 +210,32 @@ class Store:
             self._write("UPDATE runs SET name = ? WHERE id = ?", [f"{config.display_name()}-{run_id}", run_id])
         return run_id
 
+    def import_run(self, fields: dict, epochs: list[dict], system_metrics: list[dict]) -> int:
+        """Add a run brought from another store (lsc_core/archive.py) with its epochs and system
+        samples, in one transaction; returns its new id.
+
+        Only columns this store has are kept (an archive from a newer version may carry more);
+        a run that was active there arrives interrupted, as nothing here trains it.
+        """
+        status = fields.get("status")
+        fields = {**fields, "status": INTERRUPTED if status in ACTIVE_STATES or status not in FINISHED_STATES
+                  else status, "stop_requested": 0}
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            run_id = self._insert("runs", fields, drop={"id"})
+            for row in epochs:
+                self._insert("epochs", {**row, "run_id": run_id})
+            for row in system_metrics:
+                self._insert("system_metrics", {**row, "run_id": run_id})
+        return run_id
+
+    def _insert(self, table: str, row: dict, drop: set = frozenset()) -> int:
+        """INSERT of the row's columns that the table has (names come from the schema, never from the row)."""
+        columns = [c for c in self.db[table].columns_dict if c in row and c not in drop]
+        marks = ", ".join("?" * len(columns))
+        return self._write(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                           [row[c] for c in columns]).lastrowid
+
     def claim_next_queued(self) -> dict | None:
         """Atomically move the oldest queued run to running for this process; None if none."""
         while True:
