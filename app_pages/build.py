@@ -85,11 +85,12 @@ def _param_widget(state: editor.EditorState, layer: dict, name: str, spec) -> No
     args = (layer["uid"], name, key)
     if spec.kind == "choice":
         options = list(spec.options) + ([] if value in spec.options else [value])
-        st.selectbox(spec.label, options, index=options.index(value), key=key, on_change=_set_param, args=args)
+        st.selectbox(spec.label, options, index=options.index(value), key=key, on_change=_set_param, args=args,
+                     help=spec.help or None)
     elif spec.kind == "int":
-        _number(spec.label, value, key, _set_param, args, step=1, format="%d")
+        _number(spec.label, value, key, _set_param, args, step=1, format="%d", help=spec.help or None)
     else:
-        _number(spec.label, value, key, _set_param, args, step=spec.step, format=spec.format)
+        _number(spec.label, value, key, _set_param, args, step=spec.step, format=spec.format, help=spec.help or None)
 
 
 def _layer_editor(state: editor.EditorState, analysis) -> None:
@@ -125,7 +126,7 @@ def _layer_editor(state: editor.EditorState, analysis) -> None:
     for message in analysis.errors_at(head_position) + editor.errors_for(analysis, "layers"):
         st.error(plain(message), icon=":material/error:")
     kind_col, position_col, add_col = st.columns([3, 2, 2], vertical_alignment="bottom")
-    kind_col.selectbox("Add a layer", editor.LAYER_KINDS, key="add_kind")
+    kind_col.selectbox("Add a layer", editor.LAYER_KINDS, key="add_kind", format_func=editor.kind_label)
     # Keyed by the length, so the suggested position follows the end as layers come and go.
     position_key = f"add_position_{head_position}"
     position_col.number_input("at position", min_value=1, max_value=head_position, value=head_position,

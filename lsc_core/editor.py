@@ -31,6 +31,11 @@ PROBLEM_MARK = "⚠ "  # starts the summary's label of a layer that has a proble
 LAYER_KINDS = tuple(registry.KINDS)  # what the form's "Add a layer" offers
 
 
+def kind_label(kind: str) -> str:
+    """A layer kind as the "Add a layer" list shows it, e.g. 'residual: two 3x3 conv-BN plus a shortcut ...'."""
+    return f"{kind}: {registry.KINDS[kind].about}"
+
+
 def layer_fields(kind: str) -> list[tuple[str, registry.ParamSpec]]:
     """The parameters of a layer `kind` with how the form shows each, in reading order
     (none for an unknown kind: analysis names it)."""

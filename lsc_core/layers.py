@@ -84,6 +84,12 @@ PARAMS: dict[str, ParamSpec] = {  # in the order a person reads a layer
                       maximum=1.0, step=0.05, format="%.2f"),
     "padding": ParamSpec("Padding", "choice", "'same' keeps the size, 'valid' shrinks it", PADDINGS),
     "activation": ParamSpec("Activation", "choice", "", ACTIVATIONS),
+    # Keras's L2 adds l2 x (sum of squared kernel weights) to the loss, so its gradient is
+    # 2 x l2 x w: l2 = 2.5e-4 here is the "weight decay 5e-4" of SGD papers.
+    "l2": ParamSpec("L2", "float", "weight decay: l2 x sum of squared kernel weights is added to the loss; "
+                    "0 for none", minimum=0.0, maximum=1.0, step=1e-4, format="%g"),
+    "factor": ParamSpec("Factor", "float", "every value is multiplied by it (e.g. 0.125 to soften the logits)",
+                        minimum=0.0, maximum=1000.0, maximum_included=True, step=0.125, format="%g"),
 }
 
 
@@ -113,6 +119,30 @@ def _conv2d(params: dict, shape: Shape) -> tuple[Shape, int]:
     return _conv_output(params, shape), k * k * c * f + f  # kernel + bias
 
 
+def _conv_bn(params: dict, shape: Shape) -> tuple[Shape, int]:
+    k, c, f = params["kernel_size"], shape[2], params["filters"]
+    return _conv_output(params, shape), k * k * c * f + 4 * f  # kernel (no bias) + batch norm
+
+
+def _separable_conv2d(params: dict, shape: Shape) -> tuple[Shape, int]:
+    k, c, f = params["kernel_size"], shape[2], params["filters"]
+    return _conv_output(params, shape), k * k * c + c * f + f  # depthwise + pointwise kernels + bias
+
+
+def _needs_projection(params: dict, shape: Shape) -> bool:
+    """A residual block adds its input to its output: through a 1x1 conv when the shape changes."""
+    return params["strides"] != 1 or shape[2] != params["filters"]
+
+
+def _residual(params: dict, shape: Shape) -> tuple[Shape, int]:
+    c, f = shape[2], params["filters"]
+    out = _conv_output({**params, "kernel_size": 3, "padding": "same"}, shape)
+    count = 9 * c * f + 4 * f + 9 * f * f + 4 * f  # two 3x3 convs without bias, each with batch norm
+    if _needs_projection(params, shape):
+        count += c * f + 4 * f  # 1x1 projection without bias, with batch norm
+    return out, count
+
+
 def _pool(params: dict, shape: Shape) -> tuple[Shape, int]:
     h, w, c = shape
     size = params["pool_size"]
@@ -138,7 +168,58 @@ def _batchnorm(params: dict, shape: Shape) -> tuple[Shape, int]:
 def _build_conv2d(p: dict, name: str, x):
     import keras
     return keras.layers.Conv2D(p["filters"], p["kernel_size"], strides=p["strides"], padding=p["padding"],
-                               activation=p["activation"], name=name)(x)
+                               activation=p["activation"], kernel_regularizer=_kernel_regularizer(p), name=name)(x)
+
+
+def _kernel_regularizer(p: dict):
+    """L2 on the kernel, or None (no regularizer at all: the study's networks stay as they were)."""
+    import keras
+    return keras.regularizers.L2(p["l2"]) if p.get("l2") else None
+
+
+def _build_conv_bn(p: dict, name: str, x):
+    import keras
+    x = keras.layers.Conv2D(p["filters"], p["kernel_size"], strides=p["strides"], padding=p["padding"],
+                            use_bias=False, kernel_regularizer=_kernel_regularizer(p), name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.Activation(p["activation"], name=f"{name}_act")(x)
+
+
+def _build_separable_conv2d(p: dict, name: str, x):
+    import keras
+    return keras.layers.SeparableConv2D(p["filters"], p["kernel_size"], strides=p["strides"], padding=p["padding"],
+                                        activation=p["activation"], depthwise_regularizer=_kernel_regularizer(p),
+                                        pointwise_regularizer=_kernel_regularizer(p), name=name)(x)
+
+
+def _build_residual(p: dict, name: str, x):
+    """The basic ResNet block: conv-BN-act, conv-BN, plus the input (projected when its
+    shape changes), then the activation. Convs carry no bias: batch norm's beta is one."""
+    import keras
+
+    def conv(inputs, kernel: int, strides: int, part: str):
+        inputs = keras.layers.Conv2D(p["filters"], kernel, strides=strides, padding="same", use_bias=False,
+                                     kernel_regularizer=_kernel_regularizer(p), name=f"{name}_{part}")(inputs)
+        return keras.layers.BatchNormalization(name=f"{name}_{part}_bn")(inputs)
+
+    shortcut = x
+    if _needs_projection(p, tuple(x.shape[1:])):
+        shortcut = conv(x, 1, p["strides"], "projection")
+    y = conv(x, 3, p["strides"], "conv1")
+    y = keras.layers.Activation(p["activation"], name=f"{name}_act1")(y)
+    y = conv(y, 3, 1, "conv2")
+    y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return keras.layers.Activation(p["activation"], name=f"{name}_act2")(y)
+
+
+def _build_global_max_pool(p: dict, name: str, x):
+    import keras
+    return keras.layers.GlobalMaxPooling2D(name=name)(x)
+
+
+def _build_scale(p: dict, name: str, x):
+    import keras
+    return keras.layers.Rescaling(p["factor"], name=name)(x)
 
 
 def _build_maxpool(p: dict, name: str, x):
@@ -163,7 +244,8 @@ def _build_flatten(p: dict, name: str, x):
 
 def _build_dense(p: dict, name: str, x):
     import keras
-    return keras.layers.Dense(p["units"], activation=p["activation"], name=name)(x)
+    return keras.layers.Dense(p["units"], activation=p["activation"], kernel_regularizer=_kernel_regularizer(p),
+                              name=name)(x)
 
 
 def _build_batchnorm(p: dict, name: str, x):
@@ -206,6 +288,7 @@ class LayerKind:
     input: str = "any"
     label: Callable[[dict], str] | None = None
     search: SearchDimension | None = None
+    about: str = ""  # one line for the editor's "Add a layer" list
 
     def describe(self, params: dict) -> str:
         return self.label(params) if self.label is not None else self.name
@@ -215,22 +298,62 @@ def _conv_label(p: dict) -> str:
     return f"conv2d {p['filters']} {p['kernel_size']}x{p['kernel_size']} {p['activation']}"
 
 
+def _conv_label(kind: str) -> Callable[[dict], str]:
+    def label(p: dict) -> str:
+        text = f"{kind} {p['filters']} {p['kernel_size']}x{p['kernel_size']}"
+        text += f" /{p['strides']}" if p["strides"] != 1 else ""
+        return text + f" {p['activation']}" + _l2_label(p)
+    return label
+
+
+def _l2_label(p: dict) -> str:
+    return f" l2 {p['l2']:g}" if isinstance(p.get("l2"), (int, float)) and p["l2"] else ""
+
+
+_CONV = {"filters": 32, "kernel_size": 3, "activation": "relu", "padding": "same", "strides": 1, "l2": 0.0}
+
 KINDS: dict[str, LayerKind] = {kind.name: kind for kind in (
-    LayerKind("conv2d", {"filters": 32, "kernel_size": 3, "activation": "relu", "padding": "same", "strides": 1},
-              _conv2d, _build_conv2d, input="map", label=_conv_label,
-              search=SearchDimension("filters", (8, 16, 32, 64, 128, 256), "conv")),
+    LayerKind("conv2d", dict(_CONV), _conv2d, _build_conv2d, input="map", label=_conv_label("conv2d"),
+              search=SearchDimension("filters", (8, 16, 32, 64, 128, 256), "conv"),
+              about="convolution with bias and activation"),
+    LayerKind("conv_bn", {**_CONV, "filters": 64}, _conv_bn, _build_conv_bn, input="map",
+              label=_conv_label("conv_bn"),
+              search=SearchDimension("filters", (16, 32, 64, 128, 256, 512), "convbn"),
+              about="convolution, batch norm, activation"),
+    LayerKind("separable_conv2d", {**_CONV, "filters": 64}, _separable_conv2d, _build_separable_conv2d,
+              input="map", label=_conv_label("separable_conv2d"),
+              search=SearchDimension("filters", (16, 32, 64, 128, 256, 512), "sepconv"),
+              about="depthwise then 1x1 convolution: fewer weights"),
+    LayerKind("residual", {"filters": 64, "strides": 1, "activation": "relu", "l2": 0.0}, _residual,
+              _build_residual, input="map",
+              label=lambda p: f"residual {p['filters']}" + (f" /{p['strides']}" if p["strides"] != 1 else "")
+              + f" {p['activation']}" + _l2_label(p),
+              search=SearchDimension("filters", (16, 32, 64, 128, 256, 512), "residual"),
+              about="two 3x3 conv-BN plus a shortcut (1x1 when the shape changes)"),
     LayerKind("maxpool2d", {"pool_size": 2}, _pool, _build_maxpool, input="map",
-              label=lambda p: f"maxpool2d {p['pool_size']}x{p['pool_size']}"),
+              label=lambda p: f"maxpool2d {p['pool_size']}x{p['pool_size']}",
+              about="largest value per window"),
     LayerKind("avgpool2d", {"pool_size": 2}, _pool, _build_avgpool, input="map",
-              label=lambda p: f"avgpool2d {p['pool_size']}x{p['pool_size']}"),
+              label=lambda p: f"avgpool2d {p['pool_size']}x{p['pool_size']}",
+              about="mean value per window"),
     LayerKind("dropout", {"rate": 0.25}, _same_shape, _build_dropout, label=lambda p: f"dropout {p['rate']}",
-              search=SearchDimension("rate", (0.0, 0.1, 0.25, 0.4, 0.5), "dropout", spread=False)),
-    LayerKind("flatten", {}, lambda p, shape: ((math.prod(shape),), 0), _build_flatten),
-    LayerKind("dense", {"units": 128, "activation": "relu"}, _dense, _build_dense, input="flat",
-              label=lambda p: f"dense {p['units']} {p['activation']}",
-              search=SearchDimension("units", (32, 64, 128, 256, 512), "dense")),
-    LayerKind("batchnorm", {}, _batchnorm, _build_batchnorm),
-    LayerKind("global_avg_pool", {}, lambda p, shape: ((shape[2],), 0), _build_global_avg_pool, input="map"),
+              search=SearchDimension("rate", (0.0, 0.1, 0.25, 0.4, 0.5), "dropout", spread=False),
+              about="drops a share of inputs while training"),
+    LayerKind("flatten", {}, lambda p, shape: ((math.prod(shape),), 0), _build_flatten,
+              about="feature map to one vector"),
+    LayerKind("dense", {"units": 128, "activation": "relu", "l2": 0.0}, _dense, _build_dense, input="flat",
+              label=lambda p: f"dense {p['units']} {p['activation']}" + _l2_label(p),
+              search=SearchDimension("units", (32, 64, 128, 256, 512), "dense"),
+              about="fully connected"),
+    LayerKind("batchnorm", {}, _batchnorm, _build_batchnorm,
+              about="batch normalisation"),
+    LayerKind("global_avg_pool", {}, lambda p, shape: ((shape[2],), 0), _build_global_avg_pool, input="map",
+              about="mean of each channel"),
+    LayerKind("global_max_pool", {}, lambda p, shape: ((shape[2],), 0), _build_global_max_pool, input="map",
+              about="largest value of each channel"),
+    LayerKind("scale", {"factor": 0.125}, _same_shape, _build_scale, label=lambda p: f"scale x{p['factor']:g}"
+              if isinstance(p.get("factor"), (int, float)) else "scale",
+              about="multiplies by a constant"),
 )}
 
 

@@ -89,4 +89,5 @@ def test_backbone_minimum_size_enforced():
 
 def test_config_json_is_plain_json():
     assert json.loads(preset("seed-part1").to_json())["layers"][0] == {
-        "kind": "conv2d", "filters": 32, "kernel_size": 3, "activation": "relu", "padding": "same", "strides": 1}
+        "kind": "conv2d", "filters": 32, "kernel_size": 3, "activation": "relu", "padding": "same", "strides": 1,
+        "l2": 0.0}

@@ -149,3 +149,16 @@ def test_every_layer_parameter_has_a_form_field_and_every_field_is_used():
     for kind in editor.LAYER_KINDS:
         assert set(KINDS[kind].defaults) == {name for name, _ in editor.layer_fields(kind)}
     assert set(PARAMS) == {name for kind in KINDS.values() for name in kind.defaults}
+
+
+def test_a_residual_block_is_added_edited_and_analysed_like_any_layer():
+    state = editor.from_preset("seed-part2")
+    uid = state.add_layer("residual", position=3)
+    assert {"filters": 64, "strides": 1, "activation": "relu", "l2": 0.0} == state.layers[2]["params"]
+    state.set_param(uid, "l2", "5e-4")
+    state.set_param(uid, "strides", 2.0)
+    assert (5e-4, 2) == (state.layers[2]["params"]["l2"], state.layers[2]["params"]["strides"])
+    row = analyze(state.to_config()).rows[2]
+    assert ("residual 64 /2 relu l2 0.0005", (16, 16, 64)) == (row.label, row.output_shape)
+    assert ["filters", "strides", "activation", "l2"] == [name for name, _ in editor.layer_fields("residual")]
+    assert "residual: two 3x3 conv-BN plus a shortcut (1x1 when the shape changes)" == editor.kind_label("residual")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lsc_core import search
-from lsc_core.config import ConfigError, LayerSpec, RunConfig, preset
+from lsc_core.config import ConfigError, LayerSpec, RunConfig, preset, validate
 from lsc_core.jobs import JobManager
 from lsc_core.search import Param, SearchSpace, SearchSpec
 from lsc_core.store import COMPLETED, INTERRUPTED, QUEUED, RUNNING, STOPPED, Store
@@ -213,6 +213,22 @@ def test_space_from_the_form_defaults_is_the_study_space():
         search.space_from_form(base, {**layers, 1: []}, [64], ["adam"], None)
     with pytest.raises(ConfigError, match="nothing to search"):
         search.space_from_form(base, {p: v[:1] for p, v in layers.items()}, [64], ["adam"], None)
+
+
+def test_random_search_varies_the_new_layer_kinds_and_every_trial_is_valid():
+    base = RunConfig(layers=(LayerSpec.make("conv_bn", filters=32), LayerSpec.make("residual", filters=64, strides=2),
+                             LayerSpec.make("separable_conv2d", filters=128), LayerSpec.make("global_avg_pool")))
+    choices = search.searchable_layers(base)
+    assert [(1, "conv_bn", (16, 32, 64)), (2, "residual", (32, 64, 128)), (3, "separable_conv2d", (64, 128, 256))] \
+        == [(c.position, c.kind, c.default) for c in choices]
+    space = search.space_from_form(base, {c.position: list(c.default) for c in choices}, [128], ["sgd"], None)
+    assert ["convbn1_filters", "residual1_filters", "sepconv1_filters"] == [p.name for p in space.params]
+    configs = search.plan_trials(SearchSpec(space, trials=5, seed=3), search_id=1)
+    assert 5 == len({tuple(layer.params["filters"] for layer in c.layers[:3]) for c in configs})
+    for config in configs:
+        validate(config)
+        assert all(search.param_value(p, config) == config.layers[p.layer - 1].params["filters"]
+                   for p in space.params)
 
 
 # -- no endless draws, no duplicate trials, no surprise resumes ---------------------------------

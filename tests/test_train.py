@@ -28,18 +28,6 @@ def test_keras_model_has_the_analyzed_parameter_count(name, mode):
     assert [row.output_shape for row in analyze(config).rows][-1] == tuple(model.output_shape[1:])
 
 
-def test_every_layer_kind_builds_with_the_analyzed_shapes():
-    layers = (LayerSpec.make("conv2d", filters=4, kernel_size=5, padding="valid", strides=2),
-              LayerSpec.make("batchnorm"), LayerSpec.make("avgpool2d"), LayerSpec.make("conv2d", filters=6),
-              LayerSpec.make("maxpool2d", pool_size=3), LayerSpec.make("dropout", rate=0.1),
-              LayerSpec.make("global_avg_pool"), LayerSpec.make("dense", units=10, activation="gelu"))
-    config = RunConfig(layers=layers, label_mode="fine")
-    model = build_model(config)
-    assert analyze(config).total_params == model.count_params()
-    keras_shapes = [tuple(layer.output.shape[1:]) for layer in model.layers[2:]]
-    assert [row.output_shape for row in analyze(config).rows] == keras_shapes
-
-
 def test_a_run_trains_logs_every_epoch_and_saves_the_best_model(store, tiny_data):
     run_id = store.create_run(small_config(), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
