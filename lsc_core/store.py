@@ -104,7 +104,21 @@ def _migration_system_metrics(db: sqlite_utils.Database) -> None:
     db["system_metrics"].create_index(["run_id", "seconds"])
 
 
-MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics)
+def _migration_throughput(db: sqlite_utils.Database) -> None:
+    # Throughput of each epoch's phases, and the speed settings a run trained with
+    # (NULL for runs trained before they were recorded).
+    for column in SPEED_COLUMNS:
+        if column not in db["runs"].columns_dict:
+            db["runs"].add_column(column, int)
+    for column in ("train_images_per_s", "val_images_per_s"):
+        if column not in db["epochs"].columns_dict:
+            db["epochs"].add_column(column, float)
+
+
+# The speed settings recorded per run (see lsc_core/speed.py): 0/1 flags and counts.
+SPEED_COLUMNS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
+MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics,
+              _migration_throughput)
 
 
 def _connect(path: Path) -> sqlite_utils.Database:
@@ -245,25 +259,33 @@ class Store:
             if self.claim_run(row[0]):  # else another worker took it first: try the next
                 return self.get_run(row[0])
 
-    def start_run(self, run_id: int, *, params: int, versions: dict, device: str) -> None:
+    def start_run(self, run_id: int, *, params: int, versions: dict, device: str, speed: dict | None = None) -> None:
+        """Mark a run as training here, with its provenance: parameter count, library versions,
+        device, and the speed settings it trains with ({column: int} of SPEED_COLUMNS)."""
+        speed = speed or {}
+        settings = [int(speed[c]) if speed.get(c) is not None else None for c in SPEED_COLUMNS]
         self._write(
             "UPDATE runs SET status = ?, params = ?, versions = ?, device = ?, pid = ?, host = ?, "
-            "heartbeat_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+            "heartbeat_at = ?, started_at = COALESCE(started_at, ?), "
+            + ", ".join(f"{c} = ?" for c in SPEED_COLUMNS) + " WHERE id = ?",
             [RUNNING, params, json.dumps(versions), device, os.getpid(), socket.gethostname(), time.time(),
-             now_iso(), run_id])
+             now_iso(), *settings, run_id])
 
     def heartbeat(self, run_id: int, progress: dict) -> None:
         self._write("UPDATE runs SET heartbeat_at = ?, progress = ? WHERE id = ?",
                     [time.time(), json.dumps(progress), run_id])
 
-    def log_epoch(self, run_id: int, epoch: int, metrics: dict, seconds: float) -> None:
-        """Write one epoch's metrics and keep the run's best epoch up to date, atomically."""
+    def log_epoch(self, run_id: int, epoch: int, metrics: dict, seconds: float, *,
+                  train_images_per_s: float | None = None, val_images_per_s: float | None = None) -> None:
+        """Write one epoch's metrics, its wall seconds (validation included) and the images per
+        second of its training and validation phases; keep the run's best epoch up to date, atomically."""
         values = [run_id, epoch] + [_float(metrics.get(k)) for k in ("loss", "accuracy", "val_loss",
                                                                        "val_accuracy")] + [seconds]
         with self.db.conn:
             self._write("BEGIN IMMEDIATE")
             self._write("INSERT OR REPLACE INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, "
-                        "seconds) VALUES (?, ?, ?, ?, ?, ?, ?)", values)
+                        "seconds, train_images_per_s, val_images_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        values + [_float(train_images_per_s), _float(val_images_per_s)])
             self._write(
                 "UPDATE runs SET (best_epoch, best_val_accuracy) = (SELECT epoch, val_accuracy FROM epochs "
                 "WHERE run_id = ? AND val_accuracy IS NOT NULL ORDER BY val_accuracy DESC, epoch LIMIT 1), "

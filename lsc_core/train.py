@@ -3,10 +3,6 @@
 `StoreCallback` is the only bridge between Keras and the store: it writes each epoch,
 keeps a heartbeat and progress, saves the best epoch's model, and turns a stop request
 into a clean stop after the current batch. Nothing here knows about Streamlit.
-
-An epoch is kept (logged, eligible as the best) only when it was trained and validated in
-full: a stop during training or during validation ends the run within a batch and drops
-that epoch, since a partly validated epoch's accuracy is not comparable with the others.
 """
 from __future__ import annotations
 
@@ -26,7 +22,8 @@ from . import tensorboard_events
 from .sysmetrics import SystemSampler
 from .store import COMPLETED, FAILED, STOPPED, Store
 
-HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks, at most this often
+HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks in the store, this often
+STOP_POLL_S = 0.1  # how often this process's own stop event (the dashboard's Stop) is read
 # The best model is kept in memory at every improvement but written to disk at most this
 # often (and at the end): a 2M-parameter .keras file takes ~0.5 s to write, which would
 # cost several percent of throughput if written after every short epoch.
@@ -47,9 +44,12 @@ class StopRun(Exception):
 
 
 def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int,
-                  stop_event: threading.Event | None = None):
+                  stop_event: threading.Event | None = None, *, train_images: int = 0, val_images: int = 0):
     """The Keras callback that writes a run's progress and epochs to the store.
 
+    It has no batch hooks: a thread of its own (`_Pulse`) writes the heartbeat and looks
+    for stop requests once a second, so training pays nothing per batch. `train_images`
+    and `val_images` (per epoch) turn the phases' seconds into images per second.
     Built inside a function so that importing this module does not import Keras.
     `epoch_offset` is raised between the phases of a fine-tuned run so that epoch
     numbers continue.
@@ -57,10 +57,6 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
     import keras
 
     class StoreCallback(keras.callbacks.Callback):
-        # Batch hooks may run on Keras's callback thread: the main loop then never waits
-        # for a batch's metrics to be copied to Python (a stall on GPUs).
-        async_safe = True
-
         def __init__(self):
             super().__init__()
             self.epoch_offset = 0
@@ -69,74 +65,98 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self._best_saved = True
             self._last_save = 0.0
             self.epochs_done = 0  # epochs logged over all phases
-            self._beat_lock = threading.Lock()  # batch hooks may run on several Keras threads
-            self.stopped_mid_epoch = False
             self.stop_asked = False
-            self._last_beat = 0.0
-            self._epoch_started = time.time()
+            # A stop that arrives before an epoch's validation has ended drops that epoch
+            # (half trained, or validated on part of the data); the lock orders it against
+            # the end of validation.
+            self._epoch_cut = False
+            self._lock = threading.Lock()
             self._phase = "training"
             self._epoch = 0
+            self._epoch_started = self._validation_started = time.time()
+            self._train_seconds = self._val_seconds = None
+            self._first_step = 0  # optimizer steps before this epoch, to count its batches
+            self._pulse = None
 
-        # -- stop requests and heartbeats ---------------------------------------------
+        # -- heartbeats and stop requests (on the pulse thread) -------------------------------
         def _should_stop(self) -> bool:
             if stop_event is not None and stop_event.is_set():
                 return True
             return store.stop_requested(run_id)
 
-        def _stop_seen(self) -> bool:
-            """Whether to stop now: the in-process event is read at every batch (a stop from
-            this server's page ends the run within one batch), the store at each heartbeat."""
-            if stop_event is not None and stop_event.is_set():
-                self.stop_asked = True
-            return self.stop_asked
+        def check_stop_event(self) -> None:
+            """Act on this process's stop event (cheap: read every STOP_POLL_S, not only at heartbeats)."""
+            if not self.stop_asked and stop_event is not None and stop_event.is_set():
+                self.stop()
 
-        def _beat(self, batch: int, batches: int | None, force: bool = False) -> None:
-            if not self._beat_lock.acquire(blocking=force):
-                return  # another thread is writing a heartbeat right now
-            try:
-                now = time.time()
-                if not force and now - self._last_beat < HEARTBEAT_EVERY_S:
-                    return
-                self._last_beat = now
-                store.heartbeat(run_id, {"phase": self._phase, "epoch": self._epoch, "epochs": total_epochs,
-                                         "batch": batch, "batches": batches,
-                                         "epoch_started": self._epoch_started})
-                if self._should_stop():
-                    self.stop_asked = True
-            finally:
-                self._beat_lock.release()
+        def _steps_done(self) -> int:
+            return int(self.model.optimizer.iterations.numpy()) - self._first_step
+
+        def beat(self) -> None:
+            """Write the heartbeat and progress; on a stop request, end training or validation now."""
+            with self._lock:
+                phase, batch = self._phase, None
+                if phase == "training":
+                    batch = min(self._steps_done(), self.params.get("steps") or 0)
+            store.heartbeat(run_id, {"phase": phase, "epoch": self._epoch, "epochs": total_epochs,
+                                     "batch": batch, "batches": self.params.get("steps"),
+                                     "epoch_started": self._epoch_started})
+            if not self.stop_asked and self._should_stop():
+                self.stop()
+
+        def stop(self) -> None:
+            """End the run after the current batch; the epoch in progress is not kept."""
+            with self._lock:
+                self.stop_asked = True
+                self.model.stop_training = True
+                if self._phase in ("training", "validating"):
+                    self._epoch_cut = True
+                    self.model.stop_evaluating = True
+
+        # -- Keras hooks (on the training thread) -------------------------------------------
+        def on_train_begin(self, logs=None):
+            self._pulse = _Pulse(self)
+            self._pulse.start()
+
+        def on_train_end(self, logs=None):
+            self._pulse.finish()
 
         def on_epoch_begin(self, epoch, logs=None):
-            self._epoch = epoch + 1 + self.epoch_offset
-            self._epoch_started = time.time()
-            self._phase = "training"
-            self._beat(0, self.params.get("steps"), force=True)
-
-        def on_train_batch_end(self, batch, logs=None):
-            steps = self.params.get("steps")
-            self._beat(batch + 1, steps)
-            if self._stop_seen():
-                self.stopped_mid_epoch = True
-                self.model.stop_training = True
+            with self._lock:
+                self._epoch = epoch + 1 + self.epoch_offset
+                self._epoch_started = time.time()
+                self._first_step = int(self.model.optimizer.iterations.numpy())
+                self._phase = "training"
+                self._epoch_cut = self.stop_asked
+                self._train_seconds = self._val_seconds = None
+            self._pulse.wake()
 
         def on_test_begin(self, logs=None):
-            self._phase = "validating"
+            with self._lock:
+                if self._phase != "training":
+                    return  # an evaluate() outside fit
+                self._validation_started = time.time()
+                self._train_seconds = self._validation_started - self._epoch_started
+                self._phase = "validating"
+                self.model.stop_evaluating = self._epoch_cut  # no point validating a dropped epoch
 
-        def on_test_batch_end(self, batch, logs=None):
-            self._beat(batch + 1, None)
-            # Validating 10,000 test images takes seconds to minutes: a stop does not wait for it,
-            # and the epoch, with its validation cut short, is not kept.
-            if self.stopped_mid_epoch or self._stop_seen():
-                self.stopped_mid_epoch = True
-                self.model.stop_evaluating = True
-                self.model.stop_training = True
+        def on_test_end(self, logs=None):
+            with self._lock:
+                if self._phase == "validating":
+                    self._val_seconds = time.time() - self._validation_started
+                    self._phase = "logging"
 
         def on_epoch_end(self, epoch, logs=None):
-            if self.stopped_mid_epoch:
-                return
+            with self._lock:
+                if self._epoch_cut:
+                    return
+                self._phase = "logging"
+                now = time.time()
+                train_seconds = self._train_seconds or now - self._epoch_started
             logs = logs or {}
-            seconds = time.time() - self._epoch_started
-            store.log_epoch(run_id, self._epoch, logs, seconds)
+            store.log_epoch(run_id, self._epoch, logs, now - self._epoch_started,
+                            train_images_per_s=_rate(train_images, train_seconds),
+                            val_images_per_s=_rate(val_images, self._val_seconds))
             tensorboard_events.refresh(store, run_id)
             self.epochs_done += 1
             accuracy = logs.get("val_accuracy")
@@ -162,6 +182,51 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             store.set_model_path(run_id, str(model_path))
 
     return StoreCallback()
+
+
+def _rate(images: int, seconds: float | None) -> float | None:
+    """Images per second, or None where the phase did not run."""
+    return images / seconds if images and seconds else None
+
+
+class _Pulse(threading.Thread):
+    """Calls `callback.beat()` every HEARTBEAT_EVERY_S while a fit runs, off the training thread.
+
+    A batch hook runs Python for every step (on Keras's callback thread, competing with
+    training for the GIL and the cores; without `async_safe` Keras even waits for each
+    step's results before it); a clock-driven thread costs nothing per step and still
+    keeps heartbeats, progress and stops within a second.
+    """
+
+    def __init__(self, callback):
+        super().__init__(name="lsc-heartbeat", daemon=True)
+        self._callback = callback
+        self._done = threading.Event()
+        self._soon = threading.Event()
+
+    def run(self) -> None:
+        next_beat = time.monotonic() + HEARTBEAT_EVERY_S
+        while True:
+            woken = self._soon.wait(STOP_POLL_S)
+            self._soon.clear()
+            if self._done.is_set():
+                return
+            self._callback.check_stop_event()
+            if woken or time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + HEARTBEAT_EVERY_S
+                try:
+                    self._callback.beat()
+                except Exception:  # a locked store must not kill heartbeats; the next beat retries
+                    logger.exception("heartbeat failed")
+
+    def wake(self) -> None:
+        """Beat now (e.g. at an epoch's start, so the page shows the new epoch at once)."""
+        self._soon.set()
+
+    def finish(self) -> None:
+        self._done.set()
+        self._soon.set()
+        self.join()
 
 
 def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
@@ -213,7 +278,8 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
                                         seed=config.seed, augment=config.augment)
     val_ds = data_module.make_dataset(split.x_val, split.y_val, config.batch_size, shuffle=False)
     model_path = store.artifacts / str(run_id) / BEST_MODEL_FILE
-    callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event)
+    callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event,
+                             train_images=len(split.x_train), val_images=len(split.x_val))
 
     with SystemSampler(lambda sample: store.log_system(run_id, sample)):
         for phase_offset, epochs, learning_rate in _phases(config, model):

@@ -15,7 +15,7 @@ def test_schema_has_the_design_columns(store):
     assert {"id", "name", "status", "label_mode", "config", "params", "best_epoch", "best_val_accuracy",
             "created_at", "started_at", "finished_at", "error", "seed", "versions", "device"} <= runs
     assert {"run_id": int, "epoch": int, "loss": float, "accuracy": float, "val_loss": float,
-            "val_accuracy": float, "seconds": float} == store.db["epochs"].columns_dict
+            "val_accuracy": float, "seconds": float}.items() <= store.db["epochs"].columns_dict.items()
     assert ["run_id", "epoch"] == store.db["epochs"].pks
     assert "wal" == store.db.execute("PRAGMA journal_mode").fetchone()[0]
     assert len(MIGRATIONS) == store.db.execute("PRAGMA user_version").fetchone()[0]
@@ -129,6 +129,40 @@ def test_an_older_store_is_upgraded_in_place(tmp_path):
     upgraded = Store(path)
     assert len(store_module.MIGRATIONS) == upgraded.db.execute("PRAGMA user_version").fetchone()[0]
     assert ["search"] == [run["source"] for run in upgraded.list_runs()]
+
+
+def test_a_migration_4_store_gains_throughput_and_speed_columns_with_its_epochs_kept(tmp_path):
+    import sqlite_utils
+
+    path = tmp_path / "v4.sqlite"
+    old = sqlite_utils.Database(path)
+    for step in MIGRATIONS[:4]:
+        step(old)
+    old.execute("PRAGMA user_version = 4")
+    old["runs"].insert({"id": 1, "name": "old", "status": "completed", "config": "{}", "created_at": "x"})
+    old["epochs"].insert({"run_id": 1, "epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 2.1,
+                          "val_accuracy": 0.25, "seconds": 30.0})
+    old.conn.commit()
+    old.conn.close()
+    upgraded = Store(path)
+    assert [{"run_id": 1, "epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 2.1, "val_accuracy": 0.25,
+             "seconds": 30.0, "train_images_per_s": None, "val_images_per_s": None}] == upgraded.epochs(1)
+    speed = {"mixed_precision": None, "xla": None, "steps_per_execution": None, "data_on_device": None,
+             "replicas": None}
+    assert speed.items() <= upgraded.get_run(1).items()
+
+
+def test_a_run_records_its_speed_settings_and_each_epoch_its_images_per_second(store):
+    run_id = store.create_run(preset("seed-part1"), status=RUNNING)
+    speed = {"mixed_precision": True, "xla": False, "steps_per_execution": 4, "data_on_device": True,
+             "replicas": 2}
+    store.start_run(run_id, params=10, versions={}, device="GPU: test", speed=speed)
+    store.log_epoch(run_id, 1, {"loss": 1.0}, 2.5, train_images_per_s=4000.0, val_images_per_s=12000.0)
+    run = store.get_run(run_id)
+    assert {"mixed_precision": 1, "xla": 0, "steps_per_execution": 4, "data_on_device": 1, "replicas": 2,
+            "device": "GPU: test"} == {k: run[k] for k in [*speed, "device"]}
+    assert (4000.0, 12000.0) == tuple(store.epochs(run_id)[0][k] for k in ("train_images_per_s",
+                                                                             "val_images_per_s"))
 
 
 def test_runs_record_where_they_were_started(store):

@@ -152,7 +152,7 @@ def test_a_stop_while_validating_ends_the_run_and_keeps_no_partly_validated_epoc
         deadline = time.time() + 60
         while time.time() < deadline and not seen:
             progress = store.get_run(run_id)["progress"] or {}
-            if progress.get("phase") == "validating" and (progress.get("batch") or 0) > 0:
+            if progress.get("phase") == "validating":
                 seen.append(progress)
                 stop.set()
             time.sleep(0.02)
@@ -164,3 +164,12 @@ def test_a_stop_while_validating_ends_the_run_and_keeps_no_partly_validated_epoc
     assert seen, "the run was never seen validating"
     # Before, validation went on to its end and the epoch was kept.
     assert (STOPPED, []) == (run["status"], store.epochs(run_id))
+
+
+def test_each_epoch_records_images_per_second_of_training_and_validation(store, tiny_data):
+    run_id = store.create_run(small_config(epochs=1), status=RUNNING)
+    train_run(store, run_id, load_data=lambda: tiny_data)
+    epoch = store.epochs(run_id)[0]
+    assert epoch["train_images_per_s"] > 0 and epoch["val_images_per_s"] > 0
+    # Each phase takes part of the epoch's wall time, so each runs faster than the whole.
+    assert epoch["train_images_per_s"] > len(tiny_data.x_train) / epoch["seconds"]
