@@ -7,7 +7,7 @@ summary and the error next to each layer always describe what is on screen.
 """
 import streamlit as st
 
-from lsc_core import editor, views
+from lsc_core import editor, speed, views
 from lsc_core.backbones import BACKBONES, WEIGHTS
 from lsc_core.config import LABEL_MODE_NAMES, LABEL_MODES, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, analyze
 from lsc_core.markup import plain
@@ -279,9 +279,17 @@ for message in editor.general_errors(analysis, HYPERPARAMETER_FIELDS + BACKBONE_
 if not analysis.ok:
     st.warning(f"{len(analysis.errors)} problem(s) to fix before launching; each is shown where it occurs.",
                icon=":material/block:")
-if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=not analysis.ok, key="launch"):
+config = state.to_config()
+ready = analysis.ok
+if analysis.ok:  # what Launch queues, how long it should take here; a long or repeated launch asks first
+    twin = speed.queued_twin(common.store(), config)
+    repeats = twin and f"run #{twin['id']} {plain(twin['name'])} with exactly this config is still {twin['status']}"
+    estimate = speed.estimate(common.store(), [config], common.manager().device)
+    ready = common.launch_summary(estimate, speed.confirm_reasons(estimate, repeats),
+                                  confirm_key=f"confirm-{hash(config.to_json())}")
+if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=not ready, key="launch"):
     try:
-        run_id = common.manager().submit(state.to_config())
+        run_id = common.manager().submit(config)
     except ConfigError as exc:  # the form's own checks passed, so this is rare (e.g. a store limit)
         st.error(f"Not launched: {plain(exc)}")
         st.stop()

@@ -6,12 +6,13 @@ manager per store (lsc_core.jobs.manager_for): one worker thread and one copy of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import streamlit as st
 
 from lsc_core.data import DataError, load_cifar100, resolve_data_path
 from lsc_core.evaluate import store_predictions
-from lsc_core import views
+from lsc_core import speed, views
 from lsc_core.jobs import JobManager, manager_for
 from lsc_core.markup import plain
 from lsc_core.store import default_db_path
@@ -100,6 +101,36 @@ def sticky_select(label: str, options: dict[int, str], key: str, url_key: str, s
     st.session_state[shared_key] = chosen
     st.query_params[url_key] = str(chosen)
     return chosen
+
+
+def launch_summary(estimate: speed.Estimate, reasons: list[str], confirm_key: str) -> bool:
+    """What a launch button will queue and, where speed.confirm_reasons gives reasons, a box
+    the person must tick first (keyed by what it confirms, so a changed form asks again).
+    True when the launch may go."""
+    st.caption(f"Launch queues {estimate.describe()}.")
+    if not reasons:
+        return True
+    st.warning(f"Confirm first: {'; '.join(reasons)}.", icon=":material/warning:")
+    return st.checkbox("Queue it anyway", key=confirm_key)
+
+
+def ask_to_confirm(pending_key: str, launch: Callable[[Any], None]) -> None:
+    """A form's launch that needs confirmation waits in st.session_state[pending_key] as
+    (what, estimate, reasons): show why, with buttons to queue it anyway (launch(what)) or drop it."""
+    pending = st.session_state.get(pending_key)
+    if pending is None:
+        return
+    _, estimate, reasons = pending
+    st.warning(f"This queues {estimate.describe()}. Confirm first: {'; '.join(reasons)}.", icon=":material/warning:")
+    go, cancel = st.columns(2)
+    go.button("Queue it anyway", key=f"{pending_key}-go", type="primary", on_click=_launch_pending,
+              args=(pending_key, launch))
+    cancel.button("Cancel", key=f"{pending_key}-cancel", on_click=st.session_state.pop, args=(pending_key, None))
+
+
+def _launch_pending(pending_key: str, launch: Callable[[Any], None]) -> None:
+    what = st.session_state.pop(pending_key)[0]
+    launch(what)
 
 
 def sidebar() -> None:

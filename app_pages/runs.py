@@ -89,7 +89,7 @@ def live_run(run: dict) -> None:
     run_id = run["id"]
     st.caption(views.status_line(run))
     if run["status"] in ACTIVE_STATES:
-        live = views.progress(run, store.epochs(run_id))
+        live = views.live_progress(store, run)
         st.progress(live.fraction, text=live.describe())
         stopping = bool(run["stop_requested"])
         # A callback stops the run before the fragment re-reads the store, so the button shows it at once.

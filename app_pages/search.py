@@ -1,7 +1,7 @@
 """Search: a space over a base network, a strategy and a budget; trials fill in live."""
 import streamlit as st
 
-from lsc_core import charts
+from lsc_core import charts, speed
 from lsc_core import search as lsc_search
 from lsc_core.config import LABEL_MODES, OPTIMIZERS, PRESETS, ConfigError, preset
 from lsc_core.markup import plain
@@ -9,6 +9,8 @@ from app_pages import common
 
 SELECTED_SEARCH = "selected_search"  # search id this page shows
 SEARCH_PICK = "search_pick"  # the key of the picker of searches
+PENDING = "search_pending"  # a submitted search waiting for confirmation: (spec, estimate, reasons)
+NOTICE = "search_notice"  # what the last launch queued, shown once
 
 st.title("Hyperparameter search")
 st.caption("Each trial is an ordinary run (named search*N*-trial*M*) trained by the background queue. "
@@ -20,7 +22,7 @@ st.session_state.setdefault("search_base", "seed-part2")  # the study's searched
 base_name = st.selectbox("Base network", list(PRESETS), key="search_base",
                          help="The layout every trial starts from; the form below lists its searchable layers.")
 base = preset(base_name)
-with st.form("search_form"):
+with st.form("search_form", enter_to_submit=False):  # Enter in a field must not queue a search
     st.markdown("**Values to try per layer** (one value fixes the layer, several are searched)")
     columns = st.columns(3)
     layer_values = {}
@@ -29,35 +31,52 @@ with st.form("search_form"):
             layer_values[choice.position] = st.multiselect(choice.label, choice.options, default=choice.default,
                                                            key=f"layer_{base_name}_{choice.position}")
     left, middle, right = st.columns(3)
-    batch_sizes = left.multiselect("Batch sizes", lsc_search.BATCH_SIZES, default=[64])
-    optimizers = middle.multiselect("Optimizers", OPTIMIZERS, default=["adam"])
+    batch_sizes = left.multiselect("Batch sizes", lsc_search.BATCH_SIZES, default=[64], key="search_batch_sizes")
+    optimizers = middle.multiselect("Optimizers", OPTIMIZERS, default=["adam"], key="search_optimizers")
     search_lr = right.checkbox("Search the learning rate (log-uniform)", value=False)
     lr_low = right.number_input("lowest learning rate", value=1e-4, min_value=1e-6, max_value=1.0, format="%.0e")
     lr_high = right.number_input("highest learning rate", value=1e-2, min_value=1e-6, max_value=1.0, format="%.0e")
     st.markdown("**Strategy and budget**")
     a, b, c, d, e, f = st.columns(6)
-    strategy = a.radio("Strategy", lsc_search.STRATEGIES, horizontal=True)
+    strategy = a.radio("Strategy", lsc_search.STRATEGIES, horizontal=True, key="search_strategy")
     trials = b.number_input("Trials", min_value=1, max_value=500, value=10,
                             help="Random: trials drawn. Grid: at most this many grid points, in order.")
     epochs = c.number_input("Epochs per trial", min_value=1, max_value=200, value=5)
-    labels = d.radio("Labels", LABEL_MODES, horizontal=True)
+    labels = d.radio("Labels", LABEL_MODES, horizontal=True, key="search_labels")
     limit = e.number_input("Training images (0 = all 50,000)", min_value=0, max_value=50_000, value=0, step=500)
     seed = f.number_input("Seed of the draw", min_value=0, value=0)
     launched = st.form_submit_button("Launch search", type="primary")
 
 # -- guard and call ------------------------------------------------------------------------
+def launch(spec: lsc_search.SearchSpec, estimate: speed.Estimate | None) -> None:
+    """Queue the search; the picker below opens on it."""
+    search_id = lsc_search.launch_search(store, spec)
+    st.session_state[SEARCH_PICK] = st.session_state[SELECTED_SEARCH] = search_id
+    st.session_state.pop(PENDING, None)
+    work = f": {estimate.describe()}" if estimate is not None else ""
+    st.session_state[NOTICE] = f"Search {search_id} queued{work}."
+
+
 if launched:
     try:
         space = lsc_search.space_from_form(base, layer_values, batch_sizes, optimizers,
                                            (lr_low, lr_high) if search_lr else None)
         spec = lsc_search.SearchSpec(space, strategy=strategy, trials=int(trials), epochs=int(epochs),
                                      label_mode=labels, limit=int(limit) or None, seed=int(seed))
-        # The picker below opens on the new search.
-        st.session_state[SEARCH_PICK] = st.session_state[SELECTED_SEARCH] = lsc_search.launch_search(store, spec)
-        st.success(f"Search {st.session_state[SELECTED_SEARCH]} queued: "
-                   f"{len(lsc_search.plan_values(spec))} trials of {int(epochs)} epoch(s).")
+        estimate = speed.estimate(store, lsc_search.plan_trials(spec, 0), common.manager().device)
+        twin = lsc_search.running_twin(store, spec)
+        reasons = speed.confirm_reasons(estimate, twin and f"search {twin['id']} with exactly these settings "
+                                                           "is still running")
+        if reasons:  # long or repeated: wait for the person's word (below)
+            st.session_state[PENDING] = (spec, estimate, reasons)
+        else:
+            launch(spec, estimate)
     except ConfigError as exc:
         st.error(plain(exc))
+common.ask_to_confirm(PENDING, lambda pending: launch(pending, None))
+notice = st.session_state.pop(NOTICE, None)
+if notice:
+    st.success(notice)
 
 searches = lsc_search.summaries(store)
 if not searches:

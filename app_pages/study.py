@@ -1,16 +1,18 @@
 """Study: the study this dashboard grows from, queued as one suite, with its figures beside ours."""
 import streamlit as st
 
-from lsc_core import charts
+from lsc_core import charts, speed
 from lsc_core import study as lsc_study
 from app_pages import common
 
 st.title("The study, replayed")
 st.caption(lsc_study.description())
 store = common.store()
+PENDING = "study_pending"  # a submitted study waiting for confirmation: ((scale, limit), estimate, reasons)
+NOTICE = "study_notice"  # what the last Queue did, shown once
 
 # -- inputs -----------------------------------------------------------------------------------
-with st.form("study_form"):
+with st.form("study_form", enter_to_submit=False):  # Enter in a field must not queue the study
     left, right = st.columns(2)
     scale = left.number_input("Epochs scale", min_value=0.01, max_value=2.0, value=1.0, step=0.1,
                               help="Multiplies every study epoch count (each run keeps at least 1 epoch).")
@@ -19,12 +21,28 @@ with st.form("study_form"):
     queue = st.form_submit_button("Queue the study", type="primary")
 
 # -- call ---------------------------------------------------------------------------------------
+def queue_study(choice: tuple[float, int | None]) -> None:
+    """Queue the study at (epochs scale, limit); the same scale and limit again reuse the suite."""
+    suite_id, new = lsc_study.queue_suite(store, common.manager().submit, *choice)
+    st.session_state[NOTICE] = ((st.success, f"Study suite {suite_id} queued; the background queue trains it run "
+                                             "by run.") if new else
+                                (st.info, f"The study at this scale and limit is already suite {suite_id}; "
+                                          "showing it."))
+
+
 if queue:
-    suite_id, new = lsc_study.queue_suite(store, common.manager().submit, float(scale), int(limit) or None)
-    if new:
-        st.success(f"Study suite {suite_id} queued; the background queue trains it run by run.")
+    choice = (float(scale), int(limit) or None)
+    estimate = speed.estimate(store, lsc_study.planned_configs(*choice), common.manager().device)
+    reasons = speed.confirm_reasons(estimate)  # a repeat is no risk: queue_suite reuses the suite
+    if reasons and not lsc_study.existing_suite(store, *choice):
+        st.session_state[PENDING] = (choice, estimate, reasons)  # long: wait for the person's word
     else:
-        st.info(f"The study at this scale and limit is already suite {suite_id}; showing it.")
+        queue_study(choice)
+common.ask_to_confirm(PENDING, queue_study)
+notice = st.session_state.pop(NOTICE, None)
+if notice:
+    show, text = notice
+    show(text)
 
 suite = lsc_study.latest_suite(store)
 if suite is None:

@@ -481,6 +481,12 @@ def summaries(store: Store) -> list[dict]:
     return [summary(store, search["id"]) for search in store.list_searches()]
 
 
+def running_twin(store: Store, spec: SearchSpec) -> dict | None:
+    """A running search with exactly this spec, if there is one (launching it again repeats it)."""
+    wanted = spec.to_json()
+    return next((s for s in store.list_searches(status=SEARCH_RUNNING) if s["spec"] == wanted), None)
+
+
 def search_options(searches: list[dict]) -> dict[int, str]:
     """Search id -> how the Search page's picker names it, e.g. '3: random search (running, 4/10 trials done)'."""
     return {s["id"]: f"{s['id']}: {s['name']} ({s['status']}, {s['completed']}/{s['planned']} trials done)"

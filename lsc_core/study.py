@@ -21,7 +21,7 @@ from typing import Callable
 
 from .backbones import BACKBONES
 from .config import BackboneSpec, ConfigError, RunConfig, preset, validate
-from .search import SearchSpec, launch_search, param_value, run_search, study_space
+from .search import SearchSpec, launch_search, param_value, plan_trials, run_search, study_space
 from .store import QUEUED, Store
 
 STUDY_EPOCHS = {"part1": 10, "part2": 15, "search": 5, "part3": 15, "transfer": 5, "fine_tune": 3}
@@ -139,6 +139,12 @@ def _identity(config: RunConfig) -> str:
 
 
 # -- suites in the store ------------------------------------------------------------------------
+def planned_configs(epochs_scale: float = 1.0, limit: int | None = None) -> list[RunConfig]:
+    """Every run queuing the study would train: each distinct experiment once, then the search's trials."""
+    distinct = {_identity(e.config): e.config for e in study_experiments(epochs_scale, limit) if e.config is not None}
+    return [*distinct.values(), *plan_trials(study_search_spec(epochs_scale, limit), 0)]
+
+
 def queue_suite(store: Store, submit: Callable[..., int] | None = None, epochs_scale: float = 1.0,
                 limit: int | None = None) -> tuple[int, bool]:
     """Queue the study (each distinct config once, plus its search); (suite id, newly queued).
@@ -148,10 +154,9 @@ def queue_suite(store: Store, submit: Callable[..., int] | None = None, epochs_s
     """
     if not (isinstance(epochs_scale, (int, float)) and math.isfinite(epochs_scale) and epochs_scale > 0):
         raise ConfigError(f"epochs scale must be a finite number above 0, got {epochs_scale!r}")
-    spec = json.dumps({"epochs_scale": epochs_scale, "limit": limit}, sort_keys=True)
-    for suite in suites(store):
-        if suite["spec_key"] == spec:
-            return suite["id"], False
+    existing = existing_suite(store, epochs_scale, limit)
+    if existing is not None:
+        return existing, False
     submit = submit or (lambda config, search_id=None, source=None:
                         store.create_run(validate(config), search_id=search_id, source=source))
     experiments = study_experiments(epochs_scale, limit)
@@ -170,6 +175,12 @@ def queue_suite(store: Store, submit: Callable[..., int] | None = None, epochs_s
     search_id = launch_search(store, study_search_spec(epochs_scale, limit), name="study search")
     full_spec = json.dumps({"epochs_scale": epochs_scale, "limit": limit, "search_id": search_id}, sort_keys=True)
     return store.create_suite("study", full_spec, runs), True
+
+
+def existing_suite(store: Store, epochs_scale: float, limit: int | None) -> int | None:
+    """The id of the suite already queued at this scale and limit, if any."""
+    spec = json.dumps({"epochs_scale": epochs_scale, "limit": limit}, sort_keys=True)
+    return next((suite["id"] for suite in suites(store) if suite["spec_key"] == spec), None)
 
 
 def suites(store: Store) -> list[dict]:

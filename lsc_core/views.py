@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from .config import ConfigError, RunConfig
+from . import speed
 from .store import COMPLETED, MODEL_STATES, QUEUED, RUNNING, Store
 from .study import STUDY_BEST
 
@@ -215,8 +216,9 @@ class Progress:
     batch: int | None
     batches: int | None
     fraction: float  # 0..1 of all planned epochs
-    eta_s: float | None  # seconds left; None until there is a time to go by
+    eta_s: float | None  # seconds left; None until there is a measured speed to go by
     mean_epoch_s: float | None
+    eta_basis: str = ""  # where the time left comes from, when not from this run's own epochs
 
     def describe(self) -> str:
         """One line for a progress bar, e.g. 'epoch 3/10, batch 120/782, about 4m 10s left'."""
@@ -226,16 +228,23 @@ class Progress:
         if self.batch is not None and self.batches:
             parts.append(f"batch {self.batch}/{self.batches}")
         if self.eta_s is not None:
-            parts.append(f"about {format_duration(self.eta_s)} left")
+            parts.append(f"about {format_duration(self.eta_s)} left" + (f" ({self.eta_basis})" if self.eta_basis else ""))
         return ", ".join(parts)
 
 
-def progress(run: dict, epochs: list[dict], now: float | None = None) -> Progress:
+FIRST_EPOCH_SHARE = 0.5  # with nothing measured, the first epoch's batches give a time left only past this share
+
+
+def progress(run: dict, epochs: list[dict], now: float | None = None,
+             similar: speed.Throughput | None = None) -> Progress:
     """Progress of a run from its `progress` heartbeat and its logged epochs.
 
-    The time left is the mean epoch time so far times the epochs still to go, less
-    what the current epoch has already taken; before the first epoch ends it is
-    extrapolated from the batches done.
+    The time left comes from measured speed, never from the first batches alone (they
+    include start-up and graph tracing, and overestimate it many times): the mean epoch
+    time of this run's finished epochs; before its first epoch ends, the speed of
+    `similar` runs on this device (speed.similar_throughput); with neither, the first
+    epoch's batches once FIRST_EPOCH_SHARE of it is done. Less, in each case, what the
+    current epoch has already taken.
     """
     now = time.time() if now is None else now
     beat = run.get("progress") or {}
@@ -251,14 +260,35 @@ def progress(run: dict, epochs: list[dict], now: float | None = None) -> Progres
     seconds = [row["seconds"] for row in epochs if row.get("seconds")]
     mean = sum(seconds) / len(seconds) if seconds else None
     elapsed = max(0.0, now - beat["epoch_started"]) if beat.get("epoch_started") else None
-    eta = None
+    eta, basis = None, ""
     if run.get("status") == RUNNING:
-        if mean is not None:
-            eta = max(0.0, mean * (planned - done) - (elapsed or 0.0))
-        elif elapsed and in_epoch > 0:  # first epoch: extrapolate from its batches
-            eta = elapsed / in_epoch * (planned - done) - elapsed
+        epoch_s = mean
+        if epoch_s is None and similar is not None and run.get("config"):
+            try:
+                epoch_s = speed.epoch_work(RunConfig.from_dict(run["config"])) / similar.images_per_s
+                basis = f"speed of {similar.basis}"
+            except (ConfigError, TypeError):
+                epoch_s = None
+        if epoch_s is None and elapsed and in_epoch >= FIRST_EPOCH_SHARE:
+            epoch_s = elapsed / in_epoch
+        if epoch_s is not None:
+            eta = max(0.0, epoch_s * (planned - done) - (elapsed or 0.0))
     return Progress(phase=phase, epochs_done=done, epochs_planned=planned, epoch=beat.get("epoch"),
-                    batch=batch, batches=batches, fraction=fraction, eta_s=eta, mean_epoch_s=mean)
+                    batch=batch, batches=batches, fraction=fraction, eta_s=eta, mean_epoch_s=mean, eta_basis=basis)
+
+
+def live_progress(store: Store, run: dict, now: float | None = None) -> Progress:
+    """A run's progress as progress() gives it, with this device's similar runs looked up
+    while the run has no finished epoch of its own."""
+    epochs = store.epochs(run["id"])
+    similar = None
+    if run.get("status") == RUNNING and not epochs and run.get("config"):
+        try:
+            similar = speed.similar_throughput(store, RunConfig.from_dict(run["config"]), run.get("device"),
+                                               exclude=run["id"])
+        except (ConfigError, TypeError):
+            similar = None
+    return progress(run, epochs, now, similar)
 
 
 def format_duration(seconds: float | None) -> str:
@@ -284,7 +314,7 @@ class LiveRun:
 def running_now(store: Store, now: float | None = None) -> list[LiveRun]:
     """Runs training now, oldest first, each with its progress."""
     runs = sorted(store.list_runs(status=RUNNING), key=lambda run: run["id"])
-    return [LiveRun(run, progress(run, store.epochs(run["id"]), now)) for run in runs]
+    return [LiveRun(run, live_progress(store, run, now)) for run in runs]
 
 
 def queued(store: Store) -> pd.DataFrame:

@@ -204,3 +204,24 @@ def test_scratch_refuses_launch_until_a_layer_is_added(env):
     at.button(key="add_layer").click().run()
     assert [] == [e.value for e in at.error]
     assert ["61,460"] == [m.value for m in at.metric]  # 3072 * 20 + 20
+
+
+def test_launch_shows_the_work_and_asks_first_when_it_would_take_over_an_hour(env):
+    from lsc_core.config import analyze
+    from lsc_core.store import COMPLETED, RUNNING
+
+    store = Store(env)
+    measured = store.create_run(preset("seed-part2", epochs=1, name="slow"), status=RUNNING)
+    store.start_run(measured, params=analyze(preset("seed-part2")).total_params, versions={}, device="")
+    store.log_epoch(measured, 1, {"val_accuracy": 0.1}, 600.0)  # 10 minutes per full epoch
+    store.finish_run(measured, COMPLETED)
+    at = AppTest.from_file(str(BUILD), default_timeout=TIMEOUT_S).run()
+    assert not at.exception
+    assert any(c.value.startswith("Launch queues 1 run x 10 epochs x 50,000 images = 500,000 training images; "
+                                  f"about 1h 40m (measured: run {measured} on this device)") for c in at.caption)
+    assert ["Confirm first: it should take about 1h 40m."] == [w.value for w in at.warning]
+    assert at.button(key="launch").disabled
+    next(c for c in at.checkbox if c.label == "Queue it anyway").check().run()
+    assert not at.button(key="launch").disabled
+    at.number_input(key=hp(at, "epochs")).set_value(5).run()  # 50 min: no question, and a new form asks anew
+    assert ([], False) == ([w.value for w in at.warning], at.button(key="launch").disabled)

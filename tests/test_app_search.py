@@ -54,7 +54,8 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
     widget(at.multiselect, "layer 9: dense 128 relu").set_value([32, 64])  # small and quick
     at.button[0].click().run()
     assert not at.exception
-    assert ["Search 1 queued: 2 trials of 1 epoch(s)."] == [s.value for s in at.success]
+    assert ["Search 1 queued: 2 runs x 1 epoch x 64 images = 128 training images; no time estimate yet: no run of "
+            "a size like 2 of these networks has been measured on this device."] == [s.value for s in at.success]
 
     store = Store(env)
     assert wait_until(lambda: search.refresh_status(store, 1) == search.SEARCH_COMPLETED)
@@ -72,6 +73,24 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
     assert not at.exception
     assert search.trial_config_dict(best) == at.session_state[CLONE_CONFIG]
     assert search.trial_config_dict(best) == json.loads(at.json[0].value)  # Build (stand-in) received it
+
+
+def test_a_search_repeating_a_running_one_asks_first(env, tmp_path):
+    at = start(tmp_path, "search")
+    widget(at.number_input, "Training images (0 = all 50,000)").set_value(64)
+    widget(at.number_input, "Trials").set_value(1)
+    at.button[0].click().run()
+    assert ["Search 1 queued"] == [s.value.split(":")[0] for s in at.success]
+    store = Store(env)
+    store.request_stop(store.list_runs(search_id=1)[0]["id"])  # nothing needs to train here
+    at.button[0].click().run()  # the same form again, while search 1 still counts as running
+    assert not at.exception and [] == at.success
+    (warning,) = at.warning
+    assert "search 1 with exactly these settings is still running" in warning.value
+    assert [1] == [s["id"] for s in store.list_searches()]  # nothing queued yet
+    next(b for b in at.button if b.label == "Queue it anyway").click().run()
+    assert ["Search 2 queued."] == [s.value for s in at.success]
+    assert [2, 1] == [s["id"] for s in store.list_searches()]
 
 
 def test_search_page_refuses_an_empty_layer_choice_where_it_was_typed(env, tmp_path):

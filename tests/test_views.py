@@ -153,12 +153,14 @@ def test_progress_of_a_running_run_from_heartbeat_and_epochs(store, runs):
     assert "training, epoch 2/4, batch 25/100, about 27s left" == p.describe()
 
 
-def test_progress_before_the_first_epoch_extrapolates_from_batches():
+def test_progress_before_the_first_epoch_never_trusts_the_first_batches_alone():
     now = 1000.0
     run = {"status": RUNNING, "epochs_planned": 2,
            "progress": {"phase": "training", "epoch": 1, "batch": 10, "batches": 40, "epoch_started": now - 5}}
-    p = views.progress(run, [], now=now)
-    assert (0.125, pytest.approx(35.0)) == (p.fraction, p.eta_s)  # 20 s per epoch, 2 epochs, 5 s spent
+    early = views.progress(run, [], now=now)
+    assert (0.125, None, "training, epoch 1/2, batch 10/40") == (early.fraction, early.eta_s, early.describe())
+    run["progress"] |= {"batch": 25, "epoch_started": now - 12.5}  # past half of the first epoch
+    assert pytest.approx(20.0 * 2 - 12.5) == views.progress(run, [], now=now).eta_s  # 20 s per epoch
     finished = views.progress({"status": COMPLETED, "epochs_planned": 3, "progress": None},
                               [{"seconds": 1.0}] * 3, now=now)
     assert (1.0, None, COMPLETED) == (finished.fraction, finished.eta_s, finished.phase)
