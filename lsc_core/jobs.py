@@ -122,6 +122,10 @@ class JobManager:
                       after_training=self._after_training)
         finally:
             self._current = None
+        if run["search_id"] is not None:  # its search may be complete now
+            from .search import trial_finished
+
+            trial_finished(self.store, run["search_id"])
 
 
 _MANAGERS: dict[str, JobManager] = {}

@@ -58,7 +58,7 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
             "a size like 2 of these networks has been measured on this device."] == [s.value for s in at.success]
 
     store = Store(env)
-    assert wait_until(lambda: search.refresh_status(store, 1) == search.SEARCH_COMPLETED)
+    assert wait_until(lambda: store.get_search(1)["status"] == search.SEARCH_COMPLETED)
     assert [("completed", None)] * 2 == [(run["status"], run["error"]) for run in store.list_runs(search_id=1)]
     at.run()
     assert not at.exception and not at.error

@@ -141,7 +141,8 @@ def test_trials_run_through_the_background_queue(tmp_path, tiny_data):
     try:
         search_id = search.launch_search(manager.store, tiny_spec(trials=3))
         deadline = time.time() + 120
-        while search.refresh_status(manager.store, search_id) == search.SEARCH_RUNNING and time.time() < deadline:
+        # The worker marks the search completed where its last trial ends; reading never does.
+        while manager.store.get_search(search_id)["status"] == search.SEARCH_RUNNING and time.time() < deadline:
             time.sleep(0.5)
     finally:
         manager.shutdown(timeout=60)
@@ -156,7 +157,7 @@ def test_stop_drops_queued_trials_and_resume_leaves_a_stopped_search_alone(store
     search.stop_search(store, search_id)
     assert [STOPPED] * 3 == [run["status"] for run in store.list_runs(search_id=search_id)]
     assert [] == search.resume_searches(store)
-    assert search.SEARCH_STOPPED == search.refresh_status(store, search_id)
+    assert search.SEARCH_STOPPED == search.trial_finished(store, search_id)
 
 
 def _dead_pid() -> int:
@@ -198,7 +199,7 @@ def test_an_interrupted_trial_keeps_the_search_running(store):
     (run,) = store.list_runs(search_id=search_id)
     store.claim_run(run["id"])
     store.finish_run(run["id"], INTERRUPTED)
-    assert search.SEARCH_RUNNING == search.refresh_status(store, search_id)
+    assert search.SEARCH_RUNNING == search.trial_finished(store, search_id)
     assert [run["id"]] == search.resume_searches(store)
 
 
@@ -368,3 +369,15 @@ def test_ctrl_c_on_a_command_line_search_stops_it_and_resume_continues_it(tmp_pa
     assert [COMPLETED, COMPLETED] == [runs[f"search{search_id}-trial{n}"]["status"] for n in (1, 2)]
     assert trial["id"] == runs[f"search{search_id}-trial1"]["id"]  # the same run, trained again
     assert search.SEARCH_COMPLETED == store.get_search(search_id)["status"]
+
+
+def test_reading_a_search_never_writes(store):
+    search_id = search.launch_search(store, tiny_spec(trials=1))
+    (run,) = store.list_runs(search_id=search_id)
+    store.claim_run(run["id"])
+    store.finish_run(run["id"], COMPLETED)  # finished behind the runner's back
+    before = store.db.execute("SELECT total_changes()").fetchone()[0]
+    assert search.SEARCH_RUNNING == search.summary(store, search_id)["status"]
+    search.summaries(store), search.results_frame(store, search_id), search.best_trial(store, search_id)
+    assert before == store.db.execute("SELECT total_changes()").fetchone()[0]
+    assert search.SEARCH_COMPLETED == search.trial_finished(store, search_id)  # where a trial ends

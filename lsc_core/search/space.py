@@ -1,10 +1,10 @@
-"""Hyperparameter search: a space, a strategy and a budget, turned into ordinary runs.
+"""What a search tries: spaces, strategies and plans. Pure: no store, no Keras.
 
-A search plans all its trials up front, deterministically (random search is seeded), so
-the plan can be recomputed at any time from the stored spec: that is what lets a search
-resume after a restart (finished trials kept, an interrupted one run again, missing
-ones created). Each trial is a normal run named `search<ID>-trial<N>` with the search's
-id, so every run view works on it, and the queue is the store, as for any run.
+As keras-tuner separates its oracle (what to try next) from its tuner (how to train it),
+this module only turns a space, a strategy and a budget into trial configs; the runner
+(lsc_core/search/runner.py) makes them runs in the store and trains them. A search plans
+all its trials up front, deterministically (random search is seeded), so the plan can be
+recomputed at any time from the stored spec.
 """
 from __future__ import annotations
 
@@ -14,11 +14,15 @@ import json
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from . import layers as registry  # each layer kind says what a search can vary in it
-from .config import ConfigError, LayerSpec, RunConfig, parse_json, preset, typed_fields, validate
-from .store import ACTIVE_STATES, COMPLETED, FINISHED_STATES, INTERRUPTED, QUEUED, RUNNING, STOPPED, Store
+from .. import layers as registry  # each layer kind says what a search can vary in it
+from ..config import ConfigError, LayerSpec, RunConfig, parse_json, preset, typed_fields, validate
+
+__all__ = ["STRATEGIES", "CONFIG_FIELDS", "GRID_LOG_POINTS", "MAX_TRIALS", "MAX_DRAWS_PER_TRIAL",
+           "MAX_CHOICES", "BATCH_SIZES", "Param", "SearchSpace", "check_space", "apply_values", "param_value",
+           "study_space", "SearchSpec", "check_spec", "plan_values", "plan_trials", "LayerChoice",
+           "searchable_layers", "space_from_form", "trial_config_dict"]
 
 STRATEGIES = ("random", "grid")
 CONFIG_FIELDS = ("learning_rate", "batch_size", "optimizer", "momentum")  # run-level choices
@@ -29,8 +33,6 @@ MAX_TRIALS = 10_000  # more trials than anyone trains; bounds the plan a search 
 # distinct 3-digit values) can keep it drawing forever.
 MAX_DRAWS_PER_TRIAL = 100
 MAX_CHOICES = 100  # values per searched setting, and settings per space: each is validated on every check
-# Search states. A running search becomes completed once none of its trials is active.
-SEARCH_RUNNING, SEARCH_STOPPED, SEARCH_COMPLETED = "running", "stopped", "completed"
 
 
 @dataclass(frozen=True)
@@ -290,207 +292,6 @@ def plan_trials(spec: SearchSpec, search_id: int) -> list[RunConfig]:
     return [apply_values(spec.space, values).replace(
         epochs=spec.epochs, label_mode=spec.label_mode, limit=spec.limit, preset=None,
         name=f"search{search_id}-trial{number}") for number, values in enumerate(plan_values(spec), start=1)]
-
-
-# -- searches in the store -------------------------------------------------------------------
-
-
-def create_search(store: Store, spec: SearchSpec, name: str | None = None) -> int:
-    """Record a (valid) search without queuing anything; returns its id."""
-    check_spec(spec)
-    return store.create_search(name or f"{spec.strategy} search", spec.to_json())
-
-
-def launch_search(store: Store, spec: SearchSpec, name: str | None = None) -> int:
-    """Record a search and queue all its trials for the background worker; returns its id."""
-    search_id = create_search(store, spec, name)
-    queue_missing_trials(store, search_id)
-    return search_id
-
-
-def get_spec(store: Store, search_id: int) -> SearchSpec:
-    """A stored search's spec, parsed only: it was checked when created, and pages read it every refresh."""
-    return SearchSpec.from_json(store.get_search(search_id)["spec"], check=False)
-
-
-def _trials_by_name(store: Store, search_id: int) -> dict[str, dict]:
-    return {run["name"]: run for run in store.list_runs(search_id=search_id)}
-
-
-def queue_missing_trials(store: Store, search_id: int) -> list[int]:
-    """Queue planned trials that have no run yet; returns the new run ids.
-
-    Each trial is created by the store only if no run of the search has its name yet,
-    checked and inserted in one transaction: two processes resuming the same search at
-    once cannot create a trial twice. An idle worker finds the new runs within its poll.
-    """
-    existing = _trials_by_name(store, search_id)
-    created = (store.create_trial_once(validate(config), search_id)
-               for config in plan_trials(get_spec(store, search_id), search_id) if config.name not in existing)
-    return [run_id for run_id in created if run_id is not None]
-
-
-def resume_searches(store: Store) -> list[int]:
-    """After a restart: requeue interrupted trials of unfinished searches and queue missing ones.
-
-    Completed, failed and stopped trials are kept. A search with a trial running in a
-    live process (e.g. `python -m lsc_core search`) is that process's to continue and is
-    left alone. Returns the ids of runs (re)queued; trials are created by the store
-    atomically (queue_missing_trials), and workers find them by polling the queue.
-    """
-    store.mark_dead_runs_interrupted()  # so a trial still 'running' now has a live owner
-    queued = []
-    for search in store.list_searches(status=SEARCH_RUNNING):
-        if store.list_runs(search_id=search["id"], status=RUNNING):
-            continue
-        for run in store.list_runs(search_id=search["id"], status=INTERRUPTED):
-            store.requeue(run["id"])
-            queued.append(run["id"])
-        queued += queue_missing_trials(store, search["id"])
-    return queued
-
-
-def stop_search(store: Store, search_id: int, stop_run: Callable[[int], None] | None = None) -> None:
-    """Stop a search: its queued trials are dropped, its running trial stops after the batch."""
-    store.set_search_status(search_id, SEARCH_STOPPED)
-    for run in store.list_runs(search_id=search_id):
-        if run["status"] in ACTIVE_STATES:
-            (stop_run or store.request_stop)(run["id"])
-
-
-def interrupt_search(store: Store, search_id: int, trial_name: str | None = None) -> None:
-    """A search cut short in the foreground (Ctrl-C): stopped, so that no dashboard start
-    resumes it unasked; the trial it was training is marked interrupted, so that
-    `--resume` (reopen_search + run_search) trains that trial again."""
-    stop_search(store, search_id)
-    run = _trials_by_name(store, search_id).get(trial_name) if trial_name else None
-    if run is not None and run["status"] in (STOPPED, RUNNING):
-        store.finish_run(run["id"], INTERRUPTED, "interrupted from the keyboard; resuming the search trains it again")
-
-
-def reopen_search(store: Store, search_id: int) -> list[int]:
-    """Set a stopped search running again, its trials dropped from the queue by the stop queued
-    again (trials that trained are kept as they are); returns the requeued run ids."""
-    store.set_search_status(search_id, SEARCH_RUNNING)
-    requeued = []
-    for run in store.list_runs(search_id=search_id, status=STOPPED):
-        if run["started_at"] is None:  # stopped while queued: it never trained
-            store.requeue(run["id"])
-            requeued.append(run["id"])
-    return requeued
-
-
-def refresh_status(store: Store, search_id: int) -> str:
-    """The search's status, marking a running search completed once no trial is left to run."""
-    search = store.get_search(search_id)
-    if search["status"] != SEARCH_RUNNING:
-        return search["status"]
-    runs = store.list_runs(search_id=search_id)
-    planned = len(plan_values(get_spec(store, search_id)))
-    if len(runs) >= planned and all(run["status"] in FINISHED_STATES and run["status"] != INTERRUPTED
-                                    for run in runs):
-        store.set_search_status(search_id, SEARCH_COMPLETED)
-        return SEARCH_COMPLETED
-    return SEARCH_RUNNING
-
-
-def run_search(store: Store, search_id: int, *, load_data: Callable, on_trial: Callable | None = None,
-               **train_options) -> list[dict]:
-    """Train a search's remaining trials here, in the foreground, one after another.
-
-    Trials already finished are kept; an interrupted or still-queued one is taken over
-    (unless another worker claims it first). `on_trial(number, total, config)` is called
-    before each trial. Returns the trial runs, best first.
-    """
-    from .train import train_run
-
-    configs = plan_trials(get_spec(store, search_id), search_id)
-    for number, config in enumerate(configs, start=1):
-        if store.get_search(search_id)["status"] == SEARCH_STOPPED:
-            break
-        run = _trials_by_name(store, search_id).get(config.name)
-        if run is None:
-            run_id = store.create_run(config, status=RUNNING, search_id=search_id)
-        elif run["status"] in (QUEUED, INTERRUPTED):
-            if run["status"] == INTERRUPTED:
-                store.requeue(run["id"])
-            if not store.claim_run(run["id"]):
-                continue  # another worker took it
-            run_id = run["id"]
-        else:
-            continue  # finished (or running elsewhere): kept as it is
-        if on_trial is not None:
-            on_trial(number, len(configs), config)
-        train_run(store, run_id, load_data=load_data, **train_options)
-    refresh_status(store, search_id)
-    return ranked_trials(store, search_id)
-
-
-# -- results ---------------------------------------------------------------------------------
-def ranked_trials(store: Store, search_id: int) -> list[dict]:
-    """The search's trial runs, best test accuracy first (runs without one last, by trial)."""
-    runs = store.list_runs(search_id=search_id)
-    return sorted(runs, key=lambda run: (run["best_val_accuracy"] is None, -(run["best_val_accuracy"] or 0),
-                                         run["id"]))
-
-
-def results_rows(store: Store, search_id: int) -> list[dict]:
-    """One row per trial: trial number, run, status, each searched value, accuracy; best first."""
-    spec = get_spec(store, search_id)
-    rows = []
-    for run in ranked_trials(store, search_id):
-        config = RunConfig.from_dict(run["config"])
-        row = {"trial": int(run["name"].rsplit("trial", 1)[-1]), "run": run["id"], "status": run["status"]}
-        row.update({p.name: param_value(p, config) for p in spec.space.params})
-        row.update({"best test accuracy": run["best_val_accuracy"], "best epoch": run["best_epoch"],
-                    "params": run["params"]})
-        rows.append(row)
-    return rows
-
-
-def results_frame(store: Store, search_id: int):
-    """results_rows as a DataFrame (columns fixed even before any trial exists)."""
-    import pandas as pd
-
-    spec = get_spec(store, search_id)
-    columns = ["trial", "run", "status", *[p.name for p in spec.space.params], "best test accuracy",
-               "best epoch", "params"]
-    return pd.DataFrame(results_rows(store, search_id), columns=columns)
-
-
-def best_trial(store: Store, search_id: int) -> dict | None:
-    """The completed (or stopped) trial with the best test accuracy, or None yet."""
-    scored = [run for run in ranked_trials(store, search_id) if run["best_val_accuracy"] is not None]
-    return scored[0] if scored else None
-
-
-def summary(store: Store, search_id: int) -> dict:
-    """A search's status, strategy, trials completed and planned, best accuracy so far."""
-    search = store.get_search(search_id)
-    runs = store.list_runs(search_id=search_id)
-    best = best_trial(store, search_id)
-    spec = get_spec(store, search_id)
-    return {"id": search_id, "name": search["name"], "status": refresh_status(store, search_id),
-            "strategy": spec.strategy, "labels": spec.label_mode, "epochs": spec.epochs,
-            "completed": sum(run["status"] == COMPLETED for run in runs), "planned": len(plan_values(spec)),
-            "best test accuracy": best["best_val_accuracy"] if best else None, "created": search["created_at"]}
-
-
-def summaries(store: Store) -> list[dict]:
-    """Every search's summary, newest first."""
-    return [summary(store, search["id"]) for search in store.list_searches()]
-
-
-def running_twin(store: Store, spec: SearchSpec) -> dict | None:
-    """A running search with exactly this spec, if there is one (launching it again repeats it)."""
-    wanted = spec.to_json()
-    return next((s for s in store.list_searches(status=SEARCH_RUNNING) if s["spec"] == wanted), None)
-
-
-def search_options(searches: list[dict]) -> dict[int, str]:
-    """Search id -> how the Search page's picker names it, e.g. '3: random search (running, 4/10 trials done)'."""
-    return {s["id"]: f"{s['id']}: {s['name']} ({s['status']}, {s['completed']}/{s['planned']} trials done)"
-            for s in searches}
 
 
 # -- building a space from the dashboard's form -----------------------------------------------
