@@ -5,7 +5,8 @@ page writes `from lsc_core import charts` and `charts.confusion_heatmap(...)`:
 - `common`: shared sizes, split colours and dashes, axis and tooltip helpers;
 - `training` (Runs: one run's curves, Compare), `evaluate` (confusion heatmaps, per-class
   accuracy), `predict` (top-k probabilities), `search` (parameters against accuracy),
-  `study` (the study's comparisons), `data` (class counts).
+  `study` (the study's comparisons), `data` (class counts), `compare` (run against run:
+  per-class differences, reliability diagrams).
 
 Conventions, so charts from different pages look alike and test alike:
 - a chart function takes a DataFrame (built in `views` or the area's own module, e.g.
@@ -14,6 +15,7 @@ Conventions, so charts from different pages look alike and test alike:
 - a new chart goes into its area's module and that module's `__all__`; a new area gets a
   module and one import line below.
 """
+from .compare import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .evaluate import *  # noqa: F401,F403
 from .predict import *  # noqa: F401,F403
