@@ -1,7 +1,7 @@
 """Evaluate: where a completed run errs on the test set (confusion, per-class accuracy, mistakes)."""
 import streamlit as st
 
-from lsc_core import charts, evaluate, views
+from lsc_core import charts, compare, evaluate, explain, views
 from lsc_core.data import DataError
 from lsc_core.markup import plain
 from lsc_core.store import COMPLETED
@@ -17,6 +17,12 @@ if "confusion_level" not in st.session_state:
 def run_evaluation(db: str, run_id: int) -> evaluate.Evaluation:
     """Stored predictions -> Evaluation; `db` keys the cache to the store."""
     return evaluate.evaluate_run(common.store(), run_id, load_data=common.manager().load_data)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the run's model for Grad-CAM...")
+def run_explainer(db: str, run_id: int, model_path: str) -> explain.Explainer:
+    """Grad-CAM of a run's saved model, once per server; ValueError when it has none or no conv layer."""
+    return explain.explainer_for_run(common.store(), run_id)
 
 
 def show_confusion(result: evaluate.Result, normalised: bool) -> None:
@@ -92,9 +98,97 @@ worst = ", ".join(f"{name} {acc:.0%}" for name, acc in summary["worst"])
 st.markdown(f"**Best:** {best}  \n**Worst:** {worst}")
 st.altair_chart(charts.per_class_bars(evaluate.per_class_frame(result), result.baseline), width="stretch")
 
+# -- against other runs (from stored predictions: nothing is retrained) ----------------------
+st.subheader("Against other runs")
+options = views.run_options(runs.values())
+others = {i: label for i, label in options.items() if i != run_id}
+if not others:
+    st.caption("Train another run to compare with this one, average it into an ensemble, or set the "
+               "calibration of both side by side.")
+else:
+    if st.session_state.get("evaluate_other") not in others:
+        st.session_state["evaluate_other"] = next(iter(others))
+    other_id = st.selectbox("Compare with (run B)", list(others), key="evaluate_other", format_func=others.get)
+    try:
+        other = run_evaluation(common.db_path(), other_id)
+        levels = compare.levels(evaluation, other)
+        if st.session_state.get("evaluate_compare_level") not in levels:
+            st.session_state["evaluate_compare_level"] = levels[0]
+        level = st.radio("Labels", levels, key="evaluate_compare_level", horizontal=True,
+                         help="Coarse: a fine run's superclass is derived from its fine probabilities")
+        comparison = compare.compare_runs(evaluation, other, level)
+    except (evaluate.EvaluationError, DataError) as exc:
+        st.error(str(exc))
+    else:
+        left, middle, right = st.columns(3)
+        left.metric(f"A: #{run_id}", f"{comparison.accuracy_a:.1%}")
+        middle.metric(f"B: #{other_id}", f"{comparison.accuracy_b:.1%}",
+                      delta=f"{comparison.accuracy_b - comparison.accuracy_a:+.1%}")
+        right.metric("McNemar p-value", f"{comparison.test.p_value:.3g}",
+                     help="The chance of a difference at least this large if the two runs were equally good, "
+                          "from the test images exactly one of them gets right")
+        st.markdown(comparison.test.describe())
+        st.altair_chart(charts.class_difference_bars(comparison.per_class, f"A #{run_id}", f"B #{other_id}"),
+                        width="stretch")
+        with st.expander("Per-class table (p: McNemar's test on that class's images alone)"):
+            st.dataframe(comparison.per_class, hide_index=True)
+
+    st.markdown("**Ensemble**: the average of the runs' test-set probabilities")
+    mode = runs[run_id]["label_mode"]
+    same_mode = {i: label for i, label in options.items() if runs[i]["label_mode"] == mode}
+    members_key = f"evaluate_ensemble_{run_id}"
+    if members_key not in st.session_state:
+        st.session_state[members_key] = compare.default_members(run_id, other_id, list(same_mode))
+    members = st.multiselect(f"Runs averaged ({mode} runs)", list(same_mode), key=members_key,
+                             format_func=same_mode.get)
+    calibrated = {options[i]: i for i in dict.fromkeys([run_id, other_id, *members])}
+    named_results = {}
+    try:
+        named_results = {label: run_evaluation(common.db_path(), i).result for label, i in calibrated.items()}
+        together = compare.ensemble([run_evaluation(common.db_path(), i) for i in members]) \
+            if len(members) >= 2 else None
+    except (evaluate.EvaluationError, DataError) as exc:
+        st.error(str(exc))
+        together = None
+    if together is None:
+        st.caption(f"Pick two or more {mode} runs to average.")
+    else:
+        member_top1 = [named_results[options[i]].top1 for i in members]
+        columns = st.columns(4)
+        columns[0].metric("Ensemble top-1", f"{together.result.top1:.1%}")
+        columns[1].metric("Ensemble top-5", f"{together.result.top5:.1%}")
+        columns[2].metric("Best run alone", f"{max(member_top1):.1%}")
+        columns[3].metric("Weakest run alone", f"{min(member_top1):.1%}")
+        st.caption("Confusion of the ensemble")
+        show_confusion(together.result, normalised)
+        named_results[f"ensemble of {len(members)}"] = together.result
+
+    st.markdown("**Calibration**: is a run as often right as it is confident?")
+    if named_results:
+        st.altair_chart(charts.reliability_diagram(compare.reliability_frame(named_results)), width="content")
+        st.caption("Each point: the test images whose top probability fell in one bin. On the dashed diagonal a "
+                   "run is calibrated; below it, over-confident. ECE: the image-weighted mean gap.")
+
 # -- mistakes (need the test images) ---------------------------------------------------------
 st.subheader("Most confused pairs")
 data = common.data()
+looked = st.toggle("Show what it looked at (Grad-CAM for the true and the predicted class)", key="evaluate_gradcam")
+explainer = None
+if looked:
+    try:
+        explainer = run_explainer(common.db_path(), run_id, runs[run_id]["model_path"])
+    except ValueError as exc:
+        st.info(f"No heatmaps for this run: {exc}")
+
+
+def show_gallery(indices) -> None:
+    """Test images at `indices`; with Grad-CAM on, each beside what it looked at for both classes."""
+    if explainer is None:
+        show_images(*evaluate.gallery(result, data.x_test, indices))
+    else:
+        show_images(*explain.explain_gallery(explainer, result, data.x_test, indices))
+
+
 try:
     pairs = evaluate.confused_pair_galleries(result, data.x_test)
 except evaluate.EvaluationError as exc:
@@ -102,7 +196,7 @@ except evaluate.EvaluationError as exc:
     st.stop()
 for pair in pairs:
     st.markdown(pair["title"])
-    show_images(pair["images"], pair["captions"])
+    show_gallery(pair["indices"])
 
 st.subheader("Misclassified images of one class")
 left, right = st.columns([3, 2])
@@ -111,4 +205,4 @@ chosen = left.selectbox("Class", range(len(result.names)), format_func=lambda c:
 role = right.segmented_control("It is the", ["true class", "predicted class"], default="true class")
 indices = (evaluate.misclassified(result, true_class=chosen, limit=40) if role != "predicted class"
            else evaluate.misclassified(result, predicted_class=chosen, limit=40))
-show_images(*evaluate.gallery(result, data.x_test, indices))
+show_gallery(indices)

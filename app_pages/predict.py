@@ -1,10 +1,12 @@
 """Predict: upload images, see what a trained run's network sees and which labels it gives."""
 import streamlit as st
 
-from lsc_core import charts, predict, views
+from lsc_core import charts, explain, predict, views
 from lsc_core.evaluate import evaluable_runs
 from lsc_core.markup import plain
 from app_pages import common
+
+HEAT_PX = 160  # each heatmap overlay's width on the page
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the run's model...")
@@ -13,8 +15,42 @@ def run_model(db: str, run_id: int, model_path: str):
     return predict.load_run_model(common.store(), run_id)
 
 
-def show_upload(upload: predict.Upload, results: list) -> None:
-    """One image: as uploaded, as the network sees it, then each run's labels."""
+@st.cache_resource(max_entries=4, show_spinner=False)
+def run_explainer(db: str, run_id: int, model_path: str) -> explain.Explainer:
+    """Grad-CAM of a run's model, once per server; NoFeatureMap for a network without a conv layer."""
+    return explain.Explainer(run_model(db, run_id, model_path)[1])
+
+
+def show_heat(explained: explain.UploadExplanation) -> None:
+    st.image([explained.on_upload, explained.on_input], width=HEAT_PX,
+             caption=["on the image (the centred square it sees)", "on the 32x32 input"])
+
+
+def show_explanations(upload: predict.Upload, index: int, run: dict) -> None:
+    """Where the run's network looked: for its top class, and for a class the person picks."""
+    try:
+        explainer = run_explainer(common.db_path(), run["id"], run["model_path"])
+    except explain.NoFeatureMap as exc:
+        st.caption(f"No heatmap: {exc}.")
+        return
+    top = explain.explain_upload(explainer, upload.image, run["label_mode"])
+    choices = explain.class_choices(top, run["label_mode"])
+    key = f"predict_explain_{run['id']}_{index}"
+    if st.session_state.get(key) not in choices:
+        st.session_state[key] = list(choices)[1]  # the runner-up: what else it might have been
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"Where it looked for **{top.class_name}** (top class, {top.probability:.1%})")
+        show_heat(top)
+    with right:
+        picked = st.selectbox("Where it looks for", list(choices), key=key, format_func=choices.get,
+                              help="Grad-CAM: red where the evidence for that class is, from the last "
+                                   f"convolutional feature map ({top.layer.describe()})")
+        show_heat(explain.explain_upload(explainer, upload.image, run["label_mode"], picked))
+
+
+def show_upload(upload: predict.Upload, index: int, results: list) -> None:
+    """One image: as uploaded, as the network sees it, then each run's labels and where it looked."""
     image = upload.image
     st.markdown(f"**{plain(upload.name)}** :small[{plain(image.describe())}]")
     columns = st.columns([2, 1, 3 * max(1, len(results))])
@@ -25,6 +61,10 @@ def show_upload(upload: predict.Upload, results: list) -> None:
             how = "coarse summed from its fine probabilities" if prediction.coarse_derived else "coarse run"
             st.caption(f"{plain(views.run_label(run))}: {how}")
             st.altair_chart(charts.probability_bars(predict.prediction_frame(prediction)), width="content")
+    for run, _ in results:
+        with st.container(border=True):
+            st.caption(f"{views.run_label(run)}: where it looked (Grad-CAM)")
+            show_explanations(upload, index, run)
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -44,17 +84,22 @@ files = st.file_uploader("Images", type=list(predict.UPLOAD_TYPES), accept_multi
                          help=f"Any size up to {predict.MAX_PIXELS // 1_000_000} megapixels; transparency is "
                               "shown on white, animations use their first frame. The network sees a centred "
                               "square, shrunk to 32x32.")
+# Off by default: the browser asks for the camera as soon as the widget shows.
+photo = (st.camera_input("Photo", help="Taken in your browser; it goes the same way as an upload.",
+                         key="predict_camera")
+         if st.toggle("Take a photo with the camera", key="predict_camera_on") else None)
+images = list(files or []) + ([photo] if photo is not None else [])
 
 # -- guard -----------------------------------------------------------------------------------
 if not chosen:
     st.info("Choose at least one run.")
     st.stop()
-if not files:
-    st.info("Upload one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF).")
+if not images:
+    st.info("Upload one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF), or take a photo with the camera.")
     st.stop()
 
 # -- call ------------------------------------------------------------------------------------
-uploads = [predict.prepare_upload(f.name, f.getvalue()) for f in files]
+uploads = [predict.prepare_upload(f.name, f.getvalue()) for f in images]
 predictions = {}
 for run_id in chosen:
     try:
@@ -70,4 +115,4 @@ for index, upload in enumerate(uploads):
     if upload.error:
         st.error(plain(upload.error))
         continue
-    show_upload(upload, [(run, ranked[index]) for run, ranked in predictions.values()])
+    show_upload(upload, index, [(run, ranked[index]) for run, ranked in predictions.values()])

@@ -133,6 +133,14 @@ def _coarse_labels(evaluation: Evaluation) -> np.ndarray:
     return (evaluation.derived_coarse or evaluation.result).y_true
 
 
+def default_members(run_id: int, other_id: int | None, same_mode: list[int]) -> list[int]:
+    """The runs an ensemble starts with: this run and the one compared with when it has the same
+    label mode, else this run and the newest other run of its label mode (`same_mode`, in order)."""
+    partner = other_id if other_id in same_mode and other_id != run_id else next(
+        (i for i in same_mode if i != run_id), None)
+    return [run_id] if partner is None else [run_id, partner]
+
+
 def ensemble(evaluations: list[Evaluation], run_id: int = 0) -> Evaluation:
     """Runs of one label mode averaged: the mean of their stored probabilities, evaluated like any
     single run (accuracy, top-5, confusion, derived coarse). `run_id` 0: not a stored run."""

@@ -277,12 +277,14 @@ def summary(evaluation: Evaluation) -> dict:
 
 
 def confused_pair_galleries(result: Result, images: np.ndarray, n_pairs: int = 6, per_pair: int = 4) -> list[dict]:
-    """The most-confused pairs, each {'title', 'images', 'captions'} with a few of its test images."""
+    """The most-confused pairs, each {'title', 'images', 'captions', 'indices'} with a few of its test
+    images (`indices`: their places in the test set)."""
     galleries = []
     for row in confused_pairs_frame(result, n_pairs).itertuples(index=False):
         indices = misclassified(result, true_class=row.true_index, predicted_class=row.predicted_index,
                                 limit=per_pair)
         pictures, captions = gallery(result, images, indices)
         galleries.append({"title": f"{row.true} taken for {row.predicted}: {row.count} images "
-                                   f"({row.share:.0%} of {row.true})", "images": pictures, "captions": captions})
+                                   f"({row.share:.0%} of {row.true})", "images": pictures, "captions": captions,
+                          "indices": indices})
     return galleries

@@ -233,6 +233,15 @@ def centre_square(image: np.ndarray) -> np.ndarray:
 
 
 
+def explainer_for_run(store, run_id: int) -> Explainer:
+    """The Explainer of a run's saved best model; ValueError (the model cannot be loaded, or
+    NoFeatureMap) with a one-line reason."""
+    from .predict import load_run_model
+
+    _, model = load_run_model(store, run_id)
+    return Explainer(model)
+
+
 # -- uploads: what the Predict page and the command line show ------------------------------------
 @dataclass(frozen=True, eq=False)
 class UploadExplanation:
@@ -241,12 +250,14 @@ class UploadExplanation:
     class_index: int
     class_name: str
     probability: float  # the model's probability of that class
+    probabilities: np.ndarray  # (C,) the model's probabilities of every class for this image
     on_input: np.ndarray  # (192, 192, 3) uint8: the 32x32 input enlarged by whole pixels, heat over it
     on_upload: np.ndarray  # the upload's centred square (the part the network sees), heat over it
     layer: FeatureLayer
 
 
 INPUT_VIEW_SCALE = 6  # the 32x32 input shown 6x (192 px), as predict.network_view
+GALLERY_SCALE = 4  # test images in galleries: 32x32 enlarged to 128 px before the heat goes over them
 
 
 def explain_upload(explainer: Explainer, image, label_mode: str, class_index: int | None = None) -> UploadExplanation:
@@ -258,9 +269,17 @@ def explain_upload(explainer: Explainer, image, label_mode: str, class_index: in
     heat, chosen = result.heat[0], int(result.classes[0])
     return UploadExplanation(
         class_index=chosen, class_name=NAMES[label_mode][chosen],
-        probability=float(result.probabilities[0, chosen]),
+        probability=float(result.probabilities[0, chosen]), probabilities=result.probabilities[0],
         on_input=overlay(network_view(image.pixels, INPUT_VIEW_SCALE), heat),
         on_upload=overlay(centre_square(np.asarray(image.preview)), heat), layer=result.layer)
+
+
+def class_choices(explained: UploadExplanation, label_mode: str) -> dict[int, str]:
+    """Every class as a choice for the picker, most probable first: {class index: 'name (12.3%)'}."""
+    from .evaluate import NAMES
+
+    order = np.argsort(-explained.probabilities, kind="stable")
+    return {int(c): f"{NAMES[label_mode][c]} ({float(explained.probabilities[c]):.1%})" for c in order}
 
 
 def save_png(pixels: np.ndarray, path) -> None:
@@ -291,3 +310,25 @@ def explain_paths(out, names: list[str]) -> list:
         used.add(candidate)
         paths.append(out.with_name(f"{candidate}{out.suffix or '.png'}"))
     return paths
+
+
+# -- galleries of test images: what the network looked at for the true and the predicted class ------
+def explain_gallery(explainer: Explainer, result, images: np.ndarray, indices) -> tuple[list[np.ndarray], list[str]]:
+    """For each test image at `indices` (of an evaluate.Result): the image, then Grad-CAM for its
+    true class, then for the class predicted, with captions; a flat list of triples for one gallery."""
+    from .predict import network_view
+
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0:
+        return [], []
+    batch = images[indices]
+    for_true = explainer.explain(batch, result.y_true[indices]).heat
+    for_predicted = explainer.explain(batch, result.y_pred[indices]).heat
+    pictures, captions = [], []
+    for position, index in enumerate(indices):
+        view = network_view(batch[position], GALLERY_SCALE)
+        true, predicted = result.names[result.y_true[index]], result.names[result.y_pred[index]]
+        pictures += [view, overlay(view, for_true[position]), overlay(view, for_predicted[position])]
+        captions += [f"{true} → {predicted} ({float(result.probabilities[index, result.y_pred[index]]):.0%})",
+                     f"looked at for {true} (true)", f"looked at for {predicted} (predicted)"]
+    return pictures, captions

@@ -19,20 +19,24 @@ SMALL = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_s
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_data):
-    """runs.sqlite with a fine run (predictions stored by the hook) and a coarse run without them."""
+    """runs.sqlite with a fine run (predictions stored by the hook), a coarse run without them, and a
+    second fine run (another seed) to compare with and average."""
     db = tmp_path_factory.mktemp("app_eval") / "runs.sqlite"
     store = Store(db)
-    config = RunConfig(layers=SMALL, epochs=1, batch_size=32, learning_rate=3e-3)
+    config = RunConfig(layers=SMALL, epochs=4, batch_size=32, learning_rate=3e-3)
     ids = {}
-    for mode, hook in (("fine", store_predictions), ("coarse", None)):
-        ids[mode] = store.create_run(config.replace(label_mode=mode, name=f"tiny-{mode}"), status=RUNNING)
-        train_run(store, ids[mode], load_data=lambda: tiny_data, after_training=hook)
+    for key, mode, hook in (("fine", "fine", store_predictions), ("coarse", "coarse", None),
+                            ("fine_b", "fine", store_predictions)):
+        ids[key] = store.create_run(config.replace(label_mode=mode, name=f"tiny-{key}", seed=len(ids)),
+                                    status=RUNNING)
+        train_run(store, ids[key], load_data=lambda: tiny_data, after_training=hook)
     return db, ids
 
 
 def heatmap_classes(at) -> int:
-    """The class count of the page's one confusion heatmap (its column order), beside the per-class bars."""
-    heatmap, _bars = at.get("vega_lite_chart")
+    """The class count of the page's confusion heatmap (its first chart; per-class bars and the charts
+    against another run follow)."""
+    heatmap = at.get("vega_lite_chart")[0]
     return len(json.loads(heatmap.proto.spec)["layer"][0]["encoding"]["x"]["sort"])
 
 
@@ -52,7 +56,7 @@ def test_a_fine_run_shows_accuracy_derived_coarse_and_both_confusions(page):
     assert not at.exception
     assert ids["fine"] == at.selectbox[0].value
     assert ["Top-1 test accuracy", "Top-5 test accuracy", "Random guess", "Coarse (from fine)",
-            "Errors in superclass"] == [m.label for m in at.metric]
+            "Errors in superclass"] == [m.label for m in at.metric][:5]
     assert "1%" == at.metric[2].value
     level = at.segmented_control(key="confusion_level")
     assert (["Fine (100 classes)", "Coarse, derived from fine (20 superclasses)"], "Fine (100 classes)") == \
@@ -63,7 +67,7 @@ def test_a_fine_run_shows_accuracy_derived_coarse_and_both_confusions(page):
     assert 20 == heatmap_classes(at)
     at.segmented_control[0].set_value("image count").run()
     assert not at.exception
-    at.selectbox[1].set_value(3).run()  # gallery of class 3 (bear)
+    at.selectbox(key="evaluate_class").set_value(3).run()  # gallery of class 3 (bear)
     assert not at.exception
 
 
@@ -72,9 +76,10 @@ def test_an_older_coarse_run_is_predicted_on_first_open(page):
     at.session_state["selected_run"] = ids["coarse"]
     at.run()
     assert not at.exception
-    assert ["Top-1 test accuracy", "Top-5 test accuracy", "Random guess"] == [m.label for m in at.metric]
+    assert ["Top-1 test accuracy", "Top-5 test accuracy", "Random guess"] == [m.label for m in at.metric][:3]
     assert "5%" == at.metric[2].value
-    assert 2 == len(at.get("vega_lite_chart"))  # one heatmap, per-class bars
+    # one heatmap, per-class bars; against a fine run (at coarse level): differences, reliability
+    assert 4 == len(at.get("vega_lite_chart"))
     at.segmented_control[1].set_value("predicted class").run()
     assert not at.exception
 
@@ -100,3 +105,42 @@ def test_the_picker_follows_every_choice_and_the_address_names_the_run(page):
         assert not at.exception
         assert (run_id, guess, str(run_id)) == (at.selectbox(key="evaluate_run").value, at.metric[2].value,
                                                 at.query_params["run"])
+
+
+def _percent(metric) -> float:
+    return float(metric.value.rstrip("%")) / 100
+
+
+def test_two_runs_give_per_class_differences_with_mcnemar_an_ensemble_and_calibration(page):
+    at, ids = page
+    at.session_state["selected_run"] = ids["fine"]
+    at.run()
+    at.selectbox(key="evaluate_other").set_value(ids["fine_b"]).run()
+    assert not at.exception
+    assert ["fine", "coarse"] == at.radio(key="evaluate_compare_level").options
+    metrics = {m.label: m for m in at.metric}
+    assert {f"A: #{ids['fine']}", f"B: #{ids['fine_b']}", "McNemar p-value", "Ensemble top-1", "Ensemble top-5",
+            "Best run alone", "Weakest run alone"} <= set(metrics)
+    assert 0 <= float(metrics["McNemar p-value"].value) <= 1
+    assert any("McNemar p = " in m.value for m in at.markdown)
+    assert [ids["fine"], ids["fine_b"]] == at.multiselect(key=f"evaluate_ensemble_{ids['fine']}").value
+    assert _percent(metrics["Ensemble top-1"]) >= _percent(metrics["Weakest run alone"])
+    at.radio(key="evaluate_compare_level").set_value("coarse").run()
+    assert not at.exception
+    at.multiselect(key=f"evaluate_ensemble_{ids['fine']}").set_value([ids["fine"]]).run()
+    assert not at.exception
+    assert any("Pick two or more fine runs" in c.value for c in at.caption)
+
+
+def test_galleries_show_what_the_network_looked_at(page):
+    at, ids = page
+    at.session_state["selected_run"] = ids["fine"]
+    at.run()
+    plain = [len(element.captions) for element in at.get("image")]
+    at.toggle(key="evaluate_gradcam").set_value(True).run()
+    assert not at.exception
+    captions = [caption for element in at.get("image") for caption in element.captions]
+    assert any(c.startswith("looked at for ") and c.endswith("(true)") for c in captions)
+    assert any(c.endswith("(predicted)") for c in captions)
+    # The same galleries, each image now beside its two heatmaps.
+    assert [3 * n for n in plain] == [len(element.captions) for element in at.get("image")]

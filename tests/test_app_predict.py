@@ -51,7 +51,8 @@ def test_without_uploads_the_best_run_of_each_mode_is_chosen_and_it_asks_for_ima
     at.run()
     assert not at.exception
     assert {ids["fine"], ids["coarse"]} == set(at.multiselect[0].value)
-    assert ["Upload one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF)."] == [i.value for i in at.info]
+    assert ["Upload one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF), or take a photo with the camera."] == \
+        [i.value for i in at.info]
 
 
 def test_uploads_of_every_kind_get_labels_and_broken_ones_one_message_each(page, tmp_path):
@@ -69,8 +70,9 @@ def test_uploads_of_every_kind_get_labels_and_broken_ones_one_message_each(page,
             plain("empty.png: empty file"),
             plain("bomb.png: too large (over 50 megapixels; refused as a possible decompression bomb)")] == \
         [e.value for e in at.error]
-    # Each good image: its preview and 32x32 view, and one bar chart per chosen run (fine, coarse).
-    assert 2 * len(chosen) == len(at.image)
+    # Each good image: its preview and 32x32 view, one bar chart per chosen run (fine, coarse), and per run
+    # two heatmap pairs (top class, picked class).
+    assert (2 + 2 * 2) * len(chosen) == len(at.image)
     assert 2 * len(chosen) == len(at.get("vega_lite_chart"))
     captions = [c.value for c in at.caption]
     assert sum("coarse summed from its fine probabilities" in c for c in captions) == len(chosen)
@@ -85,3 +87,33 @@ def test_only_the_coarse_run(page, tmp_path):
     at.file_uploader[0].set_value(as_upload(good["gray.png"])).run()
     assert not at.exception
     assert ([], 1) == ([e.value for e in at.error], len(at.get("vega_lite_chart")))
+
+
+def test_heatmaps_for_the_top_class_and_a_picked_one(page, tmp_path):
+    at, ids = page
+    good = write_good_images(tmp_path / "good")
+    at.run()
+    at.multiselect[0].set_value([ids["fine"]])
+    at.file_uploader[0].set_value(as_upload(good["photo.jpg"])).run()
+    assert not at.exception
+    top = next(m.value for m in at.markdown if m.value.startswith("Where it looked for **"))
+    picker = at.selectbox(key=f"predict_explain_{ids['fine']}_0")
+    assert 100 == len(picker.options) and picker.value != picker.options[0]  # the runner-up, not the top class
+    assert top.split("**")[1] == picker.options[0].rsplit(" (", 1)[0]
+    heat_pairs = [element.captions for element in at.image][2:]
+    assert [["on the image (the centred square it sees)", "on the 32x32 input"]] * 2 == heat_pairs
+    at.selectbox(key=f"predict_explain_{ids['fine']}_0").set_value(42).run()
+    assert not at.exception and 42 == at.selectbox(key=f"predict_explain_{ids['fine']}_0").value
+
+
+def test_a_camera_photo_goes_the_way_of_an_upload(page, tmp_path):
+    at, ids = page
+    good = write_good_images(tmp_path / "good")
+    at.run()
+    assert 0 == len(at.camera_input)  # off until asked for: the browser would ask for the camera at once
+    at.toggle(key="predict_camera_on").set_value(True).run()
+    at.camera_input(key="predict_camera").set_value(("shot.jpg", good["photo.jpg"].read_bytes(), "image/jpeg"))
+    at.run()
+    assert not at.exception
+    assert any(m.value.startswith("**shot.jpg**") for m in at.markdown)
+    assert 2 == len(at.get("vega_lite_chart"))  # its labels under both default runs

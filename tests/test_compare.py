@@ -131,3 +131,9 @@ def test_charts_of_the_comparison_and_the_reliability_diagram():
     assert ("confidence", "accuracy") == (curves["encoding"]["x"]["field"], curves["encoding"]["y"]["field"])
     legends = {row["legend"] for row in diagram["datasets"][curves["data"]["name"]]}
     assert {"#1 a (ECE 40.0%)", "#2 b (ECE 15.0%)"} == legends
+
+
+def test_an_ensemble_starts_with_this_run_and_one_of_the_same_label_mode():
+    assert [3, 5] == compare.default_members(3, 5, [7, 5, 3])
+    assert [3, 7] == compare.default_members(3, 9, [7, 5, 3])  # run 9 has the other label mode
+    assert [3] == compare.default_members(3, 9, [3])
