@@ -115,5 +115,5 @@ def test_a_camera_photo_goes_the_way_of_an_upload(page, tmp_path):
     at.camera_input(key="predict_camera").set_value(("shot.jpg", good["photo.jpg"].read_bytes(), "image/jpeg"))
     at.run()
     assert not at.exception
-    assert any(m.value.startswith("**shot.jpg**") for m in at.markdown)
+    assert any(m.value.startswith(f"**{plain('shot.jpg')}**") for m in at.markdown)
     assert 2 == len(at.get("vega_lite_chart"))  # its labels under both default runs
