@@ -98,19 +98,21 @@ def _layer_editor(state: editor.EditorState, analysis) -> None:
     for position, layer in enumerate(state.layers, start=1):
         row = rows.get(position)
         with st.container(border=True):
-            head, fields, buttons = st.columns([3, 12, 2], vertical_alignment="center")
-            head.markdown(f"**{position}. {plain(layer['kind'])}**")
-            if row is not None and row.output_shape:
-                head.caption(f"-> {editor.shape_text(row.output_shape)}, {row.params:,} params")
+            # Title and buttons on one line, the fields below across the box's whole width: beside
+            # the title they were too narrow for their values ("sam" for "same") and labels.
+            head, buttons = st.columns([5, 2], vertical_alignment="center")
+            shape = (f" :gray[→ {editor.shape_text(row.output_shape)}, {row.params:,} params]"
+                     if row is not None and row.output_shape else "")
+            head.markdown(f"**{position}. {plain(layer['kind'])}**{shape}")
             specs = editor.layer_fields(layer["kind"])
             if specs:
                 # Choices need room for their longest option; numbers less.
                 widths = [1.4 if spec.kind == "choice" else 1 for _, spec in specs]
-                for column, (name, spec) in zip(fields.columns(widths), specs):
+                for column, (name, spec) in zip(st.columns(widths), specs):
                     with column:
                         _param_widget(state, layer, name, spec)
             else:
-                fields.caption("no parameters")
+                head.caption("no parameters")
             up, down, remove = buttons.columns(3, gap="small")
             uid = layer["uid"]
             up.button("", icon=":material/arrow_upward:", key=f"{state.token}-L{uid}-up", help="Move up",
@@ -249,8 +251,9 @@ analysis = analyze(state.to_config())
 network_key = f"{state.token}-network"
 st.radio("Network", list(NETWORK_LABELS), format_func=NETWORK_LABELS.get, horizontal=True, key=network_key,
          index=list(NETWORK_LABELS).index(state.network), on_change=_set_network, args=(network_key,))
-# The summary's four columns need about 360 px to show in full beside the editor.
-editor_col, summary_col = st.columns([3, 2], gap="medium")
+# The summary's four columns need 376 px (+ borders) to show in full beside the editor: 3/7 of
+# the ~940 px main column at 1400 px gives ~390.
+editor_col, summary_col = st.columns([4, 3], gap="medium")
 with editor_col:
     if state.network == editor.TRANSFER:
         _backbone_editor(state, analysis)
@@ -268,7 +271,8 @@ with summary_col:
         "layer": st.column_config.TextColumn(width=160, help=f"{editor.PROBLEM_MARK}marks a layer with a problem; "
                                                              "it is spelled out in the layer's box"),
         "output": st.column_config.TextColumn(width=80),
-        "params": st.column_config.NumberColumn(format="localized", width=80)})
+        # 100 px: "25,000,000" in full (at 80 px the last digit was cut: "2,097,28").
+        "params": st.column_config.NumberColumn(format="localized", width=100)})
 
 st.subheader("Training")
 _hyperparameters(state, analysis)
