@@ -271,8 +271,7 @@ with summary_col:
         "layer": st.column_config.TextColumn(width=160, help=f"{editor.PROBLEM_MARK}marks a layer with a problem; "
                                                              "it is spelled out in the layer's box"),
         "output": st.column_config.TextColumn(width=80),
-        # 100 px: "25,000,000" in full (at 80 px the last digit was cut: "2,097,28").
-        "params": st.column_config.NumberColumn(format="localized", width=100)})
+        "params": common.PARAMS_COLUMN})
 
 st.subheader("Training")
 _hyperparameters(state, analysis)

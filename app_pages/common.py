@@ -46,6 +46,10 @@ HOME, DATA, BUILD, RUNS, EVALUATE, PREDICT, SEARCH, STUDY = (page.path for page 
 SELECTED_RUN = "selected_run"  # run id the Runs/Evaluate pages open on
 CLONE_CONFIG = "clone_config"  # a RunConfig dict the Build page starts from
 LIVE_REFRESH_S = 2.0  # how often live views re-read the store
+# Tables: a missing value reads as a dash (Streamlit's default is the word "None"), and parameter
+# counts get a fixed width that shows "25,000,000" in full (an automatic width cut the leading digit).
+EMPTY_CELL = "—"
+PARAMS_COLUMN = st.column_config.NumberColumn("params", format="localized", width=100)
 
 
 def db_path() -> str:
@@ -137,5 +141,17 @@ def sidebar() -> None:
     with st.sidebar:
         st.caption(f"Store: `{db_path()}`")
         st.caption(f"Data: `{data_path() or 'Keras cache / download'}`")
-        # The worker finds the device in the background: importing TensorFlow takes seconds.
-        st.caption(f"Device: {manager().device or 'detecting...'}")
+        device = manager().device
+        if device:
+            st.caption(f"Device: {plain(device)}")
+        else:
+            device_line()
+
+
+@st.fragment(run_every=1.0)
+def device_line() -> None:
+    """The device, once the worker has found it (it imports TensorFlow in the background at server
+    start, seconds): until then a line that says so and updates itself, never a stale placeholder.
+    Called only while the device is unknown, so it stops refreshing at the page's next run."""
+    device = manager().device
+    st.caption(f"Device: {plain(device)}" if device else "Device: TensorFlow is starting (seconds)…")

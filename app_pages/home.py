@@ -51,7 +51,7 @@ def live() -> None:
     waiting = views.queued(store)
     if len(waiting):
         st.markdown(f"**Queued** ({len(waiting)})")
-        st.dataframe(waiting, hide_index=True, width="stretch")
+        st.dataframe(waiting, hide_index=True, width="stretch", placeholder=common.EMPTY_CELL)
 
     st.subheader("Best so far")
     best = views.best_runs(store)

@@ -15,7 +15,7 @@ TABLE_COLUMNS = {
     "name": st.column_config.TextColumn("name"),
     "status": st.column_config.TextColumn("status"),
     "label_mode": st.column_config.TextColumn("labels"),
-    "params": st.column_config.NumberColumn("params", format="localized"),
+    "params": common.PARAMS_COLUMN,
     "best_accuracy": st.column_config.NumberColumn("best val. acc.", format="%.4f",
                                                    help="on the test set, or the hold-out (see validation)"),
     "validation": st.column_config.TextColumn("validation"),
@@ -58,7 +58,7 @@ def runs_view(statuses: list, label_modes: list, text: str) -> None:
     # runs are added or the filter changes (Streamlit keeps a keyed table's selection).
     key = f"runs_table-{hash(tuple(ids))}"
     st.dataframe(table, hide_index=True, width="stretch", column_order=["id", *TABLE_COLUMNS],
-                 column_config=TABLE_COLUMNS, selection_mode="single-row", key=key,
+                 column_config=TABLE_COLUMNS, selection_mode="single-row", key=key, placeholder=common.EMPTY_CELL,
                  on_select=functools.partial(open_clicked_row, key, ids))
     run_id, message = views.initial_run(store, st.session_state.get(common.SELECTED_RUN),
                                         st.query_params.get("run"))
@@ -157,13 +157,19 @@ def run_config(run: dict) -> None:
     layers, hyper, provenance = st.columns(3)
     with layers:
         st.markdown("**Layers**")
-        st.markdown("\n".join(f"{n}. {plain(label)}" for n, label in enumerate(view["layers"], start=1)) or "—")
+        st.markdown("\n".join(f"{n}. {plain(label)}" for n, label in enumerate(view["layers"], start=1))
+                    or common.EMPTY_CELL)
     with hyper:
         st.markdown("**Hyperparameters**")
-        st.table([{"setting": plain(k), "value": plain(v)} for k, v in view["hyperparameters"].items()])
+        st.table([{"setting": plain(k), "value": cell(v)} for k, v in view["hyperparameters"].items()])
     with provenance:
         st.markdown("**Provenance**")
-        st.table([{"item": plain(k), "value": plain(v)} for k, v in view["provenance"].items()])
+        st.table([{"item": plain(k), "value": cell(v)} for k, v in view["provenance"].items()])
+
+
+def cell(value) -> str:
+    """A table cell as text: a dash for a missing value (not started, not finished), not "None"."""
+    return common.EMPTY_CELL if value is None else plain(value)
 
 
 with runs_tab:

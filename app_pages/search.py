@@ -100,9 +100,9 @@ def show_search(search_id: int) -> None:
         lsc_search.stop_search(store, search_id, common.manager().stop)
         st.rerun()
     st.progress(info["completed"] / max(1, info["planned"]))
-    st.dataframe(results, hide_index=True, width="stretch",
+    st.dataframe(results, hide_index=True, width="stretch", placeholder=common.EMPTY_CELL,
                  column_config={"best test accuracy": st.column_config.NumberColumn(format="%.4f"),
-                                "params": st.column_config.NumberColumn(format="localized")})
+                                "params": common.PARAMS_COLUMN})
     best = lsc_search.best_trial(store, search_id)
     if best is None:
         st.info("Results appear here as trials finish their first epoch.")

@@ -59,6 +59,7 @@ def show_suite(suite: dict) -> None:
                 + " · ".join(f"{n} {status}" for status, n in sorted(counts.items())))
     table = lsc_study.study_frame(store, suite)
     st.dataframe(table, hide_index=True, width="stretch", height=36 * (len(table) + 1) + 3,  # every line shown
+                 placeholder=common.EMPTY_CELL,
                  column_config={"study accuracy": st.column_config.NumberColumn(format="%.3f"),
                                 "our accuracy": st.column_config.NumberColumn(format="%.3f"),
                                 "run": st.column_config.NumberColumn(format="%d")})
