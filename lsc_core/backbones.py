@@ -155,7 +155,7 @@ def build_transfer_model(config):
         x = keras.layers.Dropout(spec.head_dropout)(x)
         x = keras.layers.Dense(spec.head_units, activation="relu")(x)
     x = keras.layers.Dropout(spec.head_dropout)(x)
-    outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head")(x)
+    outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"{spec.name}_transfer")
 
 

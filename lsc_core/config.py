@@ -100,6 +100,21 @@ class BackboneSpec:
 
 
 @dataclass(frozen=True)
+class SpeedSettings:
+    """How a run should use the machine (lsc_core/acceleration.py); None = automatic: on with a GPU, off on a CPU.
+
+    None of these change what is learnt beyond float rounding, so they are asked here and
+    what a run really got is recorded beside it in the store.
+    """
+
+    mixed_precision: bool | None = None  # float16 compute, float32 weights and softmax head
+    xla: bool | None = None  # compile each step with XLA (jit_compile)
+    steps_per_execution: int | None = None  # training steps per call from Python (auto: 16 on GPU, 1 on CPU)
+    data_on_device: bool | None = None  # training set held on the GPU, shuffled and augmented there
+    replicas: int | None = None  # devices trained on together (MirroredStrategy); auto: every GPU
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything needed to repeat a training run. Units and reasons in the comments."""
 
@@ -118,6 +133,7 @@ class RunConfig:
     augment: bool = False  # random flips and 4-pixel shifts of the training images
     name: str | None = None  # run name; default: preset or backbone name plus a suffix
     preset: str | None = None  # the preset this config started from, for naming
+    speed: SpeedSettings = SpeedSettings()  # batch_size above is the total over all replicas
 
     # -- JSON round trip -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +152,7 @@ class RunConfig:
         """
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a JSON object, got {_json_kind(data)}")
-        data = typed_fields(cls, data, exclude=("layers", "backbone"))
+        data = typed_fields(cls, data, exclude=("layers", "backbone", "speed"))
         layers = data.get("layers") or []
         if not isinstance(layers, (list, tuple)):
             raise ConfigError(f"layers must be a list of layer objects, got {_json_kind(layers)}", field_name="layers")
@@ -156,6 +172,10 @@ class RunConfig:
                 raise ConfigError(f"backbone must be an object or null, got {_json_kind(backbone)}",
                                   field_name="backbone")
             data["backbone"] = BackboneSpec(**typed_fields(BackboneSpec, backbone, prefix="backbone: "))
+        if "speed" in data:
+            if not isinstance(data["speed"], dict):
+                raise ConfigError(f"speed must be an object, got {_json_kind(data['speed'])}", field_name="speed")
+            data["speed"] = SpeedSettings(**typed_fields(SpeedSettings, data["speed"], prefix="speed: "))
         return cls(**data)
 
     @classmethod
@@ -397,6 +417,26 @@ def _check_hyperparameters(config: RunConfig) -> list[ConfigError]:
         bad("limit", f"must be a whole number of at least 1, got {_show(config.limit)}")
     elif config.limit is not None and config.limit > MAX_LIMIT:
         bad("limit", f"{config.limit:,} is over the limit of {MAX_LIMIT:,} (the training set's size)")
+    return errors + _check_speed(config)
+
+
+MAX_STEPS_PER_EXECUTION = 1000  # more steps per call only delays progress and stops
+MAX_REPLICAS = 64
+
+
+def _check_speed(config: RunConfig) -> list[ConfigError]:
+    """Problems with the speed settings that show without knowing the machine (acceleration.plan_speed
+    checks the rest, e.g. more replicas than devices)."""
+    errors = []
+    speed = config.speed
+    for name, limit in (("steps_per_execution", MAX_STEPS_PER_EXECUTION), ("replicas", MAX_REPLICAS)):
+        value = getattr(speed, name)
+        if value is not None and (not _positive_int(value) or value > limit):
+            errors.append(ConfigError(f"speed: {name} must be a whole number from 1 to {limit}, got {_show(value)}",
+                                      field_name=name))
+    if _positive_int(speed.replicas) and _positive_int(config.batch_size) and config.batch_size % speed.replicas:
+        errors.append(ConfigError(f"speed: batch size {config.batch_size} does not split evenly over "
+                                  f"{speed.replicas} replicas", field_name="replicas"))
     return errors
 
 

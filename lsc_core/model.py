@@ -42,7 +42,8 @@ def build_model(config: RunConfig):
         from .backbones import build_transfer_model
         return build_transfer_model(config)
     inputs, stack = layer_outputs(config)
-    outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head")(stack[-1])
+    # float32 even under mixed precision: float16 softmax rounds small probabilities to 0.
+    outputs = keras.layers.Dense(config.num_classes, activation="softmax", name="head", dtype="float32")(stack[-1])
     return keras.Model(inputs, outputs, name=model_name(config.display_name()))
 
 
@@ -67,12 +68,17 @@ def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0):
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def compile_model(model, config: RunConfig, learning_rate: float | None = None) -> None:
-    """Sparse cross-entropy and accuracy (the study's metrics), the config's optimizer."""
+def compile_model(model, config: RunConfig, learning_rate: float | None = None, *, xla: bool = False,
+                  steps_per_execution: int = 1) -> None:
+    """Sparse cross-entropy and accuracy (the study's metrics), the config's optimizer; `xla`
+    compiles each step with XLA, `steps_per_execution` runs that many steps per call.
+    A model built under mixed precision gets Keras's loss scaling automatically."""
     model.compile(
         optimizer=make_optimizer(config.optimizer, learning_rate or config.learning_rate, config.momentum),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=xla,
+        steps_per_execution=steps_per_execution,
     )
 
 

@@ -115,7 +115,7 @@ def _migration_throughput(db: sqlite_utils.Database) -> None:
             db["epochs"].add_column(column, float)
 
 
-# The speed settings recorded per run (see lsc_core/speed.py): 0/1 flags and counts.
+# The speed settings recorded per run (see lsc_core/acceleration.py): 0/1 flags and counts.
 SPEED_COLUMNS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
 MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics,
               _migration_throughput)

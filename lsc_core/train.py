@@ -17,7 +17,8 @@ from typing import Callable
 from .config import ConfigError, RunConfig, validate
 
 logger = logging.getLogger(__name__)
-from .runtime import configure_device, import_tensorflow, library_versions
+from . import acceleration
+from .runtime import import_tensorflow, library_versions
 from . import tensorboard_events
 from .sysmetrics import SystemSampler
 from .store import COMPLETED, FAILED, STOPPED, Store
@@ -44,14 +45,16 @@ class StopRun(Exception):
 
 
 def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int,
-                  stop_event: threading.Event | None = None, *, train_images: int = 0, val_images: int = 0):
+                  stop_event: threading.Event | None = None, *, saved_model=None, train_images: int = 0,
+                  val_images: int = 0):
     """The Keras callback that writes a run's progress and epochs to the store.
 
     It has no batch hooks: a thread of its own (`_Pulse`) writes the heartbeat and looks
     for stop requests once a second, so training pays nothing per batch. `train_images`
     and `val_images` (per epoch) turn the phases' seconds into images per second.
     Built inside a function so that importing this module does not import Keras.
-    `epoch_offset` is raised between the phases of a fine-tuned run so that epoch
+    `saved_model` (default: the trained model) is the model the best weights are saved
+    through. `epoch_offset` is raised between the phases of a fine-tuned run so that epoch
     numbers continue.
     """
     import keras
@@ -174,10 +177,14 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             """Write the best epoch's model to disk (once per improvement at most)."""
             if self._best_saved or self.best_weights is None:
                 return
-            current = self.model.get_weights()
-            self.model.set_weights(self.best_weights)
-            save_atomically(self.model, model_path)
-            self.model.set_weights(current)
+            if saved_model is None or saved_model is self.model:
+                current = self.model.get_weights()
+                self.model.set_weights(self.best_weights)
+                save_atomically(self.model, model_path)
+                self.model.set_weights(current)
+            else:
+                saved_model.set_weights(self.best_weights)
+                save_atomically(saved_model, model_path)
             self._best_saved, self._last_save = True, time.time()
             store.set_model_path(run_id, str(model_path))
 
@@ -257,7 +264,7 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
 
 def _train(store, run_id, config, load_data, stop_event, verbose, after_training) -> str:
     from . import data as data_module
-    from .model import build_model, compile_model, count_params
+    from .model import build_model, count_params
 
     validate(config)
     keras = import_tensorflow()
@@ -267,23 +274,47 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
                                    holdout_fraction=config.holdout_fraction, limit=config.limit,
                                    seed=config.seed)
     store.heartbeat(run_id, {"phase": "building model"})
-    device = configure_device()
+    plan = acceleration.plan_speed(config.speed, config.batch_size)
     keras.utils.set_random_seed(config.seed)
-    model = build_model(config)
-    store.start_run(run_id, params=count_params(model), versions=library_versions(), device=device)
+    distribution = acceleration.strategy(plan)
+    with distribution.scope(), acceleration.precision(plan):
+        model = build_model(config)
+    # Under mixed precision or several replicas, the best weights are saved through a plain
+    # float32 twin on one device, so that a saved model predicts anywhere at full precision.
+    saved = build_model(config) if plan.mixed_precision or plan.replicas > 1 else model
+    store.start_run(run_id, params=count_params(model), versions=library_versions(), device=plan.device,
+                    speed=plan.columns())
     if store.stop_requested(run_id) or (stop_event is not None and stop_event.is_set()):
         raise StopRun()
+    with distribution.scope():
+        callback = _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose)
+    if callback.stop_asked and callback.epochs_done < config.total_epochs:
+        return STOPPED
+    if callback.best_weights is not None and after_training is not None:
+        try:
+            saved.set_weights(callback.best_weights)
+            after_training(store, run_id, saved, dataset, split)
+        except Exception as exc:  # the run itself is complete; evaluation can redo this later
+            logger.warning("run %s: after-training step failed: %s: %s", run_id, type(exc).__name__, exc)
+    return COMPLETED
+
+
+def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose):
+    """Fit each phase of the run with the plan's settings (inside its strategy's scope); returns
+    the callback, which holds the best weights and whether a stop ended the run."""
+    from . import data as data_module
+    from .model import compile_model
 
     train_ds = data_module.make_dataset(split.x_train, split.y_train, config.batch_size, shuffle=True,
                                         seed=config.seed, augment=config.augment)
     val_ds = data_module.make_dataset(split.x_val, split.y_val, config.batch_size, shuffle=False)
     model_path = store.artifacts / str(run_id) / BEST_MODEL_FILE
-    callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event,
+    callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event, saved_model=saved,
                              train_images=len(split.x_train), val_images=len(split.x_val))
 
     with SystemSampler(lambda sample: store.log_system(run_id, sample)):
         for phase_offset, epochs, learning_rate in _phases(config, model):
-            compile_model(model, config, learning_rate)
+            compile_model(model, config, learning_rate, xla=plan.xla, steps_per_execution=plan.steps_per_execution)
             callback.epoch_offset = phase_offset
             try:
                 model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[callback], verbose=verbose,
@@ -291,15 +322,8 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
             finally:  # also when stopped or failing: the best epoch so far is not lost
                 callback.save_best()
             if callback.stop_asked and callback.epochs_done < config.total_epochs:
-                return STOPPED
-
-    if callback.best_weights is not None and after_training is not None:
-        model.set_weights(callback.best_weights)
-        try:
-            after_training(store, run_id, model, dataset, split)
-        except Exception as exc:  # the run itself is complete; evaluation can redo this later
-            logger.warning("run %s: after-training step failed: %s: %s", run_id, type(exc).__name__, exc)
-    return COMPLETED
+                break
+    return callback
 
 
 def _phases(config: RunConfig, model):
