@@ -9,7 +9,7 @@ import streamlit as st
 
 from lsc_core import editor, speed, views
 from lsc_core.backbones import BACKBONES, WEIGHTS
-from lsc_core.config import LABEL_MODE_NAMES, LABEL_MODES, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError, analyze
+from lsc_core.config import LABEL_MODE_NAMES, LABEL_MODES, OPTIMIZERS, PRESETS, ConfigError, analyze
 from lsc_core.markup import plain
 from app_pages import common
 
@@ -231,9 +231,9 @@ if EDITOR not in st.session_state:
 with st.container(border=True):
     st.markdown("**Start from**")
     preset_col, run_col, scratch_col = st.columns([3, 3, 1], vertical_alignment="bottom")
-    preset_col.selectbox("A preset (the study's networks)", list(PRESETS), key="start_preset",
-                         index=list(PRESETS).index(DEFAULT_PRESET),
-                         format_func=lambda n: f"{n}: {PRESET_DESCRIPTIONS[n]}")
+    preset_col.selectbox("A preset (the study's networks, or residual networks with a modern recipe)",
+                         list(PRESETS), key="start_preset", index=list(PRESETS).index(DEFAULT_PRESET),
+                         format_func=lambda n: f"{n}: {PRESETS[n].summary}")
     preset_col.button("Load preset", on_click=_load_preset, key="load_preset")
     runs = {run["id"]: run for run in common.store().list_runs()}
     run_col.selectbox("An earlier run", list(runs), key="start_run", placeholder="no runs yet",
@@ -241,6 +241,8 @@ with st.container(border=True):
     run_col.button("Clone run", on_click=_clone_run, args=(runs,), key="clone_run",
                    disabled=not runs or st.session_state.get("start_run") not in runs)
     scratch_col.button("Scratch", on_click=_from_scratch, key="from_scratch", help="an empty network")
+    with st.expander(f"About {st.session_state['start_preset']}"):
+        st.markdown(editor.preset_card(st.session_state["start_preset"]))
 notice = st.session_state.pop(NOTICE, None)
 if notice:
     (st.success if notice[0] == "success" else st.error)(plain(notice[1]))

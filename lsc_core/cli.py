@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from .backbones import BACKBONES, WEIGHTS
-from .config import (LABEL_MODES, MAX_JSON_BYTES, OPTIMIZERS, PRESET_DESCRIPTIONS, PRESETS, ConfigError,
+from .config import (LABEL_MODES, MAX_JSON_BYTES, OPTIMIZERS, PRESETS, ConfigError,
                      RunConfig, analyze, preset, validate)
 from .evaluate import store_predictions
 from .store import COMPLETED, Store, StoreError
@@ -77,7 +77,7 @@ def cmd_presets(args) -> int:
     print(f"{'preset':<20} {'params (coarse)':>16} {'params (fine)':>14}  description")
     for name in PRESETS:
         counts = [analyze(preset(name, label_mode=mode)).total_params for mode in LABEL_MODES]
-        print(f"{name:<20} {counts[0]:>16,} {counts[1]:>14,}  {PRESET_DESCRIPTIONS[name]}")
+        print(f"{name:<20} {counts[0]:>16,} {counts[1]:>14,}  {PRESETS[name].summary}")
     return EXIT_OK
 
 

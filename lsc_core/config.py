@@ -14,7 +14,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from . import layers as registry  # the layer kinds
 
@@ -320,23 +320,96 @@ def _seed_part2() -> tuple[LayerSpec, ...]:
             LayerSpec.make("flatten"), drop(0.25), LayerSpec.make("dense", units=128), drop(0.5))
 
 
-PRESETS = {
-    "seed-part1": _seed_part1,
-    "seed-part2-dropout": _seed_part2_dropout,
-    "seed-part2": _seed_part2,
-}
-PRESET_DESCRIPTIONS = {
-    "seed-part1": "Conv32-MaxPool-Conv64-Flatten-Dense128 (study, part 1)",
-    "seed-part2-dropout": "seed-part1 with dropout 0.25 / 0.25 / 0.5 (study, part 2)",
-    "seed-part2": "Conv32-Conv32-MaxPool-Conv64-Conv64-Dense128 with dropout (study's best)",
-}
+def _resnet_fast() -> tuple[LayerSpec, ...]:
+    """Widths 32-64-128-256 over 32, 16, 8 and 4 pixels, a residual block at 8 and 4 pixels:
+    about 24 million multiply-adds per image, as many as seed-part2 but spent on convs
+    (bench/epoch_cost.py times it: about 70 s per 50,000-image epoch on 2 busy cores)."""
+    conv = lambda filters: LayerSpec.make("conv_bn", filters=filters, l2=RESNET_L2)  # noqa: E731
+    pool = LayerSpec.make("maxpool2d")
+    return (conv(32), pool, conv(64), pool, LayerSpec.make("residual", filters=64, l2=RESNET_L2), conv(128), pool,
+            LayerSpec.make("residual", filters=128, l2=RESNET_L2), conv(256), LayerSpec.make("global_avg_pool"))
+
+
+def _resnet9() -> tuple[LayerSpec, ...]:
+    """The fast CIFAR ResNet-9 (Myrtle.ai, 2018): prep conv 64; conv 128, pool, residual 128;
+    conv 256, pool; conv 512, pool, residual 512; global max pool; logits scaled by 1/8."""
+    conv = lambda filters: LayerSpec.make("conv_bn", filters=filters, l2=RESNET_L2)  # noqa: E731
+    pool = LayerSpec.make("maxpool2d")
+    return (conv(64), conv(128), pool, LayerSpec.make("residual", filters=128, l2=RESNET_L2), conv(256), pool,
+            conv(512), pool, LayerSpec.make("residual", filters=512, l2=RESNET_L2),
+            LayerSpec.make("global_max_pool"), LayerSpec.make("scale", factor=0.125))
+
+
+# Weight decay of the residual presets, as the L2 of their conv kernels: Keras's L2 adds
+# l2 x sum(w^2) to the loss, so 2.5e-4 is the "weight decay 5e-4" of the ResNet papers.
+RESNET_L2 = 2.5e-4
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One benchmark of a preset: test accuracy reached within a wall time, and where."""
+
+    labels: str  # "coarse" or "fine"
+    test_accuracy: float
+    minutes: float  # wall time from launch to that accuracy
+    epochs: int
+    machine: str  # e.g. "2-core CPU (Xeon ...), quiet"
+    date: str  # ISO date of the benchmark
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named starting point: its layers, the settings it trains with, what it is, and
+    what it was measured to reach (empty until someone benchmarks it: nothing is guessed)."""
+
+    name: str
+    summary: str  # one line, for pickers and `presets`
+    layers: Callable[[], tuple[LayerSpec, ...]]
+    about: str  # what it is and why, for the Build page
+    recipe: dict[str, Any] = field(default_factory=dict)  # RunConfig settings beyond the defaults
+    measured: tuple[Measurement, ...] = ()
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("seed-part1", "Conv32-MaxPool-Conv64-Flatten-Dense128 (study, part 1)", _seed_part1,
+           "The study's first network. Adam, learning rate 1e-3, batch 64, no augmentation."),
+    Preset("seed-part2-dropout", "seed-part1 with dropout 0.25 / 0.25 / 0.5 (study, part 2)", _seed_part2_dropout,
+           "The study's first network with dropout. Adam, learning rate 1e-3, batch 64."),
+    Preset("seed-part2", "Conv32-Conv32-MaxPool-Conv64-Conv64-Dense128 with dropout (study's best)", _seed_part2,
+           "The study's best network: 0.552 coarse, 0.385 fine test accuracy. Adam, learning rate 1e-3, "
+           "batch 64, no augmentation."),
+    Preset("resnet-fast", "residual net 32-64-128-256 with batch norm, for a 2-core CPU in 30 minutes",
+           _resnet_fast,
+           "A small residual network sized for CPUs: batch-normalised 3x3 convs of 32, 64, 128 and 256 "
+           "filters at 32, 16, 8 and 4 pixels, residual blocks at 8 and 4 pixels, global average pooling, "
+           "weight decay 5e-4 (L2 2.5e-4 on the conv kernels). SGD with momentum 0.9, batch 128, 20 epochs. "
+           "Meant to reach 0.60 fine test accuracy in 30 minutes on two CPU cores.",
+           recipe={"optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.1, "batch_size": 128, "epochs": 20}),
+    Preset("resnet9", "the fast CIFAR ResNet-9 (64-128-256-512, two residual blocks), for GPUs", _resnet9,
+           "The ResNet-9 of Myrtle.ai's DAWNBench CIFAR-10 record: prep conv 64; conv 128, pool and a residual "
+           "block; conv 256, pool; conv 512, pool and a residual block; global max pooling and logits scaled by "
+           "1/8; weight decay 5e-4 (L2 2.5e-4 on the conv kernels). SGD with momentum 0.9, batch 512, "
+           "24 epochs. Too slow for a CPU: about 16 times resnet-fast's work per image.",
+           recipe={"optimizer": "sgd", "momentum": 0.9, "learning_rate": 0.4, "batch_size": 512, "epochs": 24}),
+)}
 
 
 def preset(preset_name: str, /, **overrides: Any) -> RunConfig:
-    """The named preset as a RunConfig (Adam, lr 1e-3, batch 64), with overrides."""
+    """The named preset as a RunConfig: its layers and recipe (the study's: Adam, lr 1e-3,
+    batch 64), with overrides."""
     if preset_name not in PRESETS:
         raise ConfigError(f"unknown preset {preset_name!r}; choose from {', '.join(PRESETS)}", field_name="preset")
-    return RunConfig(layers=PRESETS[preset_name](), preset=preset_name).replace(**overrides)
+    chosen = PRESETS[preset_name]
+    return RunConfig(layers=chosen.layers(), preset=preset_name, **chosen.recipe).replace(**overrides)
+
+
+def measured_text(preset_name: str) -> str:
+    """What a preset was measured to reach, one line per benchmark; "not measured yet" when none."""
+    records = PRESETS[preset_name].measured
+    if not records:
+        return "not measured yet"
+    return "\n".join(f"{m.labels}: {m.test_accuracy:.3f} test accuracy in {m.minutes:g} min ({m.epochs} epochs) "
+                     f"on {m.machine}, {m.date}" for m in records)
 
 
 # -- Analysis: shapes, parameter counts, every problem found ----------------------------

@@ -18,7 +18,8 @@ import pandas as pd
 
 from . import layers as registry  # the layer kinds, their parameters and how the form shows them
 from .backbones import BACKBONES, MAX_IMAGE_SIZE
-from .config import Analysis, BackboneSpec, ConfigError, LayerSpec, RunConfig, preset
+from .config import (LABEL_MODES, PRESETS, Analysis, BackboneSpec, ConfigError, LayerSpec, RunConfig, analyze,
+                     measured_text, preset)
 
 CUSTOM, TRANSFER = "custom", "transfer"  # the two kinds of network the form builds
 # RunConfig fields edited as hyperparameters (layers, backbone and preset are edited apart).
@@ -170,8 +171,16 @@ def from_config(config: RunConfig) -> EditorState:
 
 
 def from_preset(name: str) -> EditorState:
-    """One of the study's networks (lsc_core.config.PRESETS) with the default hyperparameters."""
+    """A preset (lsc_core.config.PRESETS) with its own hyperparameters (the study's: the defaults)."""
     return from_config(preset(name))
+
+
+def preset_card(name: str) -> str:
+    """What the Build page says about a preset (Markdown): what it is, its parameter counts
+    and what it was measured to reach, with the machine ("not measured yet" until benchmarked)."""
+    counts = {mode: analyze(preset(name, label_mode=mode)).total_params for mode in LABEL_MODES}
+    return (f"{PRESETS[name].about}  \n**Parameters:** {counts['coarse']:,} coarse, {counts['fine']:,} fine.  \n"
+            f"**Measured:** {measured_text(name)}")
 
 
 def from_run_config(data: dict[str, Any]) -> EditorState:

@@ -225,3 +225,14 @@ def test_launch_shows_the_work_and_asks_first_when_it_would_take_over_an_hour(en
     assert not at.button(key="launch").disabled
     at.number_input(key=hp(at, "epochs")).set_value(5).run()  # 50 min: no question, and a new form asks anew
     assert ([], False) == ([w.value for w in at.warning], at.button(key="launch").disabled)
+
+
+def test_a_residual_preset_says_what_it_is_and_that_it_is_not_measured_yet(app_with_runs_page, env):
+    at = app_with_runs_page.run()
+    at.selectbox(key="start_preset").set_value("resnet-fast").run()
+    card = [m.value for m in at.expander[0].markdown]
+    assert 1 == len(card) and "785,732 fine" in card[0] and "**Measured:** not measured yet" in card[0]
+    at.button(key="load_preset").click().run()
+    assert [] == at.exception
+    assert ["765,172"] == [m.value for m in at.metric]
+    assert "residual 64 relu l2 0.00025" in list(at.dataframe[0].value["layer"])

@@ -9,11 +9,13 @@ from lsc_core.cli import main
 from lsc_core.store import COMPLETED, Store
 
 
-def test_presets_lists_the_study_counts(capsys):
+def test_presets_lists_the_study_counts_and_the_residual_presets(capsys):
     assert 0 == main(["presets"])
     lines = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()[1:]}
     assert ["2,119,252", "2,129,572"] == lines["seed-part1"]
     assert ["2,165,428", "2,175,748"] == lines["seed-part2"]
+    assert ["765,172", "785,732"] == lines["resnet-fast"]
+    assert ["6,582,740", "6,623,780"] == lines["resnet9"]
 
 
 def test_train_runs_and_records_a_completed_run(tmp_path, tiny_npz, capsys):

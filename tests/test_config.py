@@ -16,6 +16,22 @@ def test_preset_parameter_counts_match_the_study(name, mode, expected):
     assert expected == analyze(preset(name, label_mode=mode)).total_params
 
 
+def test_residual_presets_carry_their_recipe_and_no_invented_measurement():
+    from lsc_core.config import PRESETS, measured_text
+
+    fast = preset("resnet-fast", label_mode="fine")
+    assert ("sgd", 0.9, 128) == (fast.optimizer, fast.momentum, fast.batch_size)
+    assert [(4, 4, 256), (256,)] == [row.output_shape for row in analyze(fast).rows][-3:-1]
+    nine = preset("resnet9")
+    assert ["conv_bn", "conv_bn", "maxpool2d", "residual", "conv_bn", "maxpool2d", "conv_bn", "maxpool2d", "residual",
+            "global_max_pool", "scale"] == [layer.kind for layer in nine.layers]
+    assert [64, 128, 128, 256, 512, 512] == [layer.params["filters"] for layer in nine.layers if "filters" in layer.params]
+    assert (512, 0.4) == (nine.batch_size, nine.learning_rate)
+    # A figure appears only once a benchmark has been recorded in the preset.
+    assert all(measured_text(name) == "not measured yet" for name in PRESETS if not PRESETS[name].measured)
+    assert preset("seed-part2") == RunConfig(layers=preset("seed-part2").layers, preset="seed-part2")
+
+
 def test_seed_part2_shapes_layer_by_layer():
     rows = analyze(preset("seed-part2")).rows
     assert [(32, 32, 32), (32, 32, 32), (16, 16, 32), (16, 16, 32), (16, 16, 64), (16, 16, 64), (16384,),

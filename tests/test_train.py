@@ -19,7 +19,7 @@ def small_config(**changes):
     return RunConfig(layers=SMALL, epochs=2, batch_size=32, learning_rate=3e-3, name="small").replace(**changes)
 
 
-@pytest.mark.parametrize("name", ["seed-part1", "seed-part2-dropout", "seed-part2"])
+@pytest.mark.parametrize("name", ["seed-part1", "seed-part2-dropout", "seed-part2", "resnet-fast", "resnet9"])
 @pytest.mark.parametrize("mode", ["coarse", "fine"])
 def test_keras_model_has_the_analyzed_parameter_count(name, mode):
     config = preset(name, label_mode=mode)
