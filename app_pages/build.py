@@ -7,7 +7,7 @@ summary and the error next to each layer always describe what is on screen.
 """
 import streamlit as st
 
-from lsc_core import editor, speed, views
+from lsc_core import editor, estimates, views
 from lsc_core.backbones import BACKBONES, WEIGHTS
 from lsc_core.config import LABEL_MODE_NAMES, LABEL_MODES, OPTIMIZERS, PRESETS, ConfigError, analyze
 from lsc_core.markup import plain
@@ -287,10 +287,10 @@ if not analysis.ok:
 config = state.to_config()
 ready = analysis.ok
 if analysis.ok:  # what Launch queues, how long it should take here; a long or repeated launch asks first
-    twin = speed.queued_twin(common.store(), config)
+    twin = estimates.queued_twin(common.store(), config)
     repeats = twin and f"run #{twin['id']} {plain(twin['name'])} with exactly this config is still {twin['status']}"
-    estimate = speed.estimate(common.store(), [config], common.manager().device)
-    ready = common.launch_summary(estimate, speed.confirm_reasons(estimate, repeats),
+    estimate = estimates.estimate(common.store(), [config], common.manager().device)
+    ready = common.launch_summary(estimate, estimates.confirm_reasons(estimate, repeats),
                                   confirm_key=f"confirm-{hash(config.to_json())}")
 if st.button("Launch", type="primary", icon=":material/rocket_launch:", disabled=not ready, key="launch"):
     try:

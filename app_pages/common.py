@@ -12,7 +12,7 @@ import streamlit as st
 
 from lsc_core.data import DataError, load_cifar100, resolve_data_path
 from lsc_core.evaluate import store_predictions
-from lsc_core import speed, views
+from lsc_core import estimates, views
 from lsc_core.jobs import JobManager, manager_for
 from lsc_core.markup import plain
 from lsc_core.store import default_db_path
@@ -107,8 +107,8 @@ def sticky_select(label: str, options: dict[int, str], key: str, url_key: str, s
     return chosen
 
 
-def launch_summary(estimate: speed.Estimate, reasons: list[str], confirm_key: str) -> bool:
-    """What a launch button will queue and, where speed.confirm_reasons gives reasons, a box
+def launch_summary(estimate: estimates.Estimate, reasons: list[str], confirm_key: str) -> bool:
+    """What a launch button will queue and, where estimates.confirm_reasons gives reasons, a box
     the person must tick first (keyed by what it confirms, so a changed form asks again).
     True when the launch may go."""
     st.caption(f"Launch queues {estimate.describe()}.")

@@ -1,7 +1,7 @@
 """Search: a space over a base network, a strategy and a budget; trials fill in live."""
 import streamlit as st
 
-from lsc_core import charts, speed
+from lsc_core import charts, estimates
 from lsc_core import search as lsc_search
 from lsc_core.config import LABEL_MODES, OPTIMIZERS, PRESETS, ConfigError, preset
 from lsc_core.markup import plain
@@ -48,7 +48,7 @@ with st.form("search_form", enter_to_submit=False):  # Enter in a field must not
     launched = st.form_submit_button("Launch search", type="primary")
 
 # -- guard and call ------------------------------------------------------------------------
-def launch(spec: lsc_search.SearchSpec, estimate: speed.Estimate | None) -> None:
+def launch(spec: lsc_search.SearchSpec, estimate: estimates.Estimate | None) -> None:
     """Queue the search; the picker below opens on it."""
     search_id = lsc_search.launch_search(store, spec)
     st.session_state[SEARCH_PICK] = st.session_state[SELECTED_SEARCH] = search_id
@@ -63,9 +63,9 @@ if launched:
                                            (lr_low, lr_high) if search_lr else None)
         spec = lsc_search.SearchSpec(space, strategy=strategy, trials=int(trials), epochs=int(epochs),
                                      label_mode=labels, limit=int(limit) or None, seed=int(seed))
-        estimate = speed.estimate(store, lsc_search.plan_trials(spec, 0), common.manager().device)
+        estimate = estimates.estimate(store, lsc_search.plan_trials(spec, 0), common.manager().device)
         twin = lsc_search.running_twin(store, spec)
-        reasons = speed.confirm_reasons(estimate, twin and f"search {twin['id']} with exactly these settings "
+        reasons = estimates.confirm_reasons(estimate, twin and f"search {twin['id']} with exactly these settings "
                                                            "is still running")
         if reasons:  # long or repeated: wait for the person's word (below)
             st.session_state[PENDING] = (spec, estimate, reasons)

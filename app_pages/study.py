@@ -1,7 +1,7 @@
 """Study: the study this dashboard grows from, queued as one suite, with its figures beside ours."""
 import streamlit as st
 
-from lsc_core import charts, speed
+from lsc_core import charts, estimates
 from lsc_core import study as lsc_study
 from app_pages import common
 
@@ -32,8 +32,8 @@ def queue_study(choice: tuple[float, int | None]) -> None:
 
 if queue:
     choice = (float(scale), int(limit) or None)
-    estimate = speed.estimate(store, lsc_study.planned_configs(*choice), common.manager().device)
-    reasons = speed.confirm_reasons(estimate)  # a repeat is no risk: queue_suite reuses the suite
+    estimate = estimates.estimate(store, lsc_study.planned_configs(*choice), common.manager().device)
+    reasons = estimates.confirm_reasons(estimate)  # a repeat is no risk: queue_suite reuses the suite
     if reasons and not lsc_study.existing_suite(store, *choice):
         st.session_state[PENDING] = (choice, estimate, reasons)  # long: wait for the person's word
     else:

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from .config import ConfigError, RunConfig
-from . import speed
+from . import estimates
 from .store import COMPLETED, MODEL_STATES, QUEUED, RUNNING, Store
 from .study import STUDY_BEST
 
@@ -236,13 +236,13 @@ FIRST_EPOCH_SHARE = 0.5  # with nothing measured, the first epoch's batches give
 
 
 def progress(run: dict, epochs: list[dict], now: float | None = None,
-             similar: speed.Throughput | None = None) -> Progress:
+             similar: estimates.Throughput | None = None) -> Progress:
     """Progress of a run from its `progress` heartbeat and its logged epochs.
 
     The time left comes from measured speed, never from the first batches alone (they
     include start-up and graph tracing, and overestimate it many times): the mean epoch
     time of this run's finished epochs; before its first epoch ends, the speed of
-    `similar` runs on this device (speed.similar_throughput); with neither, the first
+    `similar` runs on this device (estimates.similar_throughput); with neither, the first
     epoch's batches once FIRST_EPOCH_SHARE of it is done. Less, in each case, what the
     current epoch has already taken.
     """
@@ -265,7 +265,7 @@ def progress(run: dict, epochs: list[dict], now: float | None = None,
         epoch_s = mean
         if epoch_s is None and similar is not None and run.get("config"):
             try:
-                epoch_s = speed.epoch_work(RunConfig.from_dict(run["config"])) / similar.images_per_s
+                epoch_s = similar.epoch_seconds(RunConfig.from_dict(run["config"]))
                 basis = f"speed of {similar.basis}"
             except (ConfigError, TypeError):
                 epoch_s = None
@@ -284,7 +284,7 @@ def live_progress(store: Store, run: dict, now: float | None = None) -> Progress
     similar = None
     if run.get("status") == RUNNING and not epochs and run.get("config"):
         try:
-            similar = speed.similar_throughput(store, RunConfig.from_dict(run["config"]), run.get("device"),
+            similar = estimates.similar_throughput(store, RunConfig.from_dict(run["config"]), run.get("device"),
                                                exclude=run["id"])
         except (ConfigError, TypeError):
             similar = None

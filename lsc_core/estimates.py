@@ -1,10 +1,13 @@
-"""Measured training speed, and the time estimates made from it (Launch, time left).
+"""Measured training throughput, and the time estimates made from it (Launch, time left).
 
-Speeds are measured, never assumed: from a run's own finished epochs, else from this
-device's recent runs of a similar size. An epoch's logged seconds cover its training
-and its validation pass, so work is counted in training-image equivalents: a
-validation image costs about a third of a training image (a forward pass only, where
-training adds the backward pass and the update). Throughput is then work / seconds.
+Throughputs are measured, never assumed: from a run's own finished epochs, else from
+this device's recent runs of a similar size. Where epochs record their phases' images
+per second (store columns train_images_per_s, val_images_per_s), an epoch's time is
+its training images at the one rate plus its validation images at the other. For
+older epochs, which only record their seconds (training and validation together),
+work is counted in training-image equivalents: a validation image costs about a third
+of a training image (a forward pass only, where training adds the backward pass and
+the update), and throughput is work / seconds.
 """
 from __future__ import annotations
 
@@ -46,17 +49,35 @@ def input_size(config: RunConfig) -> int:
 class Throughput:
     """A measured speed and where it was measured."""
 
-    images_per_s: float  # training-image equivalents per second
+    images_per_s: float  # training-image equivalents per second, from epoch seconds
     basis: str  # e.g. "this run's 3 epochs", "runs 12, 15 on this device"
+    train_images_per_s: float | None = None  # each phase's own rate, where the epochs recorded them
+    val_images_per_s: float | None = None
+
+    def epoch_seconds(self, config: RunConfig) -> float:
+        """How long one epoch of `config` takes at this throughput."""
+        if self.train_images_per_s and self.val_images_per_s:
+            train, validation = epoch_images(config)
+            return train / self.train_images_per_s + validation / self.val_images_per_s
+        return epoch_work(config) / self.images_per_s
 
 
 def run_throughput(config: RunConfig, epochs: Iterable[dict]) -> Throughput | None:
     """The speed of a run over its finished epochs; None before its first epoch ends."""
-    seconds = [row["seconds"] for row in epochs if row.get("seconds")]
-    if not seconds:
+    epochs = [row for row in epochs if row.get("seconds")]
+    if not epochs:
         return None
+    seconds = [row["seconds"] for row in epochs]
     return Throughput(epoch_work(config) * len(seconds) / sum(seconds),
-                      f"this run's {len(seconds)} epoch{'s' if len(seconds) > 1 else ''}")
+                      f"this run's {len(seconds)} epoch{'s' if len(seconds) > 1 else ''}",
+                      _median(row.get("train_images_per_s") for row in epochs),
+                      _median(row.get("val_images_per_s") for row in epochs))
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    """The median of the values recorded (None where none was)."""
+    recorded = [value for value in values if value]
+    return statistics.median(recorded) if recorded else None
 
 
 def _config(run: dict) -> RunConfig | None:
@@ -79,7 +100,7 @@ def similar_throughput(store: Store, config: RunConfig, device: str | None = Non
     params = _params(config)
     if not params:
         return None
-    speeds, used = [], []
+    measured_runs, used = [], []
     for run in store.list_runs():  # newest first
         if run["id"] == exclude or run["status"] in (QUEUED, FAILED) or not run.get("params"):
             continue
@@ -93,14 +114,16 @@ def similar_throughput(store: Store, config: RunConfig, device: str | None = Non
         measured = run_throughput(other, store.epochs(run["id"]))
         if measured is None:
             continue
-        speeds.append(measured.images_per_s)
+        measured_runs.append(measured)
         used.append(run["id"])
         if len(used) == RECENT_RUNS:
             break
-    if not speeds:
+    if not measured_runs:
         return None
-    return Throughput(statistics.median(speeds), f"run{'s' if len(used) > 1 else ''} "
-                                                  f"{', '.join(map(str, sorted(used)))} on this device")
+    return Throughput(statistics.median(m.images_per_s for m in measured_runs),
+                      f"run{'s' if len(used) > 1 else ''} {', '.join(map(str, sorted(used)))} on this device",
+                      _median(m.train_images_per_s for m in measured_runs),
+                      _median(m.val_images_per_s for m in measured_runs))
 
 
 @dataclass(frozen=True)
@@ -146,7 +169,7 @@ def estimate(store: Store, configs: Iterable[RunConfig], device: str | None = No
         if measured is None:
             unmeasured += 1
             continue
-        seconds += epoch_work(config) * config.total_epochs / measured.images_per_s
+        seconds += measured.epoch_seconds(config) * config.total_epochs
         bases.append(measured.basis)
     return Estimate(runs=len(configs), epochs=sum(c.total_epochs for c in configs),
                     images=sum(epoch_images(c)[0] * c.total_epochs for c in configs),
