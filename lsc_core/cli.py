@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import math
 import os
+import sqlite3
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from .backbones import BACKBONES, WEIGHTS
 from .config import (LABEL_MODES, MAX_JSON_BYTES, OPTIMIZERS, PRESETS, ConfigError,
                      RunConfig, analyze, preset, validate)
 from .evaluate import store_predictions
-from .store import COMPLETED, Store, StoreError
+from .store import COMPLETED, Store, StoreError, default_db_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -549,6 +550,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CommandError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    except sqlite3.DatabaseError as exc:  # damage found in a page of the store after it opened
+        store = getattr(args, "db", None) or default_db_path()
+        print(f"error: the run store {store} cannot be read ({exc}); it was left as it is", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -40,7 +40,8 @@ class JobManager:
         # Searches cut short by a restart go on: interrupted trials run again, the rest are kept.
         from .search import resume_searches
 
-        resume_searches(self.store)
+        if not self.store.read_only:  # a read-only store is only shown
+            resume_searches(self.store)
         if start:
             self._thread.start()
 

@@ -7,6 +7,8 @@ prediction feed images the same way and a saved `.keras` file is self-contained.
 from __future__ import annotations
 
 import re
+import zipfile
+from pathlib import Path
 
 from . import layers
 from .config import IMAGE_SHAPE, RunConfig, validate
@@ -108,9 +110,20 @@ def load_run_model(run: dict | None, run_id: int | None = None):
     if not run.get("model_path"):
         raise ModelUnavailable(f"run {run['id']} ({run['name']}, {run['status']}) has no saved model: "
                                "it never finished an epoch")
+    where = f"the model of run {run['id']} cannot be loaded from {run['model_path']}"
+    path = Path(run["model_path"])
+    if not path.is_file():
+        raise ModelUnavailable(f"{where}: the file is missing")
+    if not zipfile.is_zipfile(path):
+        raise ModelUnavailable(f"{where}: not a .keras file (not a zip archive; damaged or replaced)")
     try:
-        return load_model(run["model_path"])
-    except (OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ModelUnavailable(f"the model of run {run['id']} cannot be loaded from {run['model_path']}: "
-                               f"{reason}") from None
+        return load_model(path)
+    # What a damaged or foreign .keras file raises inside Keras, h5py and json: bad JSON
+    # (ValueError), a wrong structure (TypeError, KeyError, IndexError, AttributeError), an
+    # unknown or unsafe layer class (TypeError, ValueError), bad weights (OSError), a
+    # truncated member (EOFError, BadZipFile), runaway nesting (RecursionError).
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, EOFError, RecursionError,
+            zipfile.BadZipFile) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise ModelUnavailable(f"{where}: the file is damaged or not a model of this program "
+                               f"({type(exc).__name__}{': ' + reason if reason else ''})") from None

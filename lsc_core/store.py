@@ -121,15 +121,44 @@ MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration
               _migration_throughput)
 
 
+# Tables every store has from migration 1 on: what tells a store from another application's
+# SQLite file, which must never be given our tables or switched to WAL mode.
+STORE_TABLES = {"runs", "epochs", "searches"}
+
+
+def read_only_reason(path: Path) -> str | None:
+    """Why the store at `path` can only be read ('filesystem': a read-only mount, 'file': a
+    file this user may not write), or None when it can be written."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            return "filesystem"
+    except OSError:
+        return None
+    return "file" if path.exists() and not os.access(path, os.W_OK) else None
+
+
 def _connect(path: Path) -> sqlite_utils.Database:
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                           check_same_thread=False)
+    read_only = read_only_reason(path)
+    # Read-only: SQLite must not try to create the WAL's -shm file; on a read-only mount
+    # nothing can change the file, so it is opened as immutable (no locks, no -shm).
+    mode = {"filesystem": "immutable=1", "file": "mode=ro"}.get(read_only, "mode=rwc")
+    conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?{mode}", uri=True, timeout=BUSY_TIMEOUT_S,
+                           isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
     db = sqlite_utils.Database(conn)
     try:
-        db.execute("PRAGMA journal_mode = WAL")
+        _check_is_store(db, path)
+        if not read_only:
+            db.execute("PRAGMA journal_mode = WAL")
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a usable SQLite database: {exc}") from None
+        conn.close()
+        raise StoreError(f"{path} is not a usable SQLite database ({exc}); it was left as it is") from None
+    except StoreError:
+        conn.close()
+        raise
     # In WAL mode NORMAL never corrupts the store; it only skips an fsync per commit,
     # which heartbeats (one a second while training) would otherwise pay.
     db.execute("PRAGMA synchronous = NORMAL")
@@ -137,11 +166,29 @@ def _connect(path: Path) -> sqlite_utils.Database:
     return db
 
 
-def migrate(db: sqlite_utils.Database) -> None:
+def _check_is_store(db: sqlite_utils.Database, path: Path) -> None:
+    """StoreError, before anything is written, for an SQLite file that this code must not
+    change: a store of a newer version, or another application's database (tables but no
+    schema version, or a version without our tables)."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise StoreError(f"the store has schema version {version}, newer than this code "
                          f"({len(MIGRATIONS)}); upgrade the LSC dashboard")
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                           "AND name NOT LIKE 'sqlite_%'")}
+    if (version == 0 and tables) or (version > 0 and not STORE_TABLES <= tables):
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StoreError(f"{path} is another application's SQLite database (tables: {shown or 'none'}), not a "
+                         "run store; it was left as it is")
+
+
+def migrate(db: sqlite_utils.Database, read_only: bool = False) -> None:
+    """Bring the schema up to this code's version; a read-only store must already be there.
+    (A store newer than this code was refused when it was opened.)"""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if read_only and version < len(MIGRATIONS):
+        raise StoreError(f"the store is read-only and has schema version {version}, older than this code's "
+                         f"{len(MIGRATIONS)}: open it once with write access to upgrade it")
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
         with db.conn:
             db.execute("BEGIN IMMEDIATE")
@@ -170,13 +217,18 @@ class Store:
     def __init__(self, path: str | os.PathLike | None = None):
         self.path = Path(path) if path else default_db_path()
         self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A read-only store can be shown but not changed: no migration, no dead runs marked.
+        self.read_only = read_only_reason(self.path) is not None
         try:
-            migrate(self.db)
+            if not self.read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            migrate(self.db, self.read_only)
+        except OSError as exc:
+            raise StoreError(f"cannot create {self.path}: {exc.strerror}") from None
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable SQLite database: {exc}") from None
+            raise StoreError(f"{self.path} is not a usable SQLite database ({exc}); it was left as it is") from None
         self.mark_dead_runs_interrupted()
 
     @property
@@ -198,6 +250,10 @@ class Store:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise StoreError(f"{self.path} is locked by another writer (waited {BUSY_TIMEOUT_S} s); "
                                  "nothing was lost, try again") from None
+            if "readonly" in str(exc):
+                raise StoreError(f"{self.path} is read-only: nothing can be recorded in it") from None
+            if "disk is full" in str(exc) or "I/O error" in str(exc):
+                raise StoreError(f"cannot write to {self.path}: {exc} (nothing already stored was lost)") from None
             raise
 
     # -- runs -------------------------------------------------------------------------
@@ -324,7 +380,10 @@ class Store:
                         "WHERE id = ?", [QUEUED, run_id])
 
     def mark_dead_runs_interrupted(self) -> list[int]:
-        """Runs left 'running' by a process that died (or went silent) become interrupted."""
+        """Runs left 'running' by a process that died (or went silent) become interrupted
+        (in a read-only store they are left as they are: it can be shown, not changed)."""
+        if self.read_only:
+            return []
         dead = []
         host = socket.gethostname()
         for run in self.db.query("SELECT id, pid, host, heartbeat_at FROM runs WHERE status = ?", [RUNNING]):

@@ -1,9 +1,12 @@
-"""The hostile inputs of tests/test_hostile.py: name -> (bytes or arguments, what the one error line must say).
+"""The hostile inputs of tests/test_hostile.py: name -> (content, or a writer of it; what the one error line must say).
 
 Each is something a person could send by mistake or an attacker on purpose, and each
 once ended in a traceback, a hang or memory exhaustion instead of one clear line.
 """
+import io
 import json
+import sqlite3
+import zipfile
 
 
 def _config(**fields) -> bytes:
@@ -80,3 +83,112 @@ NUMERIC_FLAGS = [
     (["search", "--trials", "1e3"], "argument --trials: '1e3' is not a whole number"),
     (["predict", "--run", "1", "--top", "0", "x.png"], "--top must be at least 1"),
 ]
+
+
+# -- stores: each writer makes `path` from a good store (`good`, a closed store file) -------
+def foreign_sqlite(path, good) -> None:
+    """Another application's database: its own tables, no schema version."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+    conn.execute("INSERT INTO contacts VALUES ('Ada', '555-0100')")
+    conn.commit()
+    conn.close()
+
+
+def foreign_sqlite_with_version(path, good) -> None:
+    """Another application that numbers its schema too (user_version 3) but has no runs table."""
+    foreign_sqlite(path, good)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+
+
+def text_file(path, good) -> None:
+    path.write_text("name,phone\nAda,555-0100\n")
+
+
+def image_file(path, good) -> None:
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+
+
+def truncated_store(path, good) -> None:
+    """A copy cut off after its first pages (a crash while copying it)."""
+    path.write_bytes(good.read_bytes()[:3 * 4096])
+
+
+def overwritten_pages(path, good) -> None:
+    """A copy whose pages after the first are overwritten with other bytes (disk damage)."""
+    data = bytearray(good.read_bytes())
+    data[4096:] = bytes((i * 7 + 3) % 251 for i in range(len(data) - 4096))
+    path.write_bytes(bytes(data))
+
+
+def newer_store(path, good) -> None:
+    path.write_bytes(good.read_bytes())
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+
+
+def a_directory(path, good) -> None:
+    path.mkdir()
+
+
+STORES = {
+    "foreign-sqlite": (foreign_sqlite, "another application's SQLite database (tables: contacts)"),
+    "foreign-sqlite-with-version": (foreign_sqlite_with_version, "another application's SQLite database"),
+    "text-file": (text_file, "is not a usable SQLite database (file is not a database)"),
+    "image-file": (image_file, "is not a usable SQLite database (file is not a database)"),
+    "truncated-store": (truncated_store, "malformed"),
+    "overwritten-pages": (overwritten_pages, "malformed"),
+    "newer-store": (newer_store, "schema version 99, newer than this code"),
+    "a-directory": (a_directory, "cannot open"),
+}
+# Each store is given to a reading and a writing command.
+STORE_COMMANDS = {"runs": ["runs"], "train": ["train", "--preset", "seed-part1", "--epochs", "1"]}
+
+
+# -- model files: each writer turns a good .keras file (bytes) into a bad one at `path` ----------
+def _rezip(good: bytes, path, replace: dict) -> None:
+    """A copy of the .keras zip with members replaced (None: left out)."""
+    with zipfile.ZipFile(io.BytesIO(good)) as source, zipfile.ZipFile(path, "w") as target:
+        for member in source.namelist():
+            data = replace.get(member, source.read(member))
+            if data is not None:
+                target.writestr(member, data)
+
+
+def _edited_config(good: bytes, edit) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(good)) as source:
+        config = json.loads(source.read("config.json"))
+    edit(config)
+    return json.dumps(config).encode()
+
+
+def _dense_layer(config) -> dict:
+    return next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+
+
+MODELS = {
+    "random-bytes": (lambda good, path: path.write_bytes(bytes(range(256)) * 20), "not a zip archive"),
+    "truncated": (lambda good, path: path.write_bytes(good[:len(good) // 2]), "not a zip archive"),
+    "empty": (lambda good, path: path.write_bytes(b""), "not a zip archive"),
+    "a-directory": (lambda good, path: path.mkdir(), "the file is missing"),
+    "config-not-json": (lambda good, path: _rezip(good, path, {"config.json": b"{not json"}), "JSONDecodeError"),
+    "config-a-list": (lambda good, path: _rezip(good, path, {"config.json": b"[1, 2]"}), "TypeError"),
+    "config-nested-deeply": (lambda good, path: _rezip(good, path, {"config.json": b"[" * 100_000 + b"]" * 100_000}),
+                             "RecursionError"),
+    "unknown-layer-class": (lambda good, path: _rezip(good, path, {"config.json": _edited_config(
+        good, lambda c: _dense_layer(c).update(class_name="NoSuchLayer"))}), "ValueError"),
+    "class-from-another-module": (lambda good, path: _rezip(good, path, {"config.json": _edited_config(
+        good, lambda c: c.update(class_name="system", module="os"))}), "TypeError: Could not locate class"),
+    "wrong-layer-setting": (lambda good, path: _rezip(good, path, {"config.json": _edited_config(
+        good, lambda c: _dense_layer(c)["config"].update(units="many"))}), "could not be deserialized"),
+    "weights-of-another-shape": (lambda good, path: _rezip(good, path, {"config.json": _edited_config(
+        good, lambda c: _dense_layer(c)["config"].update(units=7))}), "damaged or not a model"),
+    "lambda-layer": (lambda good, path: _rezip(good, path, {"config.json": _edited_config(
+        good, lambda c: _dense_layer(c).update(class_name="Lambda", config={"function": "x"}))}),
+        "damaged or not a model"),
+    "no-weights": (lambda good, path: _rezip(good, path, {"model.weights.h5": None}), "Expected a model.weights"),
+    "weights-not-hdf5": (lambda good, path: _rezip(good, path, {"model.weights.h5": b"not hdf5"}), "OSError"),
+}

@@ -7,15 +7,18 @@ written by fixtures into a folder per test (tests/hostile_corpus.py says what ea
 case is).
 """
 import hashlib
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from hostile_corpus import CONFIGS, NUMERIC_FLAGS
+from hostile_corpus import CONFIGS, MODELS, NUMERIC_FLAGS, STORE_COMMANDS, STORES
 
 REPO = Path(__file__).resolve().parent.parent
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:
@@ -47,8 +50,24 @@ def corpus(tmp_path, store):
     run_id = store.create_run(preset("seed-part1", epochs=1), status=RUNNING)
     store.log_epoch(run_id, 1, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4}, 1.0)
     store.finish_run(run_id, "completed")
+    # Test-set predictions: the store spans about a hundred pages, as a real one does.
+    probabilities = np.random.default_rng(0).random((2000, 100))
+    store.save_predictions(run_id, probabilities, np.arange(2000) % 100, np.arange(2000) % 20, "fine")
     store.db.conn.close()  # the last connection: SQLite folds the WAL into the store file and removes it
     return tmp_path
+
+
+@pytest.mark.parametrize("command", sorted(STORE_COMMANDS))
+@pytest.mark.parametrize("name", sorted(STORES))
+def test_hostile_store_is_one_line_and_left_as_it_is(corpus, tiny_npz, name, command):
+    writer, expected = STORES[name]
+    path = corpus / f"{name}.sqlite"
+    writer(path, corpus / "runs.sqlite")
+    before = tree_hashes(corpus)
+    data = ["--data", str(tiny_npz)] if command == "train" else []
+    result = run_cli(*STORE_COMMANDS[command], "--db", str(path), *data, cwd=corpus)
+    assert_one_error_line(result, expected)
+    assert before == tree_hashes(corpus)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -69,6 +88,167 @@ def test_hostile_numeric_flag_is_one_line_and_changes_nothing(corpus, args, expe
     result = run_cli(*args, "--db", str(corpus / "runs.sqlite"), cwd=corpus)
     assert_one_error_line(result, expected)
     assert before == tree_hashes(corpus)
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A 16 MB tmpfs (root only; skipped where mounting is not permitted): (folder, remount(options))."""
+    folder = tmp_path / "mount"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here ({mounted.stderr.decode().strip() or 'not root'})")
+
+    def remount(options: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{options}", str(folder)], check=True)
+
+    yield folder, remount
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def store_with_a_dead_run(db: Path) -> None:
+    """A closed store holding a completed run and one left 'running' by a process that is gone."""
+    from lsc_core.config import preset
+    from lsc_core.store import RUNNING, Store
+
+    store = Store(db)
+    done = store.create_run(preset("seed-part1", epochs=1), status=RUNNING)
+    store.finish_run(done, "completed")
+    dead = store.create_run(preset("seed-part1", epochs=3), status=RUNNING)
+    store.log_epoch(dead, 1, {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4}, 1.0)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    store.db.execute("UPDATE runs SET pid = ?, heartbeat_at = 0 WHERE id = ?", [gone.pid, dead])
+    store.db.conn.close()
+
+
+def test_read_only_store_with_dead_runs_is_listed_and_refuses_writes_in_one_line(small_mount, tiny_npz):
+    folder, remount = small_mount
+    db = folder / "runs.sqlite"
+    store_with_a_dead_run(db)
+    remount("ro")
+    before = tree_hashes(folder)
+    listed = run_cli("runs", "--db", str(db), cwd=folder.parent)
+    assert (0, "") == (listed.returncode, listed.stderr)
+    assert 2 == sum(line.split()[2] in ("completed", "running") for line in listed.stdout.splitlines()[1:])
+    trained = run_cli("train", "--preset", "seed-part1", "--epochs", "1", "--data", str(tiny_npz), "--db", str(db),
+                      cwd=folder.parent)
+    assert_one_error_line(trained, "is read-only: nothing can be recorded in it")
+    assert before == tree_hashes(folder)
+
+
+def test_read_only_store_of_an_older_schema_is_one_line(small_mount):
+    import sqlite_utils
+
+    from lsc_core.store import MIGRATIONS
+
+    folder, remount = small_mount
+    db = sqlite_utils.Database(folder / "runs.sqlite")
+    for step in MIGRATIONS[:4]:  # a store as the first release left it
+        step(db)
+    db.execute("PRAGMA user_version = 4")
+    db.close()
+    remount("ro")
+    before = tree_hashes(folder)
+    result = run_cli("runs", "--db", str(folder / "runs.sqlite"), cwd=folder.parent)
+    assert_one_error_line(result, "read-only and has schema version 4, older than this code's")
+    assert before == tree_hashes(folder)
+
+
+@pytest.mark.parametrize("name", ["foreign-sqlite", "text-file", "overwritten-pages", "newer-store"])
+@pytest.mark.parametrize("page", ["app_pages/home.py", "app_pages/runs.py", "app_pages/evaluate.py"])
+def test_dashboard_on_a_hostile_store_shows_one_error(corpus, monkeypatch, tiny_npz, name, page):
+    from streamlit.testing.v1 import AppTest
+
+    writer, expected = STORES[name]
+    path = corpus / f"{name}.sqlite"
+    writer(path, corpus / "runs.sqlite")
+    before = tree_hashes(corpus)
+    monkeypatch.setenv("LSC_DB", str(path))
+    monkeypatch.setenv("LSC_DATA", str(tiny_npz))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    if page != "app_pages/home.py":
+        at.switch_page(page)
+    at.run()
+    assert [] == at.exception
+    assert 1 == len(at.error) and expected in at.error[0].value.replace("\\", ""), [e.value for e in at.error]
+    # The store file is unchanged; a damaged one that opened keeps SQLite's empty side files
+    # (-wal, -shm) while this server process holds it open.
+    after = tree_hashes(corpus)
+    assert before == {name: digest for name, digest in after.items() if not name.endswith(("-wal", "-shm"))}
+    assert all(after[name] == EMPTY_SHA256 for name in after if name.endswith("-wal"))
+
+
+def test_dashboard_shows_a_read_only_store(small_mount, monkeypatch, tiny_npz):
+    from streamlit.testing.v1 import AppTest
+
+    from lsc_core.jobs import manager_for
+
+    folder, remount = small_mount
+    db = folder / "runs.sqlite"
+    store_with_a_dead_run(db)
+    remount("ro")
+    before = tree_hashes(folder)
+    monkeypatch.setenv("LSC_DB", str(db))
+    monkeypatch.setenv("LSC_DATA", str(tiny_npz))
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+        at.switch_page("app_pages/runs.py").run()
+        assert ([], []) == (at.exception, [e.value for e in at.error])
+        assert 1 == len(at.subheader)  # the newest run, opened
+    finally:
+        manager = manager_for(db, create=False)
+        if manager is not None:
+            manager.shutdown(timeout=60)
+    assert before == tree_hashes(folder)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_data):
+    """A store with one really trained run: (store path, run id, its good .keras bytes, an image)."""
+    from images import write_good_images
+    from lsc_core.config import LayerSpec, RunConfig
+    from lsc_core.store import RUNNING, Store
+    from lsc_core.train import train_run
+
+    folder = tmp_path_factory.mktemp("hostile_models")
+    store = Store(folder / "runs.sqlite")
+    layers = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
+              LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))
+    run_id = store.create_run(RunConfig(layers=layers, epochs=1, batch_size=32), status=RUNNING)
+    run = train_run(store, run_id, load_data=lambda: tiny_data)
+    image = write_good_images(folder / "images")["photo.jpg"]
+    return folder / "runs.sqlite", run_id, Path(run["model_path"]).read_bytes(), image
+
+
+def stored_rows(db: Path) -> list:
+    """Every run and epoch row of a store: what must survive any hostile input."""
+    conn = sqlite3.connect(db)
+    try:
+        return [conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall() for table in ("runs", "epochs")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_hostile_model_file_is_one_line_and_loses_nothing(trained_run, monkeypatch, capsys, name):
+    from lsc_core.cli import main
+    from lsc_core.store import Store
+
+    db, run_id, good, image = trained_run
+    writer, expected = MODELS[name]
+    store = Store(db)
+    bad = store.artifacts / f"{name}.keras"
+    writer(good, bad)
+    store.set_model_path(run_id, bad)  # as if the file at the run's path had been replaced
+    before = (stored_rows(db), hashlib.sha256(image.read_bytes()).hexdigest())
+    status = main(["predict", "--run", str(run_id), str(image), "--db", str(db)])
+    err = capsys.readouterr().err
+    assert 0 != status
+    lines = err.strip().splitlines()
+    assert 1 == len(lines) and lines[0].startswith(f"error: the model of run {run_id} cannot be loaded"), err
+    assert expected in lines[0]
+    assert before == (stored_rows(db), hashlib.sha256(image.read_bytes()).hexdigest())
 
 
 # -- names an attacker chose, on every page that shows them ----------------------------------
