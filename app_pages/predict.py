@@ -63,7 +63,7 @@ def show_upload(upload: predict.Upload, index: int, results: list) -> None:
             st.altair_chart(charts.probability_bars(predict.prediction_frame(prediction)), width="content")
     for run, _ in results:
         with st.container(border=True):
-            st.caption(f"{views.run_label(run)}: where it looked (Grad-CAM)")
+            st.caption(f"{plain(views.run_label(run))}: where it looked (Grad-CAM)")
             show_explanations(upload, index, run)
 
 
