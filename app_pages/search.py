@@ -107,7 +107,11 @@ def show_search(search_id: int) -> None:
     if best is None:
         st.info("Results appear here as trials finish their first epoch.")
         return
-    st.altair_chart(charts.search_scatter_chart(results, [p.name for p in spec.space.params]))
+    searched = [p.name for p in spec.space.params]
+    st.altair_chart(charts.search_scatter_chart(results, searched))
+    # Not in tabs: a chart in a hidden tab is drawn at the tab's zero width.
+    st.caption("All settings at once: one line per trial, coloured by its best test accuracy.")
+    st.altair_chart(charts.search_parallel_chart(results, searched))
     st.markdown(f"**Best so far:** {plain(best['name'])} (run {best['id']}), test accuracy "
                 f"{best['best_val_accuracy']:.4f} at epoch {best['best_epoch']}")
     st.json(lsc_search.trial_config_dict(best), expanded=False)

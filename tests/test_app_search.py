@@ -64,6 +64,8 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
     assert not at.exception and not at.error
     table = at.dataframe[0].value
     assert 2 == len(table) and ["completed", "completed"] == list(table["status"])
+    # Each searched setting against accuracy, then all of them as parallel coordinates.
+    assert 2 == len(at.get("vega_lite_chart"))
     best = search.best_trial(store, 1)
     assert any(plain(best["name"]) in m.value for m in at.markdown)
     open_button = next(b for b in at.button if b.label.startswith("Open the best configuration"))

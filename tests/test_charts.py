@@ -127,3 +127,27 @@ def test_a_hold_out_run_shows_its_hold_out_split_with_its_own_colour(store, two_
     assert {("adam", "test"), ("held", "hold-out")} == {(r["run"], r["split"]) for r in rows}
     dash = spec["hconcat"][0]["layer"][0]["encoding"]["strokeDash"]["scale"]
     assert (["test", "hold-out"], [[1, 0], [1, 0]]) == (dash["domain"], dash["range"])
+
+
+def test_search_parallel_coordinates_place_each_setting_on_its_own_axis():
+    import pandas as pd
+
+    results = pd.DataFrame({"trial": [1, 2, 3, 4], "conv1_filters": [16, 32, 64, 32],
+                            "optimizer": ["sgd", "adam", "adam", "rmsprop"],
+                            "learning_rate": [1e-4, 1e-3, 1e-2, None],
+                            "best test accuracy": [0.30, 0.50, 0.40, None]})  # trial 4: no accuracy yet
+    spec = charts.search_parallel_chart(results, ["conv1_filters", "optimizer", "learning_rate"]).to_dict()
+    rules, lines, labels = spec["layer"]
+    assert ["conv1_filters", "optimizer", "learning_rate", "best test accuracy"] == lines["encoding"]["x"]["sort"]
+    points = {(row["trial"], row["axis"]): row["position"] for row in spec["datasets"][lines["data"]["name"]]}
+    assert {1, 2, 3} == {trial for trial, _ in points}
+    def axis(name):
+        return [points[trial, name] for trial in (1, 2, 3)]
+
+    assert pytest.approx([0.0, 1 / 3, 1.0]) == axis("conv1_filters")  # 16, 32, 64: linear
+    assert pytest.approx([0.0, 0.5, 1.0]) == axis("learning_rate")  # 1e-4, 1e-3, 1e-2: log10 spacing
+    assert [1.0, 0.0, 0.0] == axis("optimizer")  # sgd, adam, adam: words in sorted order
+    assert pytest.approx([0.0, 1.0, 0.5]) == axis("best test accuracy")
+    shown = {(row["axis"], row["value"]) for row in spec["datasets"][labels["data"]["name"]]}
+    assert {("optimizer", "adam"), ("optimizer", "sgd"), ("learning_rate", "0.0001"),
+            ("learning_rate", "0.01")} <= shown
