@@ -11,6 +11,7 @@ SELECTED_SEARCH = "selected_search"  # search id this page shows
 SEARCH_PICK = "search_pick"  # the key of the picker of searches
 PENDING = "search_pending"  # a submitted search waiting for confirmation: (spec, estimate, reasons)
 NOTICE = "search_notice"  # what the last launch queued, shown once
+MAX_NAME_CHARS = 80  # a search's name is a line in a picker
 
 st.title("Hyperparameter search")
 st.caption("Each trial is an ordinary run (named search*N*-trial*M*) trained by the background queue. "
@@ -45,12 +46,16 @@ with st.form("search_form", enter_to_submit=False):  # Enter in a field must not
     labels = d.radio("Labels", LABEL_MODES, horizontal=True, key="search_labels")
     limit = e.number_input("Training images (0 = all 50,000)", min_value=0, max_value=50_000, value=0, step=500)
     seed = f.number_input("Seed of the draw", min_value=0, value=0)
+    name = st.text_input("Search name", max_chars=MAX_NAME_CHARS, key="search_name",
+                         placeholder="empty: from the strategy, network, labels and what is varied",
+                         help="How the search is listed below and in its trials' runs.")
     launched = st.form_submit_button("Launch search", type="primary")
 
 # -- guard and call ------------------------------------------------------------------------
 def launch(spec: lsc_search.SearchSpec, estimate: estimates.Estimate | None) -> None:
     """Queue the search; the picker below opens on it."""
-    search_id = lsc_search.launch_search(store, spec)
+    # The name field's value (kept while the form is on screen, also through a confirmation).
+    search_id = lsc_search.launch_search(store, spec, st.session_state.get("search_name", "").strip() or None)
     st.session_state[SEARCH_PICK] = st.session_state[SELECTED_SEARCH] = search_id
     st.session_state.pop(PENDING, None)
     work = f": {estimate.describe()}" if estimate is not None else ""

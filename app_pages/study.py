@@ -3,6 +3,7 @@ import streamlit as st
 
 from lsc_core import charts, estimates
 from lsc_core import study as lsc_study
+from lsc_core.store import ACTIVE_STATES
 from app_pages import common
 
 st.title("The study, replayed")
@@ -48,6 +49,32 @@ suite = lsc_study.latest_suite(store)
 if suite is None:
     st.info("No study suite yet: choose a scale (0.1 for a quick pass) and queue it.")
     st.stop()
+
+
+# -- stop and remove (outside the live fragment: a removal changes which suite the page shows) --
+def stop_suite(suite: dict) -> None:
+    stopped = lsc_study.stop_suite(store, suite, common.manager().stop)
+    st.session_state[NOTICE] = (st.info, f"Suite {suite['id']} stopped: {stopped} run(s) and trial(s) stopped; "
+                                         "what they trained is kept.")
+
+
+def remove_suite(suite: dict) -> None:
+    lsc_study.remove_suite(store, suite, common.manager().stop)
+    st.session_state[NOTICE] = (st.info, f"Suite {suite['id']} removed. Its runs stay in Runs, with their "
+                                         "epochs and models.")
+
+
+active = any(status in ACTIVE_STATES for status in lsc_study.progress(store, suite))
+stop_col, remove_col = st.columns(2, width=420)
+stop_col.button("Stop the suite", icon=":material/stop:", key="stop_suite", disabled=not active,
+                on_click=stop_suite, args=(suite,),
+                help="Drops its queued runs and search trials; the running one ends after its current batch. "
+                     "Epochs and best models are kept.")
+with remove_col.popover("Remove the suite", icon=":material/delete:"):
+    st.caption("Stops it and takes it off this page; the suite before it (if any) shows instead. Its runs stay "
+               "in Runs, with their epochs and models.")
+    st.button(f"Remove suite {suite['id']}", type="primary", key="remove_suite", on_click=remove_suite,
+              args=(suite,))
 
 
 # -- render (live) -----------------------------------------------------------------------------

@@ -115,6 +115,12 @@ def preprocess_layer(module: str):
     return preprocess_class()(module, name="preprocess")
 
 
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights could not be had (offline without them in the Keras cache, or a broken
+    download). Not a fault of the configuration, so not a ConfigError: the run's error says
+    what happened and how to get the weights."""
+
+
 def _load_base(info: Backbone, weights: str, size: int):
     import keras
 
@@ -126,10 +132,10 @@ def _load_base(info: Backbone, weights: str, size: int):
         if weights == "none":
             raise
         cache = keras_models_dir()
-        raise ConfigError(
+        raise WeightsUnavailable(
             f"ImageNet weights for {info.application} are not in the Keras cache ({cache}) and could not "
             f"be downloaded ({type(exc).__name__}: {str(exc)[:200]}). Connect to the internet once, copy the "
-            f"weights file into {cache}, or use weights 'none'.", field_name="weights") from None
+            f"weights file into {cache}, or use weights 'none'.") from None
 
 
 def keras_models_dir() -> str:

@@ -324,7 +324,7 @@ def cmd_search(args) -> int:
         spec = search.check_spec(_search_spec_from_args(args, search))
     data = _load_data_or_fail(args.data)
     if not args.resume:
-        search_id = search.create_search(store, spec)
+        search_id = search.create_search(store, spec, args.name)
     elif store.get_search(search_id)["status"] == search.SEARCH_STOPPED:  # e.g. by Ctrl-C
         search.reopen_search(store, search_id)
     print(f"search {search_id}: {spec.strategy}, {len(search.plan_values(spec))} trial(s) of {spec.epochs} "
@@ -389,6 +389,8 @@ def cmd_study(args) -> int:
     """Queue the study's experiments (each distinct config once); with --run, train them here."""
     from . import study
 
+    if args.stop is not None or args.remove is not None:
+        return _stop_or_remove_suite(args, study)
     if args.epochs_scale <= 0:
         raise CommandError(f"--epochs-scale must be above 0, not {args.epochs_scale}")
     data = _load_data_or_fail(args.data) if args.run else None
@@ -405,6 +407,23 @@ def cmd_study(args) -> int:
                         verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)
     _print_table([{k: row[k] for k in ("part", "experiment", "study accuracy", "our accuracy", "status", "run")}
                   for row in study.study_table(store, suite)])
+    return EXIT_OK
+
+
+def _stop_or_remove_suite(args, study) -> int:
+    """study --stop ID / --remove ID: the suite's queued runs and trials dropped, its running run
+    asked to stop (whichever process trains it); --remove also forgets the suite (runs stay)."""
+    store = Store(args.db)
+    suite_id = args.stop if args.stop is not None else args.remove
+    suite = study.get_suite(store, suite_id)
+    if suite is None:
+        raise CommandError(f"no suite {suite_id} in {store.path}")
+    if args.remove is not None:
+        stopped = study.remove_suite(store, suite)
+        print(f"suite {suite_id} removed ({stopped} run(s) and trial(s) stopped); its runs stay in the store")
+    else:
+        stopped = study.stop_suite(store, suite)
+        print(f"suite {suite_id} stopped: {stopped} run(s) and trial(s) stopped; what they trained is kept")
     return EXIT_OK
 
 
@@ -520,6 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", metavar="FILE.json", help="search space as JSON (see lsc_core/search.py)")
     p.add_argument("--strategy", choices=["random", "grid"], default="random", help="default random")
     p.add_argument("--resume", type=whole_number, metavar="ID", help="continue search ID instead of starting one")
+    p.add_argument("--name", help="the search's name (default: strategy, network, labels and the settings varied)")
     _add_data(p)
     _add_db(p)
     p.set_defaults(func=cmd_search)
@@ -536,6 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply every study epoch count by X (at least 1 epoch each; default 1)")
     p.add_argument("--limit", type=whole_number, help="train every run on the first N training images")
     p.add_argument("--run", action="store_true", help="also train the queued runs here, in the foreground")
+    stop_or_remove = p.add_mutually_exclusive_group()
+    stop_or_remove.add_argument("--stop", type=whole_number, metavar="SUITE",
+                                help="stop suite SUITE instead: its queued runs and trials are dropped, its "
+                                     "running run ends after its current batch")
+    stop_or_remove.add_argument("--remove", type=whole_number, metavar="SUITE",
+                                help="stop suite SUITE and forget it; its runs stay in the store")
     _add_data(p)
     _add_db(p)
     p.set_defaults(func=cmd_study)

@@ -525,6 +525,13 @@ class Store:
                 self._write("INSERT INTO suite_runs (suite_id, key, run_id) VALUES (?, ?, ?)", [suite_id, key, run_id])
         return suite_id
 
+    def delete_suite(self, suite_id: int) -> None:
+        """Forget a suite: its record and its experiment -> run links (the runs themselves stay)."""
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            self._write("DELETE FROM suite_runs WHERE suite_id = ?", [suite_id])
+            self._write("DELETE FROM suites WHERE id = ?", [suite_id])
+
     def list_suites(self) -> list[dict]:
         """Suites, newest first, each with `runs`: {experiment key: run id}."""
         suites = list(self.db.query("SELECT * FROM suites ORDER BY id DESC"))

@@ -21,8 +21,8 @@ from typing import Callable
 
 from .backbones import BACKBONES
 from .config import BackboneSpec, ConfigError, RunConfig, preset, validate
-from .search import SearchSpec, launch_search, param_value, plan_trials, run_search, study_space
-from .store import QUEUED, Store
+from .search import SearchSpec, launch_search, param_value, plan_trials, run_search, stop_search, study_space
+from .store import ACTIVE_STATES, QUEUED, Store
 
 STUDY_EPOCHS = {"part1": 10, "part2": 15, "search": 5, "part3": 15, "transfer": 5, "fine_tune": 3}
 SEARCH_KEY = "p2-search"  # the random search: a search of trials, not one run
@@ -196,6 +196,35 @@ def suites(store: Store) -> list[dict]:
 def latest_suite(store: Store) -> dict | None:
     found = suites(store)
     return found[0] if found else None
+
+
+def get_suite(store: Store, suite_id: int) -> dict | None:
+    """One suite as `suites` gives it, or None."""
+    return next((suite for suite in suites(store) if suite["id"] == suite_id), None)
+
+
+def stop_suite(store: Store, suite: dict, stop_run: Callable[[int], None] | None = None) -> int:
+    """Stop a suite: its queued runs are dropped, its running one ends after its current batch,
+    its search stops. `stop_run` stops one run (the dashboard's job manager, which also reaches
+    a run this process trains; default: the store's request). Returns the runs it stopped."""
+    stop = stop_run or store.request_stop
+    active = [run_id for run_id in dict.fromkeys(suite["runs"].values())
+              if (run := store.get_run(run_id)) is not None and run["status"] in ACTIVE_STATES]
+    for run_id in active:
+        stop(run_id)
+    if store.get_search(suite["search_id"]) is not None:
+        trials = [run["id"] for run in store.list_runs(search_id=suite["search_id"]) if run["status"] in ACTIVE_STATES]
+        stop_search(store, suite["search_id"], stop)
+        active += trials
+    return len(active)
+
+
+def remove_suite(store: Store, suite: dict, stop_run: Callable[[int], None] | None = None) -> int:
+    """Stop a suite and forget it (the Study page then shows the one before). Its runs and search
+    stay in the store as ordinary runs, with the epochs and models they made. Returns runs stopped."""
+    stopped = stop_suite(store, suite, stop_run)
+    store.delete_suite(suite["id"])
+    return stopped
 
 
 def run_suite(store: Store, suite: dict, *, load_data: Callable, on_run: Callable | None = None,

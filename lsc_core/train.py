@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .backbones import WeightsUnavailable
 from .config import ConfigError, RunConfig, validate
 
 logger = logging.getLogger(__name__)
@@ -257,6 +258,8 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
         raise
     except ConfigError as exc:
         store.finish_run(run_id, FAILED, f"invalid configuration: {exc}")
+    except WeightsUnavailable as exc:  # the config is fine: say what is missing, not "invalid"
+        store.finish_run(run_id, FAILED, str(exc))
     except Exception as exc:  # recorded for the person, never lost in a thread
         store.finish_run(run_id, FAILED, f"{type(exc).__name__}: {exc}")
     return store.get_run(run_id)

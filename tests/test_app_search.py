@@ -52,12 +52,14 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
     widget(at.number_input, "Epochs per trial").set_value(1)
     widget(at.number_input, "Training images (0 = all 50,000)").set_value(64)
     widget(at.multiselect, "layer 9: dense 128 relu").set_value([32, 64])  # small and quick
+    widget(at.text_input, "Search name").set_value("dense width, quick")
     at.button[0].click().run()
     assert not at.exception
     assert ["Search 1 queued: 2 runs x 1 epoch x 64 images = 128 training images; no time estimate yet: no run of "
             "a size like 2 of these networks has been measured on this device."] == [s.value for s in at.success]
 
     store = Store(env)
+    assert "dense width, quick" == store.get_search(1)["name"]
     assert wait_until(lambda: store.get_search(1)["status"] == search.SEARCH_COMPLETED)
     assert [("completed", None)] * 2 == [(run["status"], run["error"]) for run in store.list_runs(search_id=1)]
     at.run()
@@ -84,6 +86,9 @@ def test_a_search_repeating_a_running_one_asks_first(env, tmp_path):
     at.button[0].click().run()
     assert ["Search 1 queued"] == [s.value.split(":")[0] for s in at.success]
     store = Store(env)
+    # Unnamed: named after what it is, not "random search" like every other.
+    assert "random, seed-part2 coarse: conv1_filters, conv2_filters, conv3_filters +2 more" == \
+        store.get_search(1)["name"]
     store.request_stop(store.list_runs(search_id=1)[0]["id"])  # nothing needs to train here
     at.button[0].click().run()  # the same form again, while search 1 still counts as running
     assert not at.exception and [] == at.success
@@ -152,3 +157,21 @@ def test_study_page_queues_the_suite_and_fills_in(env, tmp_path):
     # Asking again does not queue the study twice.
     at.button[0].click().run()
     assert 20 == len(store.list_runs())
+
+
+def test_study_page_stops_and_removes_its_suite(env, tmp_path):
+    store = Store(env)
+    study.queue_suite(store, epochs_scale=0.01, limit=64)  # queued here: the page's worker may start its first run
+    at = start(tmp_path, "study")
+    suite = study.latest_suite(store)
+    next(b for b in at.button if b.label == "Stop the suite").click().run()
+    assert not at.exception
+    assert [f"Suite {suite['id']} stopped"] == [i.value.split(":")[0] for i in at.info]
+    # A run the worker had started ends after its batch (stopped, or completed if it was its last).
+    assert wait_until(lambda: set(study.progress(store, suite)) <= {"stopped", "completed"})
+    at.run()
+    assert next(b for b in at.button if b.label == "Stop the suite").disabled  # nothing left to stop
+    next(b for b in at.button if b.label == f"Remove suite {suite['id']}").click().run()
+    assert not at.exception
+    assert [] == study.suites(store) and 20 == len(store.list_runs())  # the runs stay
+    assert any("No study suite yet" in i.value for i in at.info)

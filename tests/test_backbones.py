@@ -69,15 +69,19 @@ def test_xception_minimum_is_71():
         [str(error) for error in analyze(config).errors]
 
 
-def test_offline_imagenet_request_is_one_clear_message(tmp_path):
-    """No weights in an empty Keras home and no network (an unreachable proxy): ConfigError."""
-    script = textwrap.dedent("""
-        from lsc_core.config import BackboneSpec, ConfigError, RunConfig
-        from lsc_core.model import build_model
-        try:
-            build_model(RunConfig(backbone=BackboneSpec(name="vgg16", weights="imagenet", image_size=32)))
-        except ConfigError as exc:
-            print("CONFIGERROR", exc.field_name, exc)
+def test_offline_imagenet_request_is_one_clear_message_naming_the_real_cause(tmp_path, tiny_npz):
+    """No weights in an empty Keras home and no network (an unreachable proxy): the run fails
+    saying the weights are missing and how to get them, not "invalid configuration"."""
+    script = textwrap.dedent(f"""
+        from lsc_core.config import BackboneSpec, RunConfig
+        from lsc_core.data import load_cifar100
+        from lsc_core.store import RUNNING, Store
+        from lsc_core.train import train_run
+        store = Store({str(tmp_path / "runs.sqlite")!r})
+        config = RunConfig(backbone=BackboneSpec(name="vgg16", weights="imagenet", image_size=32), epochs=1)
+        run = train_run(store, store.create_run(config, status=RUNNING),
+                        load_data=lambda: load_cifar100({str(tiny_npz)!r}))
+        print("RUN", run["status"], run["error"])
     """)
     # Port 9 (discard) refuses connections: any download attempt fails at once.
     env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",
@@ -85,8 +89,8 @@ def test_offline_imagenet_request_is_one_clear_message(tmp_path):
            "http_proxy": "http://127.0.0.1:9", "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=120)
-    line = next((line for line in result.stdout.splitlines() if line.startswith("CONFIGERROR")), result.stderr[-500:])
-    assert line.startswith("CONFIGERROR weights ImageNet weights for VGG16 are not in the Keras cache"), line
+    line = next((line for line in result.stdout.splitlines() if line.startswith("RUN")), result.stderr[-500:])
+    assert line.startswith("RUN failed ImageNet weights for VGG16 are not in the Keras cache"), line
     assert str(tmp_path / "keras" / "models") in line
     assert "weights 'none'" in line
     assert not (tmp_path / "keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").exists()

@@ -71,3 +71,19 @@ def test_help_texts_describe_the_commands():
     for flag in ("--preset", "--labels", "--epochs", "--optimizer", "--lr", "--batch-size", "--limit", "--config",
                  "--data", "--db", "--backbone", "--weights", "--image-size"):
         assert flag in result.stdout
+
+
+def test_study_suites_are_stopped_and_removed_from_the_command_line(tmp_path, capsys):
+    from lsc_core import study
+
+    db = str(tmp_path / "runs.sqlite")
+    assert 0 == main(["study", "--epochs-scale", "0.1", "--limit", "100", "--db", db])
+    suite_id = study.latest_suite(Store(db))["id"]
+    assert 0 == main(["study", "--stop", str(suite_id), "--db", db])
+    assert f"suite {suite_id} stopped: 20 run(s) and trial(s) stopped" in capsys.readouterr().out
+    assert {"stopped": 20} == study.progress(Store(db), study.get_suite(Store(db), suite_id))
+    assert 0 == main(["study", "--remove", str(suite_id), "--db", db])
+    assert f"suite {suite_id} removed" in capsys.readouterr().out
+    assert ([], 20) == (study.suites(Store(db)), len(Store(db).list_runs()))  # the runs stay
+    assert 0 != main(["study", "--remove", str(suite_id), "--db", db])
+    assert f"error: no suite {suite_id}" in capsys.readouterr().err

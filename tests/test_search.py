@@ -44,6 +44,15 @@ def test_study_space_is_the_studys_over_seed_part2():
     assert ["conv2d"] * 4 + ["dense"] == [space.base.layers[p.layer - 1].kind for p in space.params]
 
 
+def test_a_search_is_named_after_its_strategy_network_labels_and_settings(store):
+    assert "random, custom coarse: conv1_filters, dense_units, optimizer" == search.default_search_name(tiny_spec())
+    study = SearchSpec(search.study_space(), strategy="grid", label_mode="fine")
+    assert "grid, seed-part2 fine: conv1_filters, conv2_filters, conv3_filters +2 more" == \
+        search.default_search_name(study)
+    assert ["random, custom coarse: conv1_filters, dense_units, optimizer", "mine"] == \
+        [store.get_search(search.create_search(store, tiny_spec(), name))["name"] for name in (None, "mine")]
+
+
 def test_space_json_round_trip_and_preset_base():
     space = tiny_space(params=tiny_space().params + (Param("learning_rate", field="learning_rate",
                                                            log_range=(1e-4, 1e-2)),))

@@ -116,3 +116,24 @@ def test_an_experiment_whose_run_was_deleted_shows_as_not_run(store):
     assert (None, None, "not run (its run is no longer in the store)") == (row["run"], row["our accuracy"],
                                                                            row["status"])
     assert {"queued": 19} == study.progress(store, suite)
+
+
+def test_a_suite_can_be_stopped_and_removed_keeping_what_its_runs_made(store):
+    older, _ = study.queue_suite(store, epochs_scale=0.1, limit=100)
+    suite_id, _ = study.queue_suite(store, epochs_scale=0.2, limit=100)
+    suite = study.get_suite(store, suite_id)
+    running = suite["runs"]["p1-adam-b32"]
+    assert store.claim_run(running)  # one run trains (here, by hand), the rest wait
+    asked = []
+    assert 20 == study.stop_suite(store, suite, stop_run=lambda run_id: (asked.append(run_id),
+                                                                          store.request_stop(run_id)))
+    assert running in asked  # the running run is asked through the given stopper (the job manager)
+    assert {"stopped": 19, "running": 1} == study.progress(store, suite)  # queued ones stop at once
+    assert store.stop_requested(running)  # the running one ends after its batch
+    assert search.SEARCH_STOPPED == store.get_search(suite["search_id"])["status"]
+
+    assert 1 == study.remove_suite(store, suite)  # the run still ending is asked again; the rest are done
+    assert [older] == [s["id"] for s in study.suites(store)]
+    assert study.get_suite(store, suite_id) is None
+    assert store.get_run(running) is not None  # the runs stay, as ordinary runs
+    assert {"queued": 20} == study.progress(store, study.latest_suite(store))  # the other suite untouched

@@ -11,7 +11,7 @@ from typing import Callable
 
 from ..config import RunConfig, validate
 from ..store import ACTIVE_STATES, COMPLETED, FINISHED_STATES, INTERRUPTED, QUEUED, RUNNING, STOPPED, Store
-from .space import SearchSpec, check_spec, param_value, plan_trials, plan_values
+from .space import SearchSpec, check_spec, default_search_name, param_value, plan_trials, plan_values
 
 __all__ = ["SEARCH_RUNNING", "SEARCH_STOPPED", "SEARCH_COMPLETED", "create_search", "launch_search",
            "get_spec", "queue_missing_trials", "resume_searches", "stop_search", "interrupt_search",
@@ -25,7 +25,7 @@ SEARCH_RUNNING, SEARCH_STOPPED, SEARCH_COMPLETED = "running", "stopped", "comple
 def create_search(store: Store, spec: SearchSpec, name: str | None = None) -> int:
     """Record a (valid) search without queuing anything; returns its id."""
     check_spec(spec)
-    return store.create_search(name or f"{spec.strategy} search", spec.to_json())
+    return store.create_search(name or default_search_name(spec), spec.to_json())
 
 
 def launch_search(store: Store, spec: SearchSpec, name: str | None = None) -> int:

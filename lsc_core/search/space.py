@@ -21,7 +21,7 @@ from ..config import ConfigError, LayerSpec, RunConfig, parse_json, preset, type
 
 __all__ = ["STRATEGIES", "CONFIG_FIELDS", "GRID_LOG_POINTS", "MAX_TRIALS", "MAX_DRAWS_PER_TRIAL",
            "MAX_CHOICES", "BATCH_SIZES", "Param", "SearchSpace", "check_space", "apply_values", "param_value",
-           "study_space", "SearchSpec", "check_spec", "plan_values", "plan_trials", "LayerChoice",
+           "study_space", "SearchSpec", "default_search_name", "check_spec", "plan_values", "plan_trials", "LayerChoice",
            "searchable_layers", "space_from_form", "trial_config_dict"]
 
 STRATEGIES = ("random", "grid")
@@ -240,6 +240,18 @@ class SearchSpec:
         data = json.loads(text)
         data["space"] = SearchSpace.from_dict(data["space"], check=check)
         return cls(**data)
+
+
+MAX_NAME_PARAMS = 3  # settings a default search name lists before "+N more"
+
+
+def default_search_name(spec: SearchSpec) -> str:
+    """A search's name when the person gives none: strategy, base network, labels and what it
+    varies, e.g. 'random, seed-part2 coarse: conv1_filters, conv2_filters, dense_units +2 more'."""
+    names = [p.name for p in spec.space.params]
+    varied = ", ".join(names[:MAX_NAME_PARAMS]) + (f" +{len(names) - MAX_NAME_PARAMS} more"
+                                                   if len(names) > MAX_NAME_PARAMS else "")
+    return f"{spec.strategy}, {spec.space.base.display_name()} {spec.label_mode}: {varied or 'nothing varied'}"
 
 
 def check_spec(spec: SearchSpec) -> SearchSpec:
