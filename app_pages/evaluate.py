@@ -118,7 +118,7 @@ else:
                          help="Coarse: a fine run's superclass is derived from its fine probabilities")
         comparison = compare.compare_runs(evaluation, other, level)
     except (evaluate.EvaluationError, DataError) as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     else:
         left, middle, right = st.columns(3)
         left.metric(f"A: #{run_id}", f"{comparison.accuracy_a:.1%}")
@@ -148,7 +148,7 @@ else:
         together = compare.ensemble([run_evaluation(common.db_path(), i) for i in members]) \
             if len(members) >= 2 else None
     except (evaluate.EvaluationError, DataError) as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         together = None
     if together is None:
         st.caption(f"Pick two or more {mode} runs to average.")
@@ -178,7 +178,7 @@ if looked:
     try:
         explainer = run_explainer(common.db_path(), run_id, runs[run_id]["model_path"])
     except ValueError as exc:
-        st.info(f"No heatmaps for this run: {exc}")
+        st.info(f"No heatmaps for this run: {plain(exc)}")
 
 
 def show_gallery(indices) -> None:

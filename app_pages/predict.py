@@ -31,7 +31,7 @@ def show_explanations(upload: predict.Upload, index: int, run: dict) -> None:
     try:
         explainer = run_explainer(common.db_path(), run["id"], run["model_path"])
     except explain.NoFeatureMap as exc:
-        st.caption(f"No heatmap: {exc}.")
+        st.caption(f"No heatmap: {plain(exc)}.")
         return
     top = explain.explain_upload(explainer, upload.image, run["label_mode"])
     choices = explain.class_choices(top, run["label_mode"])

@@ -146,7 +146,7 @@ def cmd_train(args) -> int:
     print(f"run {run_id} {run['status']}: best {which} accuracy {best_text}")
     if run["error"]:
         print(f"error: {run['error']}", file=sys.stderr)
-    return EXIT_OK if run["status"] == COMPLETED else EXIT_FAILED
+    return EXIT_OK if run["status"] == COMPLETED and not run["error"] else EXIT_FAILED  # e.g. model not saved
 
 
 # -- runs ---------------------------------------------------------------------------------

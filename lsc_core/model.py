@@ -108,8 +108,8 @@ def load_run_model(run: dict | None, run_id: int | None = None):
     if run is None:
         raise ModelUnavailable(f"run {run_id} does not exist")
     if not run.get("model_path"):
-        raise ModelUnavailable(f"run {run['id']} ({run['name']}, {run['status']}) has no saved model: "
-                               "it never finished an epoch")
+        why = run.get("error") or "it never finished an epoch"  # e.g. the disk was full when it was saved
+        raise ModelUnavailable(f"run {run['id']} ({run['name']}, {run['status']}) has no saved model: {why}")
     where = f"the model of run {run['id']} cannot be loaded from {run['model_path']}"
     path = Path(run["model_path"])
     if not path.is_file():

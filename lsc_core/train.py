@@ -33,12 +33,26 @@ CHECKPOINT_EVERY_S = 60.0
 BEST_MODEL_FILE = "best.keras"
 
 
+class ModelSaveError(OSError):
+    """The best model could not be written (disk full, no permission); the message says why."""
+
+
 def save_atomically(model, path: Path) -> None:
-    """Write a .keras file so that readers never see a half-written one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a .keras file so that readers never see a half-written one.
+
+    On any failure the partial file is removed (a full disk must not keep megabytes of
+    it); an OSError (disk full, read-only, no permission) becomes a one-line ModelSaveError.
+    """
     partial = path.with_name(f".partial-{os.getpid()}-{threading.get_ident()}.keras")
-    model.save(partial)
-    os.replace(partial, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model.save(partial)
+        os.replace(partial, path)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ModelSaveError(f"the best model could not be saved to {path}: {exc.strerror or exc}") from None
+        raise
 
 
 class StopRun(Exception):
@@ -67,6 +81,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self.best_accuracy = -1.0
             self.best_weights = None
             self._best_saved = True
+            self.save_error: str | None = None  # why the best model is not on disk, while it is not
             self._last_save = 0.0
             self.epochs_done = 0  # epochs logged over all phases
             self.stop_asked = False
@@ -175,18 +190,26 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 self.model.stop_training = True
 
         def save_best(self) -> None:
-            """Write the best epoch's model to disk (once per improvement at most)."""
+            """Write the best epoch's model to disk (once per improvement at most).
+
+            A failed write (disk full) does not end the run: the best weights stay in
+            memory, the next save tries again, and `save_error` says why until one succeeds.
+            """
             if self._best_saved or self.best_weights is None:
                 return
-            if saved_model is None or saved_model is self.model:
-                current = self.model.get_weights()
-                self.model.set_weights(self.best_weights)
-                save_atomically(self.model, model_path)
-                self.model.set_weights(current)
-            else:
-                saved_model.set_weights(self.best_weights)
-                save_atomically(saved_model, model_path)
-            self._best_saved, self._last_save = True, time.time()
+            target = self.model if saved_model is None else saved_model
+            current = target.get_weights() if target is self.model else None
+            target.set_weights(self.best_weights)
+            try:
+                save_atomically(target, model_path)
+            except ModelSaveError as exc:
+                self.save_error = str(exc)
+                logger.warning("run %s: %s", run_id, exc)
+                return
+            finally:
+                if current is not None:
+                    self.model.set_weights(current)
+            self._best_saved, self._last_save, self.save_error = True, time.time(), None
             store.set_model_path(run_id, str(model_path))
 
     return StoreCallback()
@@ -249,8 +272,9 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
     """
     try:
         config = RunConfig.from_dict(store.get_run(run_id)["config"])
-        status = _train(store, run_id, config, load_data, stop_event, verbose, after_training)
-        store.finish_run(run_id, status)
+        # A model that could not be saved leaves the run's status as it is, with the reason.
+        status, save_error = _train(store, run_id, config, load_data, stop_event, verbose, after_training)
+        store.finish_run(run_id, status, save_error)
     except StopRun:
         store.finish_run(run_id, STOPPED)
     except KeyboardInterrupt:
@@ -265,7 +289,8 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
     return store.get_run(run_id)
 
 
-def _train(store, run_id, config, load_data, stop_event, verbose, after_training) -> str:
+def _train(store, run_id, config, load_data, stop_event, verbose, after_training) -> tuple[str, str | None]:
+    """The run's final status, and why its best model is not saved (None when it is)."""
     from . import data as data_module
     from .model import build_model, count_params
 
@@ -292,14 +317,14 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
     with distribution.scope():
         callback = _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose)
     if callback.stop_asked and callback.epochs_done < config.total_epochs:
-        return STOPPED
+        return STOPPED, callback.save_error
     if callback.best_weights is not None and after_training is not None:
         try:
             saved.set_weights(callback.best_weights)
             after_training(store, run_id, saved, dataset, split)
         except Exception as exc:  # the run itself is complete; evaluation can redo this later
             logger.warning("run %s: after-training step failed: %s: %s", run_id, type(exc).__name__, exc)
-    return COMPLETED
+    return COMPLETED, callback.save_error
 
 
 def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose):

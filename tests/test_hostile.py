@@ -7,6 +7,7 @@ written by fixtures into a folder per test (tests/hostile_corpus.py says what ea
 case is).
 """
 import hashlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -201,6 +202,31 @@ def test_dashboard_shows_a_read_only_store(small_mount, monkeypatch, tiny_npz):
         if manager is not None:
             manager.shutdown(timeout=60)
     assert before == tree_hashes(folder)
+
+
+def test_disk_full_while_saving_keeps_the_run_completed_and_no_partial_file(small_mount, monkeypatch, store,
+                                                                           tiny_data):
+    """The model's folder on a real 16 MB file system filled to its last 64 kB: the save fails
+    with ENOSPC (no mock), the run stays completed with the reason, its epochs are kept."""
+    from lsc_core.config import LayerSpec, RunConfig
+    from lsc_core.model import ModelUnavailable, load_run_model
+    from lsc_core.store import COMPLETED, RUNNING
+    from lsc_core.train import train_run
+
+    folder, _ = small_mount
+    monkeypatch.setenv("LSC_ARTIFACTS", str(folder))
+    filler = folder / "filler"
+    free = os.statvfs(folder)
+    filler.write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 64 * 1024))
+    layers = (LayerSpec.make("conv2d", filters=16), LayerSpec.make("flatten"), LayerSpec.make("dense", units=64))
+    run_id = store.create_run(RunConfig(layers=layers, epochs=2, batch_size=32), status=RUNNING)
+    run = train_run(store, run_id, load_data=lambda: tiny_data)
+    assert COMPLETED == run["status"]
+    assert "No space left on device" in run["error"] and "could not be saved" in run["error"]
+    assert [1, 2] == [epoch["epoch"] for epoch in store.epochs(run_id)]
+    assert [] == [path.name for path in folder.rglob("*.keras")]  # no partial file left behind
+    with pytest.raises(ModelUnavailable, match="has no saved model: the best model could not be saved"):
+        load_run_model(store.get_run(run_id))
 
 
 @pytest.fixture(scope="module")
