@@ -15,6 +15,8 @@ from app_pages import common
 
 EDITOR = "build_editor"  # the EditorState being edited
 NOTICE = "build_notice"  # one message about the last start, shown once
+DRAFT = "build"  # the store's draft of this form: it survives reloads and opens in new tabs
+SAVED_DRAFT = "build_saved_draft"  # the draft text last written, so a rerun with no edit writes nothing
 DEFAULT_PRESET = "seed-part2"  # the study's best network
 VALIDATION_LABELS = {"test": "Test set (as in the study)", "holdout": "Hold-out part of the training set"}
 NETWORK_LABELS = {editor.CUSTOM: "Custom layers", editor.TRANSFER: "Transfer learning (pretrained backbone)"}
@@ -46,6 +48,21 @@ def _load_preset() -> None:
 def _clone_run(runs: dict[int, dict]) -> None:
     run = runs[st.session_state["start_run"]]
     _start(lambda: editor.from_run_config(run["config"]), f"Loaded the config of run {run['name']}.")
+
+
+def _reset() -> None:
+    _start(lambda: editor.from_preset(DEFAULT_PRESET), f"Reset: preset {DEFAULT_PRESET} with the default settings.")
+
+
+def _restore_draft() -> editor.EditorState:
+    """The form as it was last left (in any tab, before any reload), else the default preset."""
+    text = common.store().load_draft(DRAFT)
+    if text is not None:
+        try:
+            return editor.from_draft(text)
+        except ConfigError:  # a draft from another version: start afresh rather than fail
+            pass
+    return editor.from_preset(DEFAULT_PRESET)
 
 
 def _from_scratch() -> None:
@@ -226,11 +243,11 @@ if common.CLONE_CONFIG in st.session_state:  # the Runs page's Clone button
     _start(lambda: editor.from_run_config(st.session_state.pop(common.CLONE_CONFIG)),
            "Loaded the cloned run's config.")
 if EDITOR not in st.session_state:
-    st.session_state[EDITOR] = editor.from_preset(DEFAULT_PRESET)
+    st.session_state[EDITOR] = _restore_draft()
 
 with st.container(border=True):
     st.markdown("**Start from**")
-    preset_col, run_col, scratch_col = st.columns([3, 3, 1], vertical_alignment="bottom")
+    preset_col, run_col, scratch_col, reset_col = st.columns([3, 3, 1, 1], vertical_alignment="bottom")
     preset_col.selectbox("A preset (the study's networks, or residual networks with a modern recipe)",
                          list(PRESETS), key="start_preset", index=list(PRESETS).index(DEFAULT_PRESET),
                          format_func=lambda n: f"{n}: {PRESETS[n].summary}")
@@ -241,6 +258,9 @@ with st.container(border=True):
     run_col.button("Clone run", on_click=_clone_run, args=(runs,), key="clone_run",
                    disabled=not runs or st.session_state.get("start_run") not in runs)
     scratch_col.button("Scratch", on_click=_from_scratch, key="from_scratch", help="an empty network")
+    reset_col.button("Reset", on_click=_reset, key="reset_form", icon=":material/restart_alt:",
+                     help=f"Back to preset {DEFAULT_PRESET} with the default settings. The form is otherwise "
+                          "kept as you leave it, across reloads and in new tabs.")
     with st.expander(f"About {st.session_state['start_preset']}"):
         st.markdown(editor.preset_card(st.session_state["start_preset"]))
 notice = st.session_state.pop(NOTICE, None)
@@ -248,6 +268,10 @@ if notice:
     (st.success if notice[0] == "success" else st.error)(plain(notice[1]))
 
 state = _state()
+draft = editor.to_draft(state)  # every edit is kept in the store at once: a reload or new tab reopens it
+if draft != st.session_state.get(SAVED_DRAFT):
+    common.store().save_draft(DRAFT, draft)
+    st.session_state[SAVED_DRAFT] = draft
 analysis = analyze(state.to_config())
 
 network_key = f"{state.token}-network"

@@ -10,6 +10,7 @@ person sees the problem next to what they typed instead of losing the edit.
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,6 +190,30 @@ def from_run_config(data: dict[str, Any]) -> EditorState:
     if not isinstance(data, dict):
         raise ConfigError("the run's config is not a JSON object")
     return from_config(RunConfig.from_dict(data).replace(name=None))
+
+
+def to_draft(state: EditorState) -> str:
+    """The state as JSON text, to be kept across reloads (the widget token is left out: a
+    restored draft gets fresh widgets)."""
+    data = dataclasses.asdict(state)
+    del data["token"]
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def from_draft(text: str) -> EditorState:
+    """An editor state from to_draft's text. ConfigError when it cannot be read (e.g. a draft
+    from another version), so the page can start from a preset instead."""
+    try:
+        data = json.loads(text)
+        state = EditorState(**{f.name: data[f.name] for f in dataclasses.fields(EditorState) if f.name != "token"})
+        for name, value in state.settings.items():  # settings that are objects (e.g. speed) come back as dicts
+            default = _SETTING_DEFAULTS.get(name)
+            if dataclasses.is_dataclass(default) and isinstance(value, dict):
+                state.settings[name] = type(default)(**value)
+        state.to_config()  # fields this version does not know fail here
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"the saved draft cannot be read: {exc}") from None
+    return state
 
 
 def scratch() -> EditorState:

@@ -115,10 +115,16 @@ def _migration_throughput(db: sqlite_utils.Database) -> None:
             db["epochs"].add_column(column, float)
 
 
+def _migration_drafts(db: sqlite_utils.Database) -> None:
+    # Forms kept across reloads and tabs (the Build page's network and settings), as JSON by name.
+    if "drafts" not in db.table_names():
+        db["drafts"].create({"name": str, "state": str, "updated_at": str}, pk="name")
+
+
 # The speed settings recorded per run (see lsc_core/acceleration.py): 0/1 flags and counts.
 SPEED_COLUMNS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
 MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics,
-              _migration_throughput)
+              _migration_throughput, _migration_drafts)
 
 
 # Tables every store has from migration 1 on: what tells a store from another application's
@@ -514,6 +520,19 @@ class Store:
             "WHERE id = ? AND status = ?",
             [RUNNING, os.getpid(), socket.gethostname(), time.time(), now_iso(), run_id, QUEUED])
         return cursor.rowcount == 1
+
+    # -- drafts -------------------------------------------------------------------------
+    def save_draft(self, name: str, state: str) -> None:
+        """Keep a form's state (JSON text) under `name`, replacing the last one."""
+        self._write("INSERT OR REPLACE INTO drafts (name, state, updated_at) VALUES (?, ?, ?)", [name, state, now_iso()])
+
+    def load_draft(self, name: str) -> str | None:
+        """The form state last kept under `name`, or None."""
+        row = self.db.execute("SELECT state FROM drafts WHERE name = ?", [name]).fetchone()
+        return row[0] if row else None
+
+    def delete_draft(self, name: str) -> None:
+        self._write("DELETE FROM drafts WHERE name = ?", [name])
 
     def create_suite(self, name: str, spec: str, runs: dict[str, int]) -> int:
         """Record a suite and which run plays each of its experiments (key -> run id)."""

@@ -236,3 +236,19 @@ def test_a_residual_preset_says_what_it_is_and_that_it_is_not_measured_yet(app_w
     assert [] == at.exception
     assert ["765,172"] == [m.value for m in at.metric]
     assert "residual 64 relu l2 0.00025" in list(at.dataframe[0].value["layer"])
+
+
+def test_the_form_is_kept_across_sessions_until_reset(env):
+    first = AppTest.from_file(str(BUILD), default_timeout=TIMEOUT_S).run()
+    first.number_input(key=hp(first, "epochs")).set_value(7).run()
+    first.number_input(key=hp(first, "limit")).set_value(300).run()
+    # A reload or another tab is a new session: it opens the form as it was left.
+    second = AppTest.from_file(str(BUILD), default_timeout=TIMEOUT_S).run()
+    assert not second.exception
+    assert (7, 300) == (second.number_input(key=hp(second, "epochs")).value,
+                        second.number_input(key=hp(second, "limit")).value)
+    second.button(key="reset_form").click().run()
+    assert (10, None) == (second.number_input(key=hp(second, "epochs")).value,
+                          second.number_input(key=hp(second, "limit")).value)
+    third = AppTest.from_file(str(BUILD), default_timeout=TIMEOUT_S).run()
+    assert 10 == third.number_input(key=hp(third, "epochs")).value

@@ -162,3 +162,16 @@ def test_a_residual_block_is_added_edited_and_analysed_like_any_layer():
     assert ("residual 64 /2 relu l2 0.0005", (16, 16, 64)) == (row.label, row.output_shape)
     assert ["filters", "strides", "activation", "l2"] == [name for name, _ in editor.layer_fields("residual")]
     assert "residual: two 3x3 conv-BN plus a shortcut (1x1 when the shape changes)" == editor.kind_label("residual")
+
+
+def test_a_draft_restores_the_whole_form_with_fresh_widget_keys():
+    state = editor.from_preset("seed-part2")
+    state.set_setting("epochs", 7)
+    state.add_layer("dropout", 2)
+    state.set_network(editor.TRANSFER)
+    restored = editor.from_draft(editor.to_draft(state))
+    assert (state.to_config(), state.network, state.next_uid) == (restored.to_config(), restored.network,
+                                                                  restored.next_uid)
+    assert restored.token != state.token
+    with pytest.raises(ConfigError, match="the saved draft cannot be read"):
+        editor.from_draft('{"layers": []}')

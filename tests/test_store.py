@@ -199,3 +199,22 @@ def test_model_paths_are_kept_relative_to_the_artifacts(store, tmp_path):
     shutil.copy(store.path, moved / "runs.sqlite")
     assert str(moved / "artifacts" / str(run_id) / "best.keras") == Store(moved / "runs.sqlite").get_run(
         run_id)["model_path"]
+
+
+def test_drafts_are_kept_by_name_and_a_migration_4_store_gains_them(tmp_path):
+    import sqlite_utils
+
+    path = tmp_path / "v4.sqlite"
+    old = sqlite_utils.Database(path)
+    for step in MIGRATIONS[:4]:
+        step(old)
+    old.execute("PRAGMA user_version = 4")
+    old.conn.commit()
+    old.conn.close()
+    store = Store(path)
+    assert store.load_draft("build") is None
+    store.save_draft("build", '{"a": 1}')
+    store.save_draft("build", '{"a": 2}')
+    assert '{"a": 2}' == Store(path).load_draft("build")
+    store.delete_draft("build")
+    assert store.load_draft("build") is None
