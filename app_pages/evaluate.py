@@ -206,3 +206,14 @@ role = right.segmented_control("It is the", ["true class", "predicted class"], d
 indices = (evaluate.misclassified(result, true_class=chosen, limit=40) if role != "predicted class"
            else evaluate.misclassified(result, predicted_class=chosen, limit=40))
 show_gallery(indices)
+
+if coarse:
+    st.subheader("Inside one superclass")
+    superclass = st.selectbox("Superclass", range(len(coarse.names)), format_func=lambda c: coarse.names[c],
+                              key="evaluate_superclass")
+    block = evaluate.superclass_confusion_frame(result, superclass)
+    st.altair_chart(charts.confusion_heatmap(block, evaluate.superclass_names(superclass), normalised=normalised),
+                    width="content")
+    st.caption("Shares are of all the true class's test images: what a row lacks from 100% went to other "
+               "superclasses. Below: its images taken for another class of the same superclass.")
+    show_gallery(evaluate.superclass_mistakes(result, superclass))

@@ -216,6 +216,46 @@ def class_names_in_order(label_mode: str) -> list[str]:
     return [NAMES[label_mode][c] for c in display_order(label_mode)]
 
 
+# -- one superclass of a fine run --------------------------------------------------------------
+def superclass_members(coarse_class: int, fine_to_coarse=FINE_TO_COARSE) -> list[int]:
+    """The fine classes of one superclass (5 in CIFAR-100), by name."""
+    members = [c for c, coarse in enumerate(fine_to_coarse) if coarse == coarse_class]
+    return sorted(members, key=lambda c: FINE_LABELS[c])
+
+
+def superclass_names(coarse_class: int) -> list[str]:
+    """The names of a superclass's fine classes, in `superclass_members` order (a heatmap's axis order)."""
+    return [FINE_LABELS[c] for c in superclass_members(coarse_class)]
+
+
+def superclass_confusion_frame(result: Result, coarse_class: int) -> pd.DataFrame:
+    """The 5x5 block of a fine run's confusion for one superclass, as `confusion_frame` rows.
+
+    `share` is of all the true class's test images, so a row sums to the share that stayed
+    inside the superclass; the rest went to other superclasses (`outside`, per true class).
+    """
+    members = superclass_members(coarse_class)
+    totals = result.confusion.sum(axis=1)
+    rows = []
+    for true in members:
+        for predicted in members:
+            count = int(result.confusion[true, predicted])
+            rows.append({"true": result.names[true], "predicted": result.names[predicted], "count": count,
+                         "share": count / totals[true] if totals[true] else 0.0,
+                         "outside": 1.0 - result.confusion[true, members].sum() / totals[true]
+                         if totals[true] else 0.0})
+    return pd.DataFrame(rows, columns=["true", "predicted", "count", "share", "outside"])
+
+
+def superclass_mistakes(result: Result, coarse_class: int, limit: int = 24) -> np.ndarray:
+    """Test indices of wrong predictions of a superclass's images that stay inside it, most confident first."""
+    members = np.asarray(superclass_members(coarse_class))
+    mask = np.isin(result.y_true, members) & np.isin(result.y_pred, members) & (result.y_true != result.y_pred)
+    indices = np.flatnonzero(mask)
+    confidence = result.probabilities[indices, result.y_pred[indices]].astype(np.float32)
+    return indices[np.argsort(-confidence, kind="stable")][:limit]
+
+
 def per_class_frame(result: Result) -> pd.DataFrame:
     """Class, superclass (fine only), test images and accuracy, best first (ties by name)."""
     frame = pd.DataFrame({"class": result.names, "images": result.confusion.sum(axis=1),

@@ -72,13 +72,16 @@ def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0):
 
 def compile_model(model, config: RunConfig, learning_rate: float | None = None, *, xla: bool = False,
                   steps_per_execution: int = 1) -> None:
-    """Sparse cross-entropy and accuracy (the study's metrics), the config's optimizer; `xla`
+    """Sparse cross-entropy and accuracy (the study's metrics), for fine labels also the share of
+    errors inside the right superclass (lsc_core.hierarchy); the config's optimizer; `xla`
     compiles each step with XLA, `steps_per_execution` runs that many steps per call.
     A model built under mixed precision gets Keras's loss scaling automatically."""
+    from .hierarchy import metrics_for
+
     model.compile(
         optimizer=make_optimizer(config.optimizer, learning_rate or config.learning_rate, config.momentum),
         loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        metrics=metrics_for(config.label_mode),
         jit_compile=xla,
         steps_per_execution=steps_per_execution,
     )

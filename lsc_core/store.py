@@ -8,6 +8,7 @@ writer wait for another instead of failing at once.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -121,10 +122,19 @@ def _migration_drafts(db: sqlite_utils.Database) -> None:
         db["drafts"].create({"name": str, "state": str, "updated_at": str}, pk="name")
 
 
+def _migration_within_superclass(db: sqlite_utils.Database) -> None:
+    # Fine runs: the share of each epoch's errors inside the right superclass, on the training
+    # batches and on validation (lsc_core/hierarchy.py); NULL for coarse runs and older epochs.
+    for column in HIERARCHY_COLUMNS:
+        if column not in db["epochs"].columns_dict:
+            db["epochs"].add_column(column, float)
+
+
+HIERARCHY_COLUMNS = ("within_superclass", "val_within_superclass")
 # The speed settings recorded per run (see lsc_core/acceleration.py): 0/1 flags and counts.
 SPEED_COLUMNS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
 MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics,
-              _migration_throughput, _migration_drafts)
+              _migration_throughput, _migration_drafts, _migration_within_superclass)
 
 
 # Tables every store has from migration 1 on: what tells a store from another application's
@@ -339,15 +349,18 @@ class Store:
 
     def log_epoch(self, run_id: int, epoch: int, metrics: dict, seconds: float, *,
                   train_images_per_s: float | None = None, val_images_per_s: float | None = None) -> None:
-        """Write one epoch's metrics, its wall seconds (validation included) and the images per
-        second of its training and validation phases; keep the run's best epoch up to date, atomically."""
+        """Write one epoch's metrics (losses, accuracies and, for fine runs, the within-superclass
+        error shares), its wall seconds (validation included) and the images per second of its
+        training and validation phases; keep the run's best epoch up to date, atomically."""
         values = [run_id, epoch] + [_float(metrics.get(k)) for k in ("loss", "accuracy", "val_loss",
                                                                        "val_accuracy")] + [seconds]
+        hierarchy = [_finite(metrics.get(k)) for k in HIERARCHY_COLUMNS]
         with self.db.conn:
             self._write("BEGIN IMMEDIATE")
             self._write("INSERT OR REPLACE INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, "
-                        "seconds, train_images_per_s, val_images_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        values + [_float(train_images_per_s), _float(val_images_per_s)])
+                        "seconds, train_images_per_s, val_images_per_s, within_superclass, val_within_superclass) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        values + [_float(train_images_per_s), _float(val_images_per_s)] + hierarchy)
             self._write(
                 "UPDATE runs SET (best_epoch, best_val_accuracy) = (SELECT epoch, val_accuracy FROM epochs "
                 "WHERE run_id = ? AND val_accuracy IS NOT NULL ORDER BY val_accuracy DESC, epoch LIMIT 1), "
@@ -562,6 +575,12 @@ class Store:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _finite(value: Any) -> float | None:
+    """A float, or None for a missing or NaN value (a share of no errors is undefined)."""
+    value = _float(value)
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _decode_json_columns(row: dict) -> dict:

@@ -30,8 +30,11 @@ CURVE_COLUMNS = ["run_id", "run", "epoch", "split", "metric", "value"]
 TEST, HOLDOUT = "test", "hold-out"
 # Store column -> (split, metric) of the long-form curves; VALIDATION is the run's validation split.
 VALIDATION = "validation"
+# Fine runs also have the share of errors inside the right superclass (lsc_core.hierarchy).
 _CURVE_FIELDS = {"loss": ("train", "loss"), "accuracy": ("train", "accuracy"),
-                 "val_loss": (VALIDATION, "loss"), "val_accuracy": (VALIDATION, "accuracy")}
+                 "val_loss": (VALIDATION, "loss"), "val_accuracy": (VALIDATION, "accuracy"),
+                 "within_superclass": ("train", "within_superclass"),
+                 "val_within_superclass": (VALIDATION, "within_superclass")}
 MAX_SMOOTHING = 0.99  # as TensorBoard: a weight of 1 would freeze the curve at its first value
 
 
@@ -137,7 +140,7 @@ def curves(store: Store, run_ids: Iterable[int]) -> pd.DataFrame:
     for epoch in store.epochs_for(labels):
         for field, (split, metric) in _CURVE_FIELDS.items():
             split = validation[epoch["run_id"]] if split == VALIDATION else split
-            if epoch[field] is not None:
+            if epoch.get(field) is not None:
                 rows.append({"run_id": epoch["run_id"], "run": labels[epoch["run_id"]], "epoch": epoch["epoch"],
                              "split": split, "metric": metric, "value": float(epoch[field])})
     # Runs in the order asked for, so a chart's colours follow the person's selection.
@@ -197,7 +200,8 @@ def smooth_curves(frame: pd.DataFrame, weight: float) -> pd.DataFrame:
 
 def curves_csv(store: Store, run_id: int) -> bytes:
     """A run's epochs as CSV (one row per epoch: losses, accuracies, seconds), for download."""
-    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
+    columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "within_superclass",
+               "val_within_superclass", "seconds"]
     frame = pd.DataFrame(store.epochs(run_id), columns=["run_id", *columns])[columns]
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)

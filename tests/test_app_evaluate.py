@@ -144,3 +144,15 @@ def test_galleries_show_what_the_network_looked_at(page):
     assert any(c.endswith("(predicted)") for c in captions)
     # The same galleries, each image now beside its two heatmaps.
     assert [3 * n for n in plain] == [len(element.captions) for element in at.get("image")]
+
+
+def test_a_fine_run_drills_into_one_superclass(page):
+    at, ids = page
+    at.session_state["selected_run"] = ids["fine"]
+    at.run()
+    at.selectbox(key="evaluate_superclass").set_value(1).run()  # fish
+    assert not at.exception
+    sorts = [json.loads(chart.proto.spec).get("layer", [{}])[0].get("encoding", {}).get("x", {}).get("sort")
+             for chart in at.get("vega_lite_chart")]
+    assert ["aquarium_fish", "flatfish", "ray", "shark", "trout"] in sorts
+    assert any("went to other superclasses" in c.value for c in at.caption)

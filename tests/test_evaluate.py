@@ -227,3 +227,19 @@ def test_a_stopped_or_interrupted_run_with_a_model_is_evaluated_like_a_completed
     assert {ids[STOPPED], ids[INTERRUPTED]} <= evaluable and ids[FAILED] not in evaluable
     evaluation = ev.evaluate_run(store, ids[STOPPED], load_data=lambda: tiny_data)
     assert (100, 100) == evaluation.result.probabilities.shape
+
+
+def test_one_superclass_as_a_5x5_confusion_with_its_inside_mistakes():
+    fish = ev.superclass_members(1)  # aquarium_fish, flatfish, ray, shark, trout
+    assert ["aquarium_fish", "flatfish", "ray", "shark", "trout"] == ev.superclass_names(1)
+    truth = np.array([fish[0]] * 4 + [fish[1]] * 2)
+    predicted = np.array([fish[0], fish[2], fish[2], 0, fish[1], fish[0]])  # 0 (apple) is outside
+    probabilities = np.full((6, 100), 0.001, dtype=np.float32)
+    probabilities[np.arange(6), predicted] = [0.9, 0.5, 0.8, 0.6, 0.7, 0.4]
+    result = ev.make_result("fine", probabilities, truth)
+    frame = ev.superclass_confusion_frame(result, 1)
+    assert (25, ["aquarium_fish"] * 5) == (len(frame), frame["true"][:5].tolist())
+    assert [1, 0, 2, 0, 0] == frame["count"][:5].tolist()
+    assert [0.25, 0.0, 0.5, 0.0, 0.0] == frame["share"][:5].tolist()
+    assert [0.25, 0.0] == [frame["outside"][0], frame["outside"][5]]  # one aquarium fish went to apple
+    assert [2, 1, 5] == ev.superclass_mistakes(result, 1).tolist()  # wrong inside fish, most confident first

@@ -118,19 +118,14 @@ def test_a_network_without_a_convolution_says_so(tmp_path):
 
 
 def test_a_residual_block_output_is_a_feature_map():
-    """The last 4-D output counts whatever its layer class: here an Add joining a skip connection."""
-    import keras
-
-    inputs = keras.Input((32, 32, 3))
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(x)
-    y = keras.layers.SeparableConv2D(4, 3, padding="same")(x)
-    x = keras.layers.Add(name="residual")([x, y])
-    x = keras.layers.MaxPooling2D(2)(x)  # trailing pooling is passed over: it only coarsens the map
-    outputs = keras.layers.Dense(20, activation="softmax")(keras.layers.Flatten()(x))
-    explainer = explain.Explainer(keras.Model(inputs, outputs))
-    assert explain.FeatureLayer("residual", None, (32, 32, 4)) == explainer.layer
-    assert (2, 32, 32) == explainer.explain(np.zeros((2, 32, 32, 3), np.uint8), [3, 5]).heat.shape
+    """The last 4-D output counts whatever its layer class: here the activation after a residual Add."""
+    layers = (LayerSpec.make("separable_conv2d", filters=4), LayerSpec.make("residual", filters=8),
+              LayerSpec.make("maxpool2d", pool_size=2),  # trailing pooling is passed over: it only coarsens
+              LayerSpec.make("flatten"))
+    explainer = explain.Explainer(build_model(RunConfig(layers=layers, label_mode="coarse")))
+    assert explain.FeatureLayer("residual_2_act2", None, (32, 32, 8)) == explainer.layer
+    result = explainer.explain(np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)), [3, 5])
+    assert ((2, 32, 32), [3, 5]) == (result.heat.shape, result.classes.tolist())
 
 
 def test_a_transfer_model_is_explained_from_its_backbones_last_conv_block():

@@ -136,8 +136,9 @@ def test_smooth_curves_smooths_each_run_split_and_metric_separately(store, runs)
 
 def test_curves_csv_has_one_row_per_epoch(store, runs):
     lines = views.curves_csv(store, runs["done"]).decode().splitlines()
-    assert "epoch,loss,accuracy,val_loss,val_accuracy,seconds" == lines[0]
-    assert ["1,2.0,0.3,2.1,0.28,10.0", "2,1.5,0.45,1.8,0.4,12.0", "3,1.0,0.6,1.9,0.38,11.0"] == lines[1:]
+    assert "epoch,loss,accuracy,val_loss,val_accuracy,within_superclass,val_within_superclass,seconds" == lines[0]
+    # A coarse run: no within-superclass shares.
+    assert ["1,2.0,0.3,2.1,0.28,,,10.0", "2,1.5,0.45,1.8,0.4,,,12.0", "3,1.0,0.6,1.9,0.38,,,11.0"] == lines[1:]
 
 
 def test_progress_of_a_running_run_from_heartbeat_and_epochs(store, runs):

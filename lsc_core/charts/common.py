@@ -22,9 +22,12 @@ DASH_LEGEND = alt.Legend(symbolType="stroke", symbolStrokeWidth=2, symbolStrokeC
                          symbolOpacity=1)
 # Axis formats without a fixed precision: Vega picks as many digits as the tick step needs,
 # so a narrow range (accuracy 8.0-9.5%, loss 4.21-4.23) never repeats a label.
-AXIS_FORMATS = {"accuracy": "%", "loss": ""}
-METRIC_TITLES = {"loss": "Loss (cross-entropy)", "accuracy": "Accuracy"}
+AXIS_FORMATS = {"accuracy": "%", "loss": "", "within_superclass": "%"}
+METRIC_TITLES = {"loss": "Loss (cross-entropy)", "accuracy": "Accuracy",
+                 "within_superclass": "Errors inside the right superclass"}
 METRICS = ("loss", "accuracy")
+# Drawn beside METRICS when a run has them: fine runs record their within-superclass error share.
+OPTIONAL_METRICS = ("within_superclass",)
 
 
 def _splits_in(frame: pd.DataFrame) -> list[str]:
