@@ -102,7 +102,33 @@ def config_from_args(args) -> RunConfig:
     backbone = backbone_from_args(args, config)
     if backbone is not None:
         config = config.replace(backbone=backbone, layers=(), preset=None)
-    return validate(config)
+    return validate(config.replace(speed=speed_from_args(args, config.speed)))
+
+
+def speed_from_args(args, speed):
+    """The config's speed settings with each speed flag given on top (unset flags keep them)."""
+    from dataclasses import replace
+
+    changes = {"mixed_precision": args.mixed_precision, "xla": args.xla,
+               "steps_per_execution": args.steps_per_execution, "data_on_device": args.data_on_device,
+               "replicas": args.replicas}
+    return replace(speed, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _add_speed(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "speed", "Each is automatic unless given: on when TensorFlow sees a GPU, off on a CPU. The run records "
+                 "what it trained with; `train` prints it at the end.")
+    group.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
+                       help="compute in float16 with float32 weights and a float32 softmax head")
+    group.add_argument("--xla", action=argparse.BooleanOptionalAction, help="compile each training step with XLA")
+    group.add_argument("--steps-per-execution", type=whole_number, metavar="N",
+                       help="training steps per call from Python (automatic: 16 on a GPU, 1 on a CPU)")
+    group.add_argument("--data-on-device", action=argparse.BooleanOptionalAction,
+                       help="hold the training set on the GPU, shuffle and augment it there")
+    group.add_argument("--replicas", type=whole_number, metavar="N",
+                       help="train on N devices at once (MirroredStrategy; automatic: every GPU); "
+                            "--batch-size is the total, split evenly over them")
 
 
 def backbone_from_args(args, config: RunConfig):
@@ -129,6 +155,7 @@ def _load_data_or_fail(path):
 
 
 def cmd_train(args) -> int:
+    from .acceleration import describe_speed
     from .store import RUNNING
     from .train import train_run
 
@@ -144,6 +171,8 @@ def cmd_train(args) -> int:
     best = run["best_val_accuracy"]
     best_text = f"{best:.4f} at epoch {run['best_epoch']}" if best is not None else "none"
     print(f"run {run_id} {run['status']}: best {which} accuracy {best_text}")
+    if run["device"]:
+        print(f"trained on {run['device']}: {describe_speed(run, config.batch_size)}")
     if run["error"]:
         print(f"error: {run['error']}", file=sys.stderr)
     return EXIT_OK if run["status"] == COMPLETED and not run["error"] else EXIT_FAILED  # e.g. model not saved
@@ -463,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=WEIGHTS, help="backbone weights (default imagenet)")
     p.add_argument("--image-size", type=whole_number, help="upscale images to NxN for the backbone")
     p.add_argument("--fine-tune-epochs", type=whole_number, help="epochs with the top backbone layers unfrozen")
+    _add_speed(p)
     _add_data(p)
     _add_db(p)
     p.set_defaults(func=cmd_train)

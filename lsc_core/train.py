@@ -307,9 +307,11 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
     distribution = acceleration.strategy(plan)
     with distribution.scope(), acceleration.precision(plan):
         model = build_model(config)
-    # Under mixed precision or several replicas, the best weights are saved through a plain
-    # float32 twin on one device, so that a saved model predicts anywhere at full precision.
-    saved = build_model(config) if plan.mixed_precision or plan.replicas > 1 else model
+    # Under mixed precision, several replicas or data on the device, the best weights are saved
+    # through a plain float32 twin on one device, so that a saved model predicts anywhere at
+    # full precision (and the model in training never has its weights swapped).
+    twin = plan.mixed_precision or plan.replicas > 1 or plan.data_on_device
+    saved = build_model(config) if twin else model
     store.start_run(run_id, params=count_params(model), versions=library_versions(), device=plan.device,
                     speed=plan.columns())
     if store.stop_requested(run_id) or (stop_event is not None and stop_event.is_set()):
@@ -333,20 +335,28 @@ def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, ve
     from . import data as data_module
     from .model import compile_model
 
-    train_ds = data_module.make_dataset(split.x_train, split.y_train, config.batch_size, shuffle=True,
-                                        seed=config.seed, augment=config.augment)
-    val_ds = data_module.make_dataset(split.x_val, split.y_val, config.batch_size, shuffle=False)
+    if plan.data_on_device:
+        from .device_data import device_fed
+
+        with acceleration.precision(plan):
+            trainer, train_ds, val_ds = device_fed(model, split, config.batch_size, seed=config.seed,
+                                                   augment=config.augment)
+    else:
+        trainer = model
+        train_ds = data_module.make_dataset(split.x_train, split.y_train, config.batch_size, shuffle=True,
+                                            seed=config.seed, augment=config.augment)
+        val_ds = data_module.make_dataset(split.x_val, split.y_val, config.batch_size, shuffle=False)
     model_path = store.artifacts / str(run_id) / BEST_MODEL_FILE
     callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event, saved_model=saved,
                              train_images=len(split.x_train), val_images=len(split.x_val))
 
     with SystemSampler(lambda sample: store.log_system(run_id, sample)):
         for phase_offset, epochs, learning_rate in _phases(config, model):
-            compile_model(model, config, learning_rate, xla=plan.xla, steps_per_execution=plan.steps_per_execution)
+            compile_model(trainer, config, learning_rate, xla=plan.xla, steps_per_execution=plan.steps_per_execution)
             callback.epoch_offset = phase_offset
             try:
-                model.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[callback], verbose=verbose,
-                          shuffle=False)  # make_dataset shuffles
+                trainer.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[callback], verbose=verbose,
+                            shuffle=False)  # the datasets shuffle
             finally:  # also when stopped or failing: the best epoch so far is not lost
                 callback.save_best()
             if callback.stop_asked and callback.epochs_done < config.total_epochs:

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lsc_core.config import ConfigError, RunConfig, SpeedSettings, analyze
@@ -60,6 +61,36 @@ def test_a_run_with_mixed_precision_xla_and_steps_per_execution_trains_on_cpu(st
     assert {"float32"} == {layer.compute_dtype for layer in saved.layers}
 
 
+def test_a_run_with_its_data_on_the_device_trains_with_augmentation_and_saves_its_best(store, tiny_data):
+    speed = SpeedSettings(data_on_device=True, xla=True, steps_per_execution=2)
+    run_id = store.create_run(small_config(epochs=3, augment=True, speed=speed), status=RUNNING)
+    run = train_run(store, run_id, load_data=lambda: tiny_data)
+    assert (COMPLETED, None, 1) == (run["status"], run["error"], run["data_on_device"])
+    epochs = store.epochs(run_id)
+    assert 3 == len(epochs) and all(row["train_images_per_s"] > 0 for row in epochs)
+    assert epochs[-1]["loss"] < epochs[0]["loss"]  # it learns from the gathered batches
+    # The saved model is the best epoch's: it reproduces that epoch's validation accuracy.
+    x, y = tiny_data.x_test.astype("float32"), tiny_data.labels("test", "coarse")
+    accuracy = float(np.mean(np.argmax(load_model(run["model_path"]).predict(x, verbose=0), axis=1) == y))
+    assert run["best_val_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_device_batches_gather_the_split_in_a_seeded_order_that_changes_each_epoch(tiny_data):
+    from lsc_core.data import split_data
+    from lsc_core.device_data import device_fed
+
+    split = split_data(tiny_data, "fine", limit=100)
+    model = build_model(small_config(label_mode="fine"))
+    trainer, train_ds, val_ds = device_fed(model, split, 32, seed=3, augment=False)
+    first, second = ([int(i) for batch in train_ds for i in batch] for _ in range(2))
+    assert sorted(first) == sorted(second) == list(range(100)) and first != second
+    assert list(range(len(split.x_val))) == [int(i) for batch in val_ds for i in batch]
+    images, labels = trainer._splits["train"].batch(np.array([5, 7]))
+    assert np.array_equal(split.x_train[[5, 7]].astype("float32"), images.numpy())
+    assert np.array_equal(split.y_train[[5, 7]], labels.numpy())
+    assert len(model.weights) == len(trainer.weights)  # the held images are not weights
+
+
 def test_on_a_cpu_automatic_means_every_speed_setting_off(store, tiny_data):
     run_id = store.create_run(small_config(epochs=1), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
@@ -87,14 +118,15 @@ MIRRORED = textwrap.dedent("""
     from lsc_core import acceleration as speed
     layers = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
               LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))
-    config = RunConfig(layers=layers, epochs=1, batch_size=32, limit=64, speed=SpeedSettings(replicas=2))
+    config = RunConfig(layers=layers, epochs=1, batch_size=32, limit=64, augment=True,
+                       speed=SpeedSettings(replicas=2, data_on_device=True))
     plan = speed.plan_speed(config.speed, config.batch_size)
     assert isinstance(speed.strategy(plan), tf.distribute.MirroredStrategy)
     store = Store(sys.argv[3])
     run_id = store.create_run(config, status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: load_cifar100(sys.argv[2]))
     print(json.dumps({"status": run["status"], "error": run["error"], "replicas": run["replicas"],
-                      "per_replica": plan.batch_per_replica, "steps": store.epochs(run_id)[0]["train_images_per_s"] > 0,
+                      "per_replica": plan.batch_per_replica, "steps": [row["train_images_per_s"] > 0 for row in store.epochs(run_id)],
                       "describe": plan.describe()}))
 """)
 
@@ -103,5 +135,5 @@ def test_a_run_trains_with_mirrored_strategy_on_two_logical_cpus(tmp_path, tiny_
     result = subprocess.run([sys.executable, "-c", MIRRORED, str(REPO), str(tiny_npz), str(tmp_path / "runs.sqlite")],
                             capture_output=True, text=True, timeout=300)
     assert 0 == result.returncode, result.stderr[-2000:]
-    assert {"status": "completed", "error": None, "replicas": 2, "per_replica": 16, "steps": True,
-            "describe": "batch 32 (16 x 2 replicas)"} == json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"status": "completed", "error": None, "replicas": 2, "per_replica": 16, "steps": [True],
+            "describe": "data on device, batch 32 (16 x 2 replicas)"} == json.loads(result.stdout.strip().splitlines()[-1])

@@ -43,7 +43,24 @@ def test_config_file_and_flags_combine(tmp_path, tiny_npz, capsys):
         config_from_args(args)
 
 
+def test_speed_flags_set_the_speed_settings_and_the_run_reports_what_it_got(tmp_path, tiny_npz, capsys):
+    from lsc_core.cli import build_parser, config_from_args
+    from lsc_core.config import SpeedSettings
+
+    args = build_parser().parse_args(["train", "--no-mixed-precision", "--xla", "--steps-per-execution", "4",
+                                      "--no-data-on-device", "--replicas", "2"])
+    assert SpeedSettings(mixed_precision=False, xla=True, steps_per_execution=4, data_on_device=False,
+                         replicas=2) == config_from_args(args).speed
+    assert SpeedSettings() == config_from_args(build_parser().parse_args(["train"])).speed
+    code = main(["train", "--preset", "seed-part1", "--epochs", "1", "--limit", "100", "--batch-size", "50",
+                 "--steps-per-execution", "2", "--data", str(tiny_npz), "--db", str(tmp_path / "s.sqlite")])
+    assert 0 == code
+    out = capsys.readouterr().out
+    assert "trained on CPU" in out and "): 2 steps per call, batch 50\n" in out
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--replicas", "3"], "error: speed: batch size 64 does not split evenly over 3 replicas"),
     (["--epochs", "0"], "error: epochs: must be a whole number of at least 1, got 0"),
     (["--lr", "-1"], "error: learning_rate: must be a number in (0, 10], got -1.0"),
     (["--config", "CONFIG"], "error: layer 2 (dropout): rate must be in [0, 1), got 1.5"),
