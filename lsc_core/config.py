@@ -219,7 +219,7 @@ def parse_json(text: str | bytes, what: str) -> Any:
             raise ConfigError(f"{what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at "
                               f"offset {exc.start})") from None
     if len(text) > MAX_JSON_BYTES:
-        raise ConfigError(f"{what} is {len(text):,} characters long, over the limit of {MAX_JSON_BYTES:,}")
+        raise ConfigError(f"{what} is longer than the limit of {MAX_JSON_BYTES:,} characters")
     try:
         return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:

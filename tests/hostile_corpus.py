@@ -31,7 +31,7 @@ CONFIGS = {
     "nan-learning-rate": (b'{"learning_rate": NaN}', "NaN is not a number a config may hold"),
     "infinite-momentum": (b'{"momentum": Infinity}', "Infinity is not a number a config may hold"),
     "huge-float": (b'{"learning_rate": 1e999}', "learning_rate must be a finite number"),
-    "megabytes-of-json": (_config(name="x" * 2_000_000), "over the limit of 1,000,000"),
+    "megabytes-of-json": (_config(name="x" * 2_000_000), "config is longer than the limit of 1,000,000 characters"),
     # -- a value of the wrong type ---------------------------------------------------------
     "list-where-text-belongs": (_config(name=["a", "b"]), "name must be text or null, got a list"),
     "object-where-text-belongs": (_config(optimizer={"adam": 1}), "optimizer must be text, got an object"),
@@ -66,6 +66,30 @@ CONFIGS = {
     "batch-size-a-million": (_config(layers=[FLATTEN], batch_size=10**6),
                              "batch_size: 1,000,000 is over the limit of 8,192"),
     "limit-beyond-the-data": (_config(layers=[FLATTEN], limit=10**7), "limit: 10,000,000 is over the limit of 50,000"),
+}
+
+# Search spaces (`search --space FILE`): the same parser, plus the space's own structure.
+_BASE = {"layers": [{"kind": "conv2d", "filters": 8}, FLATTEN, {"kind": "dense", "units": 16}]}
+SPACES = {
+    "space-not-utf8": (b'{"params": [\xff]}', "search space is not UTF-8 text"),
+    "space-nested-deeply": (b'{"params": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    "space-nan-choice": (b'{"base": "seed-part1", "params": [{"name": "lr", "field": "learning_rate", '
+                         b'"choices": [NaN]}]}', "NaN is not a number a config may hold"),
+    "space-params-an-object": (json.dumps({"params": {"name": "x"}}).encode(), "a list of 'params'"),
+    "space-layer-a-list": (json.dumps({"base": _BASE, "params": [{"name": "x", "layer": [1], "choices": [8]}]}).encode(),
+                           "search parameter 1: layer must be a whole number or null, got a list"),
+    "space-choices-an-object": (json.dumps({"base": _BASE, "params": [{"name": "x", "layer": 1,
+                                                                       "choices": {"a": 8}}]}).encode(),
+                                "choices must be a list of at most 100 values"),
+    "space-ten-thousand-choices": (json.dumps({"base": _BASE, "params": [{"name": "x", "layer": 1,
+                                                                          "choices": list(range(10**4))}]}).encode(),
+                                "choices must be a list of at most 100 values"),
+    "space-base-with-a-billion-filters": (json.dumps({"base": {"layers": [{"kind": "conv2d", "filters": 10**9},
+                                                                          FLATTEN]},
+                                                      "params": [{"name": "x", "layer": 1, "choices": [8, 16]}]}
+                                                     ).encode(), "filters 1,000,000,000 is over the limit of 4,096"),
+    "space-log-range-infinite": (b'{"base": "seed-part1", "params": [{"name": "lr", "field": "learning_rate", '
+                                 b'"log_range": [1e-4, 1e999]}]}', "must be a finite number"),
 }
 
 # Numeric flags that float()/int() accept or that make no sense: (arguments, the error line's words).

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hostile_corpus import CONFIGS, MODELS, NUMERIC_FLAGS, STORE_COMMANDS, STORES
+from hostile_corpus import CONFIGS, MODELS, NUMERIC_FLAGS, SPACES, STORE_COMMANDS, STORES
 
 REPO = Path(__file__).resolve().parent.parent
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -78,6 +78,18 @@ def test_hostile_config_is_one_line_and_changes_nothing(corpus, name):
     config.write_bytes(content)
     before = tree_hashes(corpus)
     result = run_cli("train", "--config", str(config), "--db", str(corpus / "runs.sqlite"),
+                     "--data", str(corpus / "no-data.npz"), cwd=corpus)
+    assert_one_error_line(result, expected)
+    assert before == tree_hashes(corpus)
+
+
+@pytest.mark.parametrize("name", sorted(SPACES))
+def test_hostile_search_space_is_one_line_and_changes_nothing(corpus, name):
+    content, expected = SPACES[name]
+    space = corpus / f"{name}.json"
+    space.write_bytes(content)
+    before = tree_hashes(corpus)
+    result = run_cli("search", "--space", str(space), "--db", str(corpus / "runs.sqlite"),
                      "--data", str(corpus / "no-data.npz"), cwd=corpus)
     assert_one_error_line(result, expected)
     assert before == tree_hashes(corpus)
