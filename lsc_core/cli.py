@@ -201,7 +201,8 @@ def cmd_runs(args) -> int:
         best = f"{run['best_val_accuracy']:.4f}" if run["best_val_accuracy"] is not None else "-"
         params = f"{run['params']:,}" if run["params"] else "-"
         epochs = f"{counts.get(run['id'], 0)}/{run['epochs_planned'] or '?'}"
-        print(f"{run['id']:>4}  {run['name'][:24]:<24} {run['status']:<11} {run['label_mode']:<6} {params:>11} "
+        name = run["name"] if run["name"].isprintable() else repr(run["name"])  # a stored name from elsewhere
+        print(f"{run['id']:>4}  {name[:24]:<24} {run['status']:<11} {run['label_mode']:<6} {params:>11} "
               f"{best:>8} {run['best_epoch'] or '-':>6} {epochs:>7} {_duration(run):>8}  {run['created_at']}")
     return EXIT_OK
 

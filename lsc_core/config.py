@@ -291,6 +291,8 @@ def _typed_value(label: str, name: str, hint: Any, value: Any) -> Any:
         if len(value) > MAX_TEXT_CHARS:
             raise ConfigError(f"{label} is {len(value):,} characters long, over the limit of {MAX_TEXT_CHARS}",
                               field_name=name)
+        if not value.isprintable():  # control characters would rewrite a terminal printing the name
+            raise ConfigError(f"{label} must be printable text, got {_show(value)}", field_name=name)
     elif typing.get_origin(base) in (tuple, list) and typing.get_args(base)[0] in (bool, int, float, str):
         if not isinstance(value, (list, tuple)):
             raise wrong("a list")

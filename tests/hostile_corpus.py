@@ -49,6 +49,7 @@ CONFIGS = {
     "backbone-field-wrong-type": (_config(backbone={"name": "vgg16", "image_size": "64"}),
                                   "backbone: image_size must be a whole number, got text"),
     "unknown-setting": (_config(learning_rte=0.1), "unknown setting(s): learning_rte"),
+    "terminal-escape-in-name": (_config(name="\x1b[2J\x1b]0;owned\x07"), "name must be printable text"),
     "very-long-name": (_config(name="n" * 10_000), "name is 10,000 characters long, over the limit of 200"),
     # -- sizes that pass the types but would exhaust memory --------------------------------
     "a-billion-filters": (_layers({"kind": "conv2d", "filters": 10**9}, FLATTEN),
