@@ -5,12 +5,13 @@ the same process as a reference network (default `seed-part2`, Adam, batch 64), 
 alternating rounds, on real CIFAR-100 batches through the dashboard's own input
 pipeline (flip + crop augmentation on). Prints, per network: forward multiply-adds
 per image, training ms per image (median over rounds), its ratio to the reference,
-and the epoch seconds that ratio implies when the reference takes `--ref-seconds`
-per 5,000 training images on the machine you care about (a 50,000-image epoch plus
-validation on the 10,000 test images, whose forward pass costs about a third of a
-training step per image).
+and the seconds of a full epoch (50,000 training images plus validation on the 10,000
+test images, whose forward pass costs about a third of a training step per image):
+as timed here, and scaled by the ratio to a machine where the reference trains 5,000
+images in `--ref-seconds`.
 
-    LSC_DATA=../shared/data/cifar100.npz python bench/epoch_cost.py resnet-fast resnet9 --batches 60
+    LSC_DATA=../shared/data/cifar100.npz python bench/epoch_cost.py resnet-fast --rounds 3
+    python bench/epoch_cost.py candidate.json --ref-seconds 25   # a RunConfig JSON file too
 """
 from __future__ import annotations
 
@@ -103,13 +104,15 @@ def main() -> None:
     ref_ms = statistics.median(timings[args.reference]) * 1000
     print(f"\nreference {args.reference}: {ref_ms:.2f} ms per image here; scaled to {args.ref_seconds:g} s "
           f"per 5,000 images ({args.ref_seconds / 5:.2f} ms per image)")
-    print(f"{'network':<20} {'M mult-add':>10} {'ms/img':>7} {'ratio':>6} {'epoch s (scaled)':>17}")
+    print(f"{'network':<20} {'M mult-add':>10} {'ms/img':>7} {'ratio':>6} {'epoch s here':>13} "
+          f"{'epoch s scaled':>15}")
+    images_per_epoch = TRAIN_IMAGES + EVAL_COST * TEST_IMAGES  # in training-image equivalents
     for name, values in timings.items():
-        ratio = statistics.median(values) * 1000 / ref_ms
-        per_image = ratio * args.ref_seconds / 5000
-        epoch = per_image * (TRAIN_IMAGES + EVAL_COST * TEST_IMAGES)
-        print(f"{name:<20} {mults[name] / 1e6:>10.1f} {statistics.median(values) * 1000:>7.2f} {ratio:>6.3f} "
-              f"{epoch:>17.0f}")
+        here = statistics.median(values)
+        ratio = here * 1000 / ref_ms
+        scaled = ratio * args.ref_seconds / 5000 * images_per_epoch
+        print(f"{name:<20} {mults[name] / 1e6:>10.1f} {here * 1000:>7.2f} {ratio:>6.3f} "
+              f"{here * images_per_epoch:>13.0f} {scaled:>15.0f}")
 
 
 if __name__ == "__main__":
