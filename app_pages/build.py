@@ -77,6 +77,10 @@ def _set_setting(name: str, key: str) -> None:
     _state().set_setting(name, st.session_state[key])
 
 
+def _set_speed(name: str, key: str) -> None:
+    _state().set_speed(name, st.session_state[key])
+
+
 def _set_backbone(name: str, key: str) -> None:
     _state().set_backbone(name, st.session_state[key])
 
@@ -235,6 +239,27 @@ def _hyperparameters(state: editor.EditorState, analysis) -> None:
                       **bind("name"))
     for name in HYPERPARAMETER_FIELDS:
         _field_errors(analysis, name)
+    _speed_settings(state, analysis)
+
+
+def _speed_settings(state: editor.EditorState, analysis) -> None:
+    """The speed settings, each automatic unless set: on with a GPU, off on a CPU."""
+    with st.expander("Speed: mixed precision, XLA, data on the GPU, several GPUs"):
+        st.caption("Automatic turns each on when TensorFlow sees a GPU and off on a CPU. The batch size above is "
+                   "the total, split evenly over the replicas. The run records what it trained with.")
+        columns = st.columns(len(editor.SPEED_SWITCHES) + len(editor.SPEED_COUNTS))
+        for column, (name, label) in zip(columns, editor.SPEED_SWITCHES.items()):
+            key = f"{state.token}-speed-{name}"
+            st.session_state.setdefault(key, state.speed_choice(name))
+            column.selectbox(label, list(editor.SPEED_SWITCH_VALUES), key=key, on_change=_set_speed,
+                             args=(name, key))
+        for column, (name, label) in zip(columns[len(editor.SPEED_SWITCHES):], editor.SPEED_COUNTS.items()):
+            key = f"{state.token}-speed-{name}"
+            with column:
+                _number(label, state.speed_choice(name), key, _set_speed, (name, key), min_value=1, step=1,
+                        placeholder="automatic")
+        for name in (*editor.SPEED_SWITCHES, *editor.SPEED_COUNTS):
+            _field_errors(analysis, name)
 
 
 # -- Inputs ---------------------------------------------------------------------------------

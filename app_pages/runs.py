@@ -106,6 +106,10 @@ def live_run(run: dict) -> None:
     system = views.system_frame(store, run_id)
     if not system.empty:
         st.altair_chart(charts.system_chart(system))
+    speeds = views.throughput_frame(store, run_id)
+    if not speeds.empty:
+        st.markdown("**Speed per epoch**")
+        st.dataframe(speeds, hide_index=True)
     downloads(run)
 
 

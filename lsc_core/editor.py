@@ -23,6 +23,12 @@ from .config import (LABEL_MODES, PRESETS, Analysis, BackboneSpec, ConfigError, 
                      measured_text, preset)
 
 CUSTOM, TRANSFER = "custom", "transfer"  # the two kinds of network the form builds
+# Speed settings (config.SpeedSettings) as the form offers them: switches and counts.
+SPEED_SWITCHES = {"mixed_precision": "Mixed precision (float16)", "xla": "XLA compilation",
+                  "data_on_device": "Data held on the GPU"}
+SPEED_SWITCH_VALUES = {"auto": None, "on": True, "off": False}
+SPEED_COUNTS = {"steps_per_execution": "Steps per execution (empty: automatic)",
+                "replicas": "Replicas, GPUs trained on together (empty: all)"}
 # RunConfig fields edited as hyperparameters (layers, backbone and preset are edited apart).
 SETTINGS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in ("layers", "backbone", "preset"))
 _SETTING_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in SETTINGS}
@@ -112,6 +118,25 @@ class EditorState:
         else:
             value = coerce(value, _SETTING_DEFAULTS[name])
         self.settings[name] = value
+
+    def set_speed(self, name: str, value: Any) -> None:
+        """Set one speed setting: "auto"/"on"/"off" for the switches, a number for the counts
+        (empty or 0: automatic)."""
+        speed = self.settings["speed"]
+        if name not in {f.name for f in dataclasses.fields(speed)}:
+            raise KeyError(f"unknown speed setting {name!r}")
+        if name in SPEED_COUNTS:
+            value = None if value in (None, "", 0) else coerce(value, 1)
+        else:
+            value = SPEED_SWITCH_VALUES[value]
+        self.settings["speed"] = dataclasses.replace(speed, **{name: value})
+
+    def speed_choice(self, name: str) -> str | int | None:
+        """A speed setting as the form shows it: "auto"/"on"/"off", or the count (None: automatic)."""
+        value = getattr(self.settings["speed"], name)
+        if name in SPEED_COUNTS:
+            return value
+        return {None: "auto", True: "on", False: "off"}[value]
 
     def set_backbone(self, name: str, value: Any) -> None:
         """Set one backbone setting; choosing another backbone resets the image size to its default."""

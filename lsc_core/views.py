@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from .config import ConfigError, RunConfig
+from .acceleration import describe_speed
 from . import estimates
 from .store import COMPLETED, MODEL_STATES, QUEUED, RUNNING, Store
 from .study import STUDY_BEST
@@ -151,6 +152,22 @@ def curves(store: Store, run_ids: Iterable[int]) -> pd.DataFrame:
     return frame
 
 
+THROUGHPUT_COLUMNS = ["epoch", "training images/s", "validation images/s", "epoch seconds"]
+
+
+def throughput_frame(store: Store, run_id: int) -> pd.DataFrame:
+    """Each epoch's speed: images per second of its training and validation phases (rounded),
+    and its wall seconds; epochs logged before speeds were recorded show none."""
+    rows = [{"epoch": e["epoch"], "training images/s": _rounded(e.get("train_images_per_s")),
+             "validation images/s": _rounded(e.get("val_images_per_s")), "epoch seconds": round(e["seconds"], 1)}
+            for e in store.epochs(run_id)]
+    return pd.DataFrame(rows, columns=THROUGHPUT_COLUMNS)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else float(round(value))
+
+
 # Sampled resources (store.system_metrics columns) -> (panel title, unit); a run without a
 # GPU has no GPU samples, and its GPU panels are left out.
 SYSTEM_RESOURCES = {"cpu_percent": ("CPU (training process)", "% of one core"),
@@ -201,7 +218,7 @@ def smooth_curves(frame: pd.DataFrame, weight: float) -> pd.DataFrame:
 def curves_csv(store: Store, run_id: int) -> bytes:
     """A run's epochs as CSV (one row per epoch: losses, accuracies, seconds), for download."""
     columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "within_superclass",
-               "val_within_superclass", "seconds"]
+               "val_within_superclass", "seconds", "train_images_per_s", "val_images_per_s"]
     frame = pd.DataFrame(store.epochs(run_id), columns=["run_id", *columns])[columns]
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
@@ -456,6 +473,7 @@ def run_config_view(run: dict) -> dict:
 def _provenance(run: dict) -> dict:
     versions = run.get("versions") or {}
     return {"seed": run.get("seed"), "device": run.get("device") or "not started",
+            "speed settings": describe_speed(run, (run.get("config") or {}).get("batch_size")) or "not recorded",
             **{name: version for name, version in sorted(versions.items())},
             "created": run.get("created_at"), "started": run.get("started_at"), "finished": run.get("finished_at")}
 

@@ -148,6 +148,26 @@ def test_reorder_and_hyperparameters_reach_the_config(env):
     assert expected.replace(layers=tuple(layers)) == at.session_state["build_editor"].to_config()
 
 
+def test_speed_settings_reach_the_config_and_a_bad_split_is_shown_in_place(env):
+    from lsc_core.config import SpeedSettings
+
+    at = AppTest.from_file(str(BUILD), default_timeout=TIMEOUT_S).run()
+    load_preset(at, "seed-part1")
+    speed = f"{token(at)}-speed-"
+    assert "auto" == at.selectbox(key=speed + "mixed_precision").value
+    at.selectbox(key=speed + "mixed_precision").set_value("off")
+    at.selectbox(key=speed + "xla").set_value("on")
+    at.number_input(key=speed + "steps_per_execution").set_value(8)
+    at.number_input(key=speed + "replicas").set_value(3).run()
+    assert [] == at.exception
+    assert SpeedSettings(mixed_precision=False, xla=True, steps_per_execution=8, replicas=3) == \
+        at.session_state["build_editor"].to_config().speed
+    block_showing_error(at, "speed: batch size 64 does not split evenly over 3 replicas")
+    at.number_input(key=speed + "replicas").set_value(2).run()
+    assert 2 == at.session_state["build_editor"].to_config().speed.replicas
+    assert not [e for e in at.error if "replicas" in e.value]
+
+
 def test_clone_from_an_earlier_run_and_from_the_runs_pages_button(env):
     config = preset("seed-part2-dropout", label_mode="fine", optimizer="adamw", learning_rate=3e-4, batch_size=32,
                     epochs=7, seed=5, name="earlier")

@@ -135,6 +135,9 @@ def test_runs_page_opens_the_selected_run_with_curves_and_downloads(tmp_path, ap
     assert ["download_csv", "download_model"] == [d.key for d in at.get("download_button")]
     # The run's curves, its CPU and memory use while training, and the compare view of the one completed run.
     assert 3 == len(at.get("vega_lite_chart"))
+    speeds = next(frame.value for frame in at.dataframe if "training images/s" in frame.value.columns)
+    assert [1, 2] == list(speeds["epoch"]) and (speeds["training images/s"] > 0).all()
+    assert [e["seconds"] for e in store.epochs(trained)] == pytest.approx(list(speeds["epoch seconds"]), abs=0.05)
 
 
 def test_runs_page_status_line_follows_the_store(tmp_path, app_store):

@@ -136,9 +136,26 @@ def test_smooth_curves_smooths_each_run_split_and_metric_separately(store, runs)
 
 def test_curves_csv_has_one_row_per_epoch(store, runs):
     lines = views.curves_csv(store, runs["done"]).decode().splitlines()
-    assert "epoch,loss,accuracy,val_loss,val_accuracy,within_superclass,val_within_superclass,seconds" == lines[0]
-    # A coarse run: no within-superclass shares.
-    assert ["1,2.0,0.3,2.1,0.28,,,10.0", "2,1.5,0.45,1.8,0.4,,,12.0", "3,1.0,0.6,1.9,0.38,,,11.0"] == lines[1:]
+    assert "epoch,loss,accuracy,val_loss,val_accuracy,within_superclass,val_within_superclass,seconds," \
+           "train_images_per_s,val_images_per_s" == lines[0]
+    # A coarse run: no within-superclass shares; epochs logged without speeds.
+    assert ["1,2.0,0.3,2.1,0.28,,,10.0,,", "2,1.5,0.45,1.8,0.4,,,12.0,,", "3,1.0,0.6,1.9,0.38,,,11.0,,"] == lines[1:]
+
+
+def test_throughput_frame_and_speed_settings_of_a_run(store):
+    run_id = store.create_run(preset("seed-part1", epochs=2, batch_size=64), status=RUNNING)
+    store.start_run(run_id, params=1, versions={}, device="GPU: test (x2)",
+                    speed={"mixed_precision": True, "xla": True, "steps_per_execution": 16, "data_on_device": True,
+                           "replicas": 2})
+    store.log_epoch(run_id, 1, {}, 12.34, train_images_per_s=4321.6, val_images_per_s=20000.2)
+    store.log_epoch(run_id, 2, {}, 10.0)
+    frame = views.throughput_frame(store, run_id)
+    assert views.THROUGHPUT_COLUMNS == list(frame.columns)
+    assert [1, 4322.0, 20000.0, 12.3] == list(frame.iloc[0])
+    assert frame.iloc[1].isna().tolist() == [False, True, True, False]
+    provenance = views.run_config_view(store.get_run(run_id))["provenance"]
+    assert "mixed precision, XLA, data on device, 16 steps per call, batch 64 (32 x 2 replicas)" == \
+        provenance["speed settings"]
 
 
 def test_progress_of_a_running_run_from_heartbeat_and_epochs(store, runs):
@@ -212,7 +229,8 @@ def test_run_config_view_lists_layers_hyperparameters_and_provenance(store, runs
             "dense 20 softmax (head)"] == view["layers"]
     assert {"label mode": "coarse", "optimizer": "adam", "learning rate": 0.001, "batch size": 64, "epochs": 3,
             "validation": "test set", "training images": "all", "augmentation": "off"} == view["hyperparameters"]
-    assert (0, None) == (view["provenance"]["seed"], view["problem"])
+    assert (0, None, "not recorded") == (view["provenance"]["seed"], view["problem"],
+                                         view["provenance"]["speed settings"])
 
 
 def test_model_file_only_when_saved(store, runs, tmp_path):
