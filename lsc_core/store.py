@@ -169,6 +169,10 @@ def _connect(path: Path) -> sqlite_utils.Database:
         _check_is_store(db, path)
         if not read_only:
             db.execute("PRAGMA journal_mode = WAL")
+    except sqlite3.OperationalError as exc:  # the file could not be read or its WAL index written
+        conn.close()
+        hint = " (is its disk full?)" if "I/O error" in str(exc) or "full" in str(exc) else ""
+        raise StoreError(f"cannot open {path}: {exc}{hint}; it was left as it is") from None
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise StoreError(f"{path} is not a usable SQLite database ({exc}); it was left as it is") from None

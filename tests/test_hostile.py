@@ -241,6 +241,20 @@ def test_disk_full_while_saving_keeps_the_run_completed_and_no_partial_file(smal
         load_run_model(store.get_run(run_id))
 
 
+def test_store_on_a_full_disk_is_one_line_and_keeps_its_runs(small_mount, tiny_npz):
+    folder, _ = small_mount
+    db = folder / "runs.sqlite"
+    store_with_a_dead_run(db)
+    rows = stored_rows(db)
+    free = os.statvfs(folder)
+    (folder / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 4096))
+    result = run_cli("train", "--preset", "seed-part1", "--epochs", "1", "--data", str(tiny_npz), "--db", str(db),
+                     cwd=folder.parent)
+    assert_one_error_line(result, "(is its disk full?)")
+    (folder / "filler").unlink()
+    assert rows == stored_rows(db)
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, tiny_data):
     """A store with one really trained run: (store path, run id, its good .keras bytes, an image)."""
