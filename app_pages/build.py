@@ -294,7 +294,7 @@ if notice:
 
 state = _state()
 draft = editor.to_draft(state)  # every edit is kept in the store at once: a reload or new tab reopens it
-if draft != st.session_state.get(SAVED_DRAFT):
+if draft != st.session_state.get(SAVED_DRAFT) and not common.store().read_only:  # a read-only store keeps none
     common.store().save_draft(DRAFT, draft)
     st.session_state[SAVED_DRAFT] = draft
 analysis = analyze(state.to_config())

@@ -544,7 +544,9 @@ class Store:
         self._write("INSERT OR REPLACE INTO drafts (name, state, updated_at) VALUES (?, ?, ?)", [name, state, now_iso()])
 
     def load_draft(self, name: str) -> str | None:
-        """The form state last kept under `name`, or None."""
+        """The form state last kept under `name`, or None (also in a read-only store older than drafts)."""
+        if "drafts" not in self.db.table_names():
+            return None
         row = self.db.execute("SELECT state FROM drafts WHERE name = ?", [name]).fetchone()
         return row[0] if row else None
 
