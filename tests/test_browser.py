@@ -86,6 +86,7 @@ def browser():
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
+    page.set_default_timeout(90_000)  # a server's first view imports TensorFlow: slow on a loaded machine
     yield page
     context.close()
 
@@ -297,3 +298,66 @@ def test_runs_table_opens_each_row_clicked(prepared, page):
     assert box["height"] > ROW_PX * 6
     shot(page, "pick-runs")
     no_error_text(page)
+
+
+def queued_work(db) -> tuple[int, int, int]:
+    """(runs, searches, study suites) in the store."""
+    store = Store(db)
+    return len(store.list_runs()), len(store.list_searches()), len(store.list_suites())
+
+
+def press_enter_in_each_number_field(page, values: dict[str, str] | None = None) -> int:
+    """Type into every number field of the page (`values` by label, else its own value again)
+    and press Enter, as a person finishing a field would; returns how many there were."""
+    fields = page.locator("[data-testid='stNumberInputField']")
+    count = fields.count()
+    for index in range(count):
+        field = fields.nth(index)
+        label = field.get_attribute("aria-label") or ""
+        field.fill((values or {}).get(label, field.input_value()))
+        field.press("Enter")
+        wait_for_app(page)
+    return count
+
+
+@pytest.mark.parametrize("path, values", [
+    ("search", {"Trials": "3", "Epochs per trial": "2", "Training images (0 = all 50,000)": "500"}),
+    ("study", {"Epochs scale": "0.5", "Training images per run (0 = all 50,000)": "1000"}),
+    ("build", {"Epochs": "2", "Training images (empty: all)": "200"}),
+])
+def test_enter_in_a_number_field_queues_nothing(prepared, page, path, values):
+    url, db, _, _ = prepared
+    before = queued_work(db)
+    page.goto(f"{url}/{path}")
+    wait_for_app(page)
+    page.locator("[data-testid='stNumberInputField']").first.wait_for(timeout=60_000)  # a first view may import TF
+    fields = press_enter_in_each_number_field(page, values)
+    assert fields >= len(values)
+    page.wait_for_timeout(1_000)  # a submit would have queued by now
+    assert before == queued_work(db)
+    assert "queued" not in main_text(page)
+    no_error_text(page)
+    shot(page, f"enter-{path}")
+
+
+def test_a_reload_of_build_keeps_the_form(prepared, page):
+    url, _, _, _ = prepared
+    page.goto(f"{url}/build")
+    wait_for_app(page)
+    set_number(page, "Epochs", "3")
+    set_number(page, "Training images (empty: all)", "250")
+    page.get_by_text("Add a layer").first.wait_for()
+    page.reload()
+    wait_for_app(page)
+    epochs = page.get_by_label("Epochs", exact=True)
+    epochs.wait_for(timeout=30_000)
+    assert ("3", "250") == (epochs.input_value(),
+                            page.get_by_label("Training images (empty: all)", exact=True).input_value())
+    shot(page, "build-reloaded")
+    page.get_by_role("button", name="Launch").scroll_into_view_if_needed()
+    assert "Launch queues 1 run x 3 epochs x 250 images = 750 training images" in main_text(page)
+    page.screenshot(path=str(ARTIFACTS / "build-launch.png"))  # the launch summary in view
+    page.get_by_role("button", name="Reset", exact=True).click()
+    wait_for_app(page)
+    page.wait_for_function("() => document.querySelector('input[aria-label=\"Epochs\"]').value === '10'",
+                           timeout=10_000)
