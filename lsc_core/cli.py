@@ -230,6 +230,8 @@ def cmd_predict(args) -> int:
 
     if args.top < 1:
         raise CommandError(f"--top must be at least 1, not {args.top}")
+    if args.explain and not Path(args.explain).resolve().parent.is_dir():
+        raise CommandError(f"--explain: the folder {Path(args.explain).resolve().parent} does not exist")
     uploads = read_files(args.images)  # before the model: a typo'd path fails in milliseconds
     store = Store(args.db)
     try:
@@ -252,12 +254,9 @@ def cmd_predict(args) -> int:
 
 def _explainer_and_paths(model, uploads, out):
     """Grad-CAM for `predict --explain`: (explainer, output path per upload); a network without a
-    convolution, or an output folder that does not exist, is a CommandError."""
+    convolution is a CommandError."""
     from .explain import Explainer, NoFeatureMap, explain_paths
 
-    folder = Path(out).resolve().parent
-    if not folder.is_dir():
-        raise CommandError(f"--explain: the folder {folder} does not exist")
     try:
         with _native_stderr_silenced():
             explainer = Explainer(model)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from lsc_core import explain
-from lsc_core.config import LayerSpec, RunConfig
+from lsc_core.config import BackboneSpec, LayerSpec, RunConfig
 from lsc_core.model import build_model, compile_model
 from lsc_core.store import COMPLETED, RUNNING, Store
 from lsc_core.train import save_atomically
@@ -129,8 +129,8 @@ def test_a_residual_block_output_is_a_feature_map():
 
 
 def test_a_transfer_model_is_explained_from_its_backbones_last_conv_block():
-    config = RunConfig(backbone=__import__("lsc_core.config", fromlist=["BackboneSpec"]).BackboneSpec(
-        name="vgg16", weights="none", image_size=32), layers=(), preset=None, label_mode="coarse")
+    config = RunConfig(backbone=BackboneSpec(name="vgg16", weights="none", image_size=32), layers=(), preset=None,
+                       label_mode="coarse")
     explainer = explain.Explainer(build_model(config))
     assert ("backbone", "block5_conv3", (2, 2, 512)) == (explainer.layer.backbone, explainer.layer.name,
                                                          explainer.layer.shape)
@@ -155,3 +155,14 @@ def test_overlay_leaves_cold_pixels_alone_and_colours_hot_ones():
     assert [expected] * 24 == hot.reshape(-1, 3).tolist()
     assert [[0, 0, 160], [220, 0, 0]] == explain.colourise(np.array([0.0, 1.0])).tolist()
     assert (3, 3, 3) == explain.centre_square(np.zeros((3, 7, 3))).shape
+
+
+def test_predict_explain_into_a_missing_folder_is_one_line(quadrant_run, tmp_path):
+    db, run_id, _ = quadrant_run
+    photo = tmp_path / "photo.png"
+    Image.fromarray(quadrant_images(1, np.random.default_rng(0))[0][0]).save(photo)
+    result = subprocess.run([sys.executable, "-m", "lsc_core", "predict", "--run", str(run_id), str(photo),
+                             "--explain", str(tmp_path / "nowhere" / "cam.png"), "--db", str(db)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert (1, [f"error: --explain: the folder {tmp_path / 'nowhere'} does not exist"]) == \
+        (result.returncode, result.stderr.splitlines())
