@@ -10,15 +10,22 @@ HEAT_PX = 160  # each heatmap overlay's width on the page
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the run's model...")
-def run_model(db: str, run_id: int, model_path: str):
-    """(run, keras model), once per server for each run's saved file."""
-    return predict.load_run_model(common.store(), run_id)
+def run_model(db: str, run_id: int, model_path: str, stamp: float | None = None):
+    """(run, keras model), loaded and run once (warm) per server for each run's saved file;
+    `stamp` (the file's modification time) loads it again when the run saved a newer one."""
+    return predict.load_run_model(common.store(), run_id, warm=True)
+
+
+def chosen_model(run_id: int):
+    """The cached (run, model) of a chosen run, keyed by its model file and that file's time."""
+    run = runs[run_id]
+    return run_model(common.db_path(), run_id, run["model_path"], predict.model_stamp(run))
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def run_explainer(db: str, run_id: int, model_path: str) -> explain.Explainer:
+def run_explainer(db: str, run_id: int, model_path: str, stamp: float | None = None) -> explain.Explainer:
     """Grad-CAM of a run's model, once per server; NoFeatureMap for a network without a conv layer."""
-    return explain.Explainer(run_model(db, run_id, model_path)[1])
+    return explain.Explainer(chosen_model(run_id)[1])
 
 
 def show_heat(explained: explain.UploadExplanation) -> None:
@@ -29,7 +36,7 @@ def show_heat(explained: explain.UploadExplanation) -> None:
 def show_explanations(upload: predict.Upload, index: int, run: dict) -> None:
     """Where the run's network looked: for its top class, and for a class the person picks."""
     try:
-        explainer = run_explainer(common.db_path(), run["id"], run["model_path"])
+        explainer = run_explainer(common.db_path(), run["id"], run["model_path"], predict.model_stamp(run))
     except explain.NoFeatureMap as exc:
         st.caption(f"No heatmap: {plain(exc)}.")
         return
@@ -94,6 +101,15 @@ images = list(files or []) + ([photo] if photo is not None else [])
 if not chosen:
     st.info("Choose at least one run.")
     st.stop()
+# The chosen runs' models load (and run once) as the page opens, not after the upload: the
+# first result then follows an upload by one forward pass. A model that cannot load is
+# reported where its result would be.
+models = {}
+for run_id in chosen:
+    try:
+        models[run_id] = chosen_model(run_id)
+    except ValueError as exc:
+        models[run_id] = exc
 if not images:
     st.info("Upload one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF), or take a photo with the camera.")
     st.stop()
@@ -101,12 +117,11 @@ if not images:
 # -- call ------------------------------------------------------------------------------------
 uploads = [predict.prepare_upload(f.name, f.getvalue()) for f in images]
 predictions = {}
-for run_id in chosen:
-    try:
-        run, model = run_model(common.db_path(), run_id, runs[run_id]["model_path"])
-    except ValueError as exc:
-        st.error(plain(exc))
+for run_id, loaded in models.items():
+    if isinstance(loaded, ValueError):
+        st.error(plain(loaded))
         continue
+    run, model = loaded
     predictions[run_id] = (run, predict.classify(model, run["label_mode"], uploads))
 
 # -- render ----------------------------------------------------------------------------------

@@ -22,12 +22,13 @@ How an image becomes the network's input, and why:
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .config import NUM_CLASSES
+from .config import IMAGE_SHAPE, NUM_CLASSES
 from .data import COARSE_LABELS, FINE_LABELS
 
 INPUT_SIZE = 32  # the network's input: 32x32 RGB, 0..255
@@ -216,12 +217,31 @@ def _reason(exc: BaseException) -> str:
 
 
 # -- predicting -------------------------------------------------------------------------------
-def load_run_model(store, run_id: int):
-    """(run, keras model) of a run; ValueError (ModelUnavailable) with a clear message if it has none."""
+def load_run_model(store, run_id: int, warm: bool = False):
+    """(run, keras model) of a run; ValueError (ModelUnavailable) with a clear message if it has none.
+
+    warm=True also runs the model once on blank images of one and of two: Keras builds (traces)
+    its prediction function on the first call and once more for a second batch size, about a
+    second each, which then happens when the model is loaded instead of after an upload.
+    """
     from .model import load_run_model as load
 
     run = store.get_run(run_id)
-    return run, load(run, run_id)
+    model = load(run, run_id)
+    if warm:
+        for count in (1, 2):
+            model.predict_on_batch(np.zeros((count, *IMAGE_SHAPE), np.float32))
+    return run, model
+
+
+def model_stamp(run: dict) -> float | None:
+    """When the run's saved model file last changed (None: no file), so a cache keyed by it
+    loads the model again after the run wrote a better one (a resumed or extended run)."""
+    path = run.get("model_path")
+    try:
+        return os.stat(path).st_mtime if path else None
+    except OSError:
+        return None
 
 
 def predict_prepared(model, label_mode: str, images: list[PreparedImage], top: int = 5) -> list[Prediction]:

@@ -167,6 +167,10 @@ def test_heatmap_names_every_class_without_overlap_and_fits_the_main_column(mode
     assert all(axis["labelOverlap"] is False for axis in [*x_axes, y_axis])
     widest_name_px = 0.6 * y_axis["labelFontSize"] * max(map(len, order))  # a generous average glyph width
     assert spec["width"] + widest_name_px <= charts.evaluate.MAIN_COLUMN_PX
+    # Only cells with images travel to the browser (here the diagonal); every class keeps its place.
+    cell_rows = [rows for rows in spec["datasets"].values() if rows and "count" in rows[0]]
+    assert [len(order)] == [len(rows) for rows in cell_rows]
+    assert list(order) == spec["layer"][0]["encoding"]["y"]["scale"]["domain"]
     # No colour range of our own: the Streamlit theme's ramp, which follows light and dark.
     assert "range" not in spec["layer"][0]["encoding"]["color"]["scale"]
 

@@ -43,8 +43,10 @@ def confusion_heatmap(frame: pd.DataFrame, order: list[str], *, normalised: bool
     Sized to its content (`heatmap_geometry`): every class name is drawn, none overlaps,
     and the chart fits the main column at 1400 px, at 20 and at 100 classes. Colours and
     text come from the Streamlit theme (its sequential ramp), so it reads in light and dark.
-    A fine matrix has 10,000 rows: Streamlit's own data transformer takes them all; a plain
-    `to_dict()` needs `alt.data_transformers.disable_max_rows()`.
+    Only the cells with images are drawn (the empty ones show the background, so they recede
+    in either theme): a fine matrix sends a few thousand rows to the browser instead of
+    10,000, which draws the first view sooner. A plain `to_dict()` of a fine matrix may still
+    need `alt.data_transformers.disable_max_rows()`.
     Colour is the row share when `normalised` (classes compare regardless of their test
     count), else the raw count. Tooltips give true, predicted, count and share.
     """
@@ -55,10 +57,12 @@ def confusion_heatmap(frame: pd.DataFrame, order: list[str], *, normalised: bool
     # labelFlush off: the theme pushes the first and last names inwards, onto their neighbours.
     labels = {"labelFontSize": geometry.font_px, "labelLimit": 220, "labelOverlap": False, "labelFlush": False}
     bottom = order[0::2] if geometry.alternate_columns else order
-    cells = alt.Chart(frame).mark_rect().encode(
-        x=alt.X("predicted:N", sort=order, title="predicted",
+    drawn = frame.loc[frame["count"] > 0, ["true", "predicted", "count", "share"]]
+    # Every class keeps its row and column, also one without a drawn cell.
+    cells = alt.Chart(drawn).mark_rect().encode(
+        x=alt.X("predicted:N", sort=order, title="predicted", scale=alt.Scale(domain=order),
                 axis=alt.Axis(labelAngle=-90, values=bottom, **labels)),
-        y=alt.Y("true:N", sort=order, axis=alt.Axis(**labels), title="true"),
+        y=alt.Y("true:N", sort=order, scale=alt.Scale(domain=order), axis=alt.Axis(**labels), title="true"),
         # A square-root scale keeps the few-image confusions visible next to a strong diagonal.
         color=alt.Color(f"{value}:Q", scale=alt.Scale(type="sqrt"), title=legend_title,
                         legend=alt.Legend(format=".0%" if normalised else "d", orient="top", gradientLength=240)),
