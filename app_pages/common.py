@@ -15,7 +15,7 @@ from lsc_core.evaluate import store_predictions
 from lsc_core import estimates, views
 from lsc_core.jobs import JobManager, manager_for
 from lsc_core.markup import plain
-from lsc_core.store import default_db_path
+from lsc_core.store import ACTIVE_STATES, default_db_path
 
 @dataclass(frozen=True)
 class PageInfo:
@@ -46,6 +46,7 @@ HOME, DATA, BUILD, RUNS, EVALUATE, PREDICT, SEARCH, STUDY = (page.path for page 
 SELECTED_RUN = "selected_run"  # run id the Runs/Evaluate pages open on
 CLONE_CONFIG = "clone_config"  # a RunConfig dict the Build page starts from
 LIVE_REFRESH_S = 2.0  # how often live views re-read the store
+STOP_FOLLOW_S = 0.5  # while a run is stopping, how often its view looks for the end
 # Tables: a missing value reads as a dash (Streamlit's default is the word "None"), and parameter
 # counts get a fixed width that shows "25,000,000" in full (an automatic width cut the leading digit).
 EMPTY_CELL = "—"
@@ -135,6 +136,27 @@ def ask_to_confirm(pending_key: str, launch: Callable[[Any], None]) -> None:
 def _launch_pending(pending_key: str, launch: Callable[[Any], None]) -> None:
     what = st.session_state.pop(pending_key)[0]
     launch(what)
+
+
+def stop_button(run: dict, key: str) -> None:
+    """Stop, for a queued or running run. The click's callback asks the job manager before the
+    view redraws, so the button says "Stopping…" at once; until the run has ended (within about
+    a second: the trainer reads the stop every 0.1 s), `follow_stop` watches for its end."""
+    stopping = bool(run["stop_requested"])
+    st.button("Stopping…" if stopping else "Stop", icon=":material/stop:", key=key, disabled=stopping,
+              on_click=manager().stop, args=(run["id"],),
+              help="Ends the run after its current batch; its epochs and best model are kept.")
+    if stopping:
+        follow_stop(run["id"])
+
+
+@st.fragment(run_every=STOP_FOLLOW_S)
+def follow_stop(run_id: int) -> None:
+    """Rerun the page as soon as a stopping run has ended, so its final status shows within
+    STOP_FOLLOW_S of the end instead of at the next live refresh (LIVE_REFRESH_S)."""
+    run = store().get_run(run_id)
+    if run is None or run["status"] not in ACTIVE_STATES:
+        st.rerun()
 
 
 def sidebar() -> None:

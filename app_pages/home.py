@@ -18,11 +18,7 @@ def running_card(live: views.LiveRun) -> None:
         st.markdown(f"**{plain(run['name'])}** · {run['label_mode']} labels")
         st.progress(progress.fraction, text=progress.describe())
     with right:
-        stopping = bool(run.get("stop_requested"))
-        # A callback stops the run before the page re-reads the store, so the button shows it at once.
-        st.button("Stopping..." if stopping else "Stop", key=f"stop-{run['id']}", icon=":material/stop:",
-                  disabled=stopping, on_click=common.manager().stop, args=(run["id"],),
-                  help="Ends the run after its current batch; its epochs and best model are kept.")
+        common.stop_button(run, key=f"stop-{run['id']}")
         if st.button("Open", key=f"open-{run['id']}", icon=":material/open_in_new:"):
             common.select_run(run["id"])
 

@@ -91,11 +91,7 @@ def live_run(run: dict) -> None:
     if run["status"] in ACTIVE_STATES:
         live = views.live_progress(store, run)
         st.progress(live.fraction, text=live.describe())
-        stopping = bool(run["stop_requested"])
-        # A callback stops the run before the fragment re-reads the store, so the button shows it at once.
-        st.button("Stopping..." if stopping else "Stop", icon=":material/stop:", key="stop_run", disabled=stopping,
-                  on_click=common.manager().stop, args=(run_id,),
-                  help="Ends the run after its current batch; its epochs and best model are kept.")
+        common.stop_button(run, key="stop_run")
     if run["error"]:
         st.error(f"This run {run['status']}: {plain(run['error'])}")
     curves = views.curves(store, [run_id])

@@ -158,7 +158,8 @@ def time_stop(browser, url: str, db: Path, phase: str) -> dict[str, float]:
         if time.time() > deadline:
             raise SystemExit(f"run {run_id} never reached {phase}: {store.get_run(run_id)['status']}")
         time.sleep(0.05)
-    button = page.get_by_role("button", name="Stop", exact=True)
+    main = page.locator("[data-testid='stMain']")  # not the header's Stop, which stops the page's script
+    button = main.get_by_role("button", name="Stop", exact=True)
     ended = {}
     watcher = threading.Thread(target=_watch_end, args=(db, run_id, ended), daemon=True)
     started = time.perf_counter()
@@ -166,7 +167,7 @@ def time_stop(browser, url: str, db: Path, phase: str) -> dict[str, float]:
     watcher.start()
     final = page.get_by_text(f"run {run_id} · stopped").first
     # The answer to the click: "Stopping", or the final status when the run ended at once.
-    page.get_by_role("button", name="Stopping").or_(final).first.wait_for(timeout=60_000)
+    main.get_by_role("button", name="Stopping").or_(final).first.wait_for(timeout=60_000)
     stopping = time.perf_counter() - started
     final.wait_for(timeout=120_000)
     shown = time.perf_counter() - started

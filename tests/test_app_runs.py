@@ -97,7 +97,7 @@ def test_home_stop_button_asks_the_run_to_stop(tmp_path, app_store):
     at.button(key=f"stop-{live}").click().run()
     assert not at.exception
     assert 1 == store.get_run(live)["stop_requested"]
-    assert (True, "Stopping...") == (at.button(key=f"stop-{live}").disabled, at.button(key=f"stop-{live}").label)
+    assert (True, "Stopping…") == (at.button(key=f"stop-{live}").disabled, at.button(key=f"stop-{live}").label)
 
 
 def test_runs_table_matches_the_store(tmp_path, app_store):
@@ -122,7 +122,7 @@ def test_runs_page_opens_the_newest_run_with_stop_and_progress(tmp_path, app_sto
     at.button(key="stop_run").click().run()
     assert not at.exception
     assert 1 == store.get_run(live)["stop_requested"]
-    assert (True, "Stopping...") == (at.button(key="stop_run").disabled, at.button(key="stop_run").label)
+    assert (True, "Stopping…") == (at.button(key="stop_run").disabled, at.button(key="stop_run").label)
 
 
 def test_runs_page_opens_the_selected_run_with_curves_and_downloads(tmp_path, app_store):

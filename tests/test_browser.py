@@ -361,3 +361,92 @@ def test_a_reload_of_build_keeps_the_form(prepared, page):
     wait_for_app(page)
     page.wait_for_function("() => document.querySelector('input[aria-label=\"Epochs\"]').value === '10'",
                            timeout=10_000)
+
+
+# -- charts sized to their content, Stop answered, no Deploy button, suites stopped (issue 13) --
+DRAWN_CHART = "[data-testid='stVegaLiteChart'] :is(canvas, svg.marks)"
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_heatmaps_keep_their_size_and_fit_the_column_at_100_and_20_classes(prepared, browser, theme):
+    """The 20-class heatmap was squeezed into 138x258 px (a hidden tab): both now have their
+    cells' full size, inside the main column, in either theme."""
+    from lsc_core.charts import heatmap_geometry
+
+    url, db, run_ids, _ = prepared
+    fine = next(i for i in run_ids if Store(db).get_run(i)["label_mode"] == "fine")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme=theme)
+    page = context.new_page()
+    try:
+        page.goto(f"{url}/evaluate?run={fine}")
+        wait_for_app(page)
+        for classes, level in ((100, "Fine (100 classes)"), (20, "Coarse, derived from fine (20 superclasses)")):
+            page.get_by_text(level, exact=True).click()  # the segmented control's option
+            wait_for_app(page)
+            geometry = heatmap_geometry(classes)
+            drawn = page.locator(DRAWN_CHART).first
+            drawn.wait_for(timeout=30_000)
+            page.wait_for_function(
+                f"() => document.querySelector(\"{DRAWN_CHART}\").getBoundingClientRect().height >= "
+                f"{geometry.row_px * classes}", timeout=30_000)
+            box = drawn.bounding_box()
+            column = page.locator("[data-testid='stSelectbox']").first.bounding_box()  # the main column's width
+            assert box["width"] >= geometry.column_px * classes and box["height"] >= geometry.row_px * classes, box
+            assert box["x"] + box["width"] <= column["x"] + column["width"], (box, column)  # no overflow, no shrinking
+            shot(page, f"heatmap-{classes}-{theme}")
+        no_error_text(page)
+    finally:
+        context.close()
+
+
+def test_stop_is_answered_on_screen_and_the_run_ends(server, page, tiny_data):
+    """Stop shows "Stopping…" (or already the end) at once, then the final status; the bounds are
+    generous (a test, not a benchmark: bench/browser_timing.py measures)."""
+    from lsc_core.config import LayerSpec, RunConfig
+
+    url, db = server
+    store = Store(db)
+    config = RunConfig(layers=(LayerSpec.make("conv2d", filters=4), LayerSpec.make("flatten")), epochs=200,
+                       batch_size=1, name="to-stop")  # thousands of steps: it trains until stopped
+    run_id = store.create_run(config)
+    page.goto(f"{url}/runs?run={run_id}")  # a first page starts the server's worker, which trains it
+    wait_for_app(page)
+    deadline = time.time() + 180
+    while (store.get_run(run_id)["progress"] or {}).get("phase") != "training" and time.time() < deadline:
+        time.sleep(0.2)
+    assert "running" == store.get_run(run_id)["status"]
+    final = page.get_by_text(f"run {run_id} · stopped").first
+    main = page.locator("[data-testid='stMain']")  # not the header's Stop, which stops the page's script
+    main.get_by_role("button", name="Stop", exact=True).click()
+    main.get_by_role("button", name="Stopping…").or_(final).first.wait_for(timeout=10_000)
+    final.wait_for(timeout=20_000)
+    assert "stopped" == store.get_run(run_id)["status"]
+    no_error_text(page)
+
+
+def test_no_deploy_button_and_the_sidebar_names_the_device(server, page):
+    url, _ = server
+    page.goto(url)
+    wait_for_app(page)
+    assert 0 == page.locator("[data-testid='stAppDeployButton']").count()
+    assert 0 == page.get_by_text("Deploy", exact=True).count()
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.filter(has_text="Device: CPU").or_(sidebar.filter(has_text="Device: GPU")).first.wait_for(timeout=60_000)
+    assert "detecting" not in sidebar.inner_text()
+
+
+def test_a_suite_is_stopped_and_removed(server, page):
+    from lsc_core import study
+
+    url, db = server
+    store = Store(db)
+    suite_id, _ = study.queue_suite(store, epochs_scale=0.01, limit=64)
+    page.goto(f"{url}/study")
+    wait_for_app(page)
+    page.get_by_role("button", name="Stop the suite").click()
+    main_text(page, f"Suite {suite_id} stopped")
+    page.get_by_role("button", name="Remove the suite").click()
+    page.get_by_role("button", name=f"Remove suite {suite_id}").click()
+    main_text(page, f"Suite {suite_id} removed")
+    assert study.get_suite(store, suite_id) is None
+    no_error_text(page)
