@@ -177,11 +177,17 @@ def _kernel_regularizer(p: dict):
     return keras.regularizers.L2(p["l2"]) if p.get("l2") else None
 
 
+# Batch norm of the conv_bn and residual kinds: moving statistics follow the last ~10
+# batches (Keras's default 0.99 follows ~100), so that validation after a short run or the
+# first epoch of a long one uses statistics of the weights as they are now.
+BN_MOMENTUM = 0.9
+
+
 def _build_conv_bn(p: dict, name: str, x):
     import keras
     x = keras.layers.Conv2D(p["filters"], p["kernel_size"], strides=p["strides"], padding=p["padding"],
                             use_bias=False, kernel_regularizer=_kernel_regularizer(p), name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return keras.layers.Activation(p["activation"], name=f"{name}_act")(x)
 
 
@@ -200,7 +206,7 @@ def _build_residual(p: dict, name: str, x):
     def conv(inputs, kernel: int, strides: int, part: str):
         inputs = keras.layers.Conv2D(p["filters"], kernel, strides=strides, padding="same", use_bias=False,
                                      kernel_regularizer=_kernel_regularizer(p), name=f"{name}_{part}")(inputs)
-        return keras.layers.BatchNormalization(name=f"{name}_{part}_bn")(inputs)
+        return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_{part}_bn")(inputs)
 
     shortcut = x
     if _needs_projection(p, tuple(x.shape[1:])):

@@ -63,6 +63,13 @@ def test_a_projection_appears_only_when_the_shape_changes():
     assert "residual_4_projection" in names and "residual_3_projection" not in names
 
 
+def test_block_batch_norms_follow_recent_batches_and_the_plain_kind_keeps_kerass_default():
+    model = build_model(RunConfig(layers=EVERY_KIND))
+    momenta = {layer.name: layer.momentum for layer in model.layers if type(layer).__name__ == "BatchNormalization"}
+    assert {"conv_bn_2_bn": 0.9, "residual_3_conv1_bn": 0.9, "residual_3_conv2_bn": 0.9, "residual_4_conv1_bn": 0.9,
+            "residual_4_conv2_bn": 0.9, "residual_4_projection_bn": 0.9, "batchnorm_6": 0.99} == momenta
+
+
 def test_l2_adds_weight_decay_to_the_loss_and_zero_adds_none():
     decayed = build_model(RunConfig(layers=EVERY_KIND))
     decayed(np.zeros((1, 32, 32, 3), "float32"), training=True)
