@@ -7,7 +7,7 @@ from lsc_core import charts, views
 from lsc_core.config import LABEL_MODES
 from lsc_core.export import FORMATS, ExportError, export_run_bytes
 from lsc_core.markup import plain
-from lsc_core.store import ACTIVE_STATES, FINISHED_STATES
+from lsc_core.store import ACTIVE_STATES, FINISHED_STATES, RUNNING, StoreError
 from app_pages import common
 
 STATUSES = (*ACTIVE_STATES, *FINISHED_STATES)
@@ -25,9 +25,12 @@ TABLE_COLUMNS = {
     "duration": st.column_config.TextColumn("duration"),
     "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
     "source": st.column_config.TextColumn("source"),
+    "tags": st.column_config.TextColumn("tags"),
 }
 EXPORTS = "model_exports"  # {(run id, best epoch, format): (bytes, suffix, check)} made in this session
 COMPARE_PICK = "compare_runs"  # the key of Compare's run picker
+CONFIRM_DELETE = "confirm_delete"  # the run whose Delete was clicked, awaiting "Yes, delete"
+TAG_ERROR = "runs_page_error"  # a refused tag or delete, shown once on the next draw
 
 st.title("Runs")
 store = common.store()
@@ -48,10 +51,10 @@ def open_clicked_row(key: str, ids: list[int]) -> None:
 
 
 @st.fragment(run_every=common.LIVE_REFRESH_S)
-def runs_view(statuses: list, label_modes: list, text: str) -> None:
+def runs_view(statuses: list, label_modes: list, text: str, tags: list, archived: bool) -> None:
     """The table and the selected run below it, one fragment: a click reruns just this, at once,
     and a live refresh re-reads both without touching the selection."""
-    table = views.filter_runs(views.runs_table(store), statuses, label_modes, text)
+    table = views.filter_runs(views.runs_table(store), statuses, label_modes, text, tags, archived)
     ids = [int(i) for i in table["id"]]
     st.caption(f"{len(table)} run(s). Select a row to open it below.")
     # Keyed by the rows shown: a highlighted position must not point at another run once
@@ -64,6 +67,9 @@ def runs_view(statuses: list, label_modes: list, text: str) -> None:
                                         st.query_params.get("run"))
     if message:
         st.warning(plain(message))
+    if run_id is None:  # the last run was just deleted
+        st.info("No runs left. Launch one from Build & Train, or with `python -m lsc_core train`.")
+        return
     st.session_state[common.SELECTED_RUN] = run_id
     st.query_params["run"] = str(run_id)  # the address bar names the run shown: a reload or a link opens it
     run = store.get_run(run_id)
@@ -73,9 +79,70 @@ def runs_view(statuses: list, label_modes: list, text: str) -> None:
     if clone_col.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
         st.session_state[common.CLONE_CONFIG] = run["config"]
         st.switch_page(common.BUILD)
+    organise(run)
     live_run(run)
     with st.expander("Config", expanded=False):
         run_config(run)
+
+
+# -- keeping runs in order ---------------------------------------------------------------------
+def organise(run: dict) -> None:
+    """Tags, archive, delete and the note of the open run; each change goes to the store at once."""
+    run_id = run["id"]
+    tags_key = f"tags-{run_id}"
+    if tags_key not in st.session_state:  # from the store once; afterwards the widget holds the person's edit
+        st.session_state[tags_key] = list(run["tags"])
+    tags_col, archive_col, delete_col = st.columns([4, 1, 1], vertical_alignment="bottom")
+    tags_col.multiselect("Tags", sorted(set(store.all_tags()) | set(st.session_state[tags_key])), key=tags_key,
+                         accept_new_options=True, placeholder="add a tag", on_change=save_tags, args=(run_id,))
+    archive_col.button("Unarchive" if run["archived"] else "Archive", key=f"archive-{run_id}",
+                       icon=":material/inventory_2:", on_click=store.set_archived, args=(run_id, not run["archived"]),
+                       help="Archived runs are hidden from the table until 'Archived' is ticked; nothing is removed.")
+    running = run["status"] == RUNNING
+    delete_col.button("Delete", key=f"delete-{run_id}", icon=":material/delete:", disabled=running,
+                      on_click=st.session_state.__setitem__, args=(CONFIRM_DELETE, run_id),
+                      help="Stop the run first." if running else "Asks for confirmation first.")
+    if st.session_state.get(CONFIRM_DELETE) == run_id:
+        confirm_delete(run)
+    if TAG_ERROR in st.session_state:
+        st.error(st.session_state.pop(TAG_ERROR))
+    if run["note"]:
+        st.text(run["note"])  # as typed, never as Markdown
+    with st.expander("Edit note" if run["note"] else "Add a note"):
+        with st.form(f"note-{run_id}", border=False):
+            st.text_area("Note", value=run["note"] or "", key=f"note-text-{run_id}",
+                         placeholder="why this run was made, what it showed")
+            # A callback: the note is stored before the page is drawn again, so it shows at once.
+            st.form_submit_button("Save note", on_click=lambda: store.set_note(
+                run_id, st.session_state[f"note-text-{run_id}"]))
+
+
+def save_tags(run_id: int) -> None:
+    try:
+        store.set_tags(run_id, st.session_state[f"tags-{run_id}"])
+    except StoreError as exc:  # a tag too long or with a comma: said once, the stored tags kept
+        st.session_state[TAG_ERROR] = str(exc)
+        st.session_state[f"tags-{run_id}"] = list(store.get_run(run_id)["tags"])
+
+
+def confirm_delete(run: dict) -> None:
+    st.warning(f"Delete run {run['id']} ({plain(run['name'])}) with its epochs, predictions and artifacts? "
+               "This cannot be undone.")
+    yes, no = st.columns(2)
+    yes.button(f"Yes, delete run {run['id']}", key="delete-confirmed", type="primary", on_click=delete_run,
+               args=(run["id"],))
+    no.button("Cancel", key="delete-cancelled", on_click=st.session_state.pop, args=(CONFIRM_DELETE, None))
+
+
+def delete_run(run_id: int) -> None:
+    st.session_state.pop(CONFIRM_DELETE, None)
+    try:
+        store.delete_run(run_id)
+    except StoreError as exc:  # it started running meanwhile, say
+        st.session_state[TAG_ERROR] = str(exc)
+        return
+    st.session_state.pop(common.SELECTED_RUN, None)
+    st.query_params.pop("run", None)
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -177,7 +244,9 @@ with runs_tab:
         statuses = st.multiselect("Status", STATUSES, placeholder="any status", key="runs_statuses")
         label_modes = st.multiselect("Label mode", LABEL_MODES, placeholder="coarse or fine", key="runs_label_modes")
         text = st.text_input("Name contains", placeholder="e.g. seed-part2", key="runs_name_text")
-    runs_view(statuses, label_modes, text)
+        tags = st.multiselect("Tags", store.all_tags(), placeholder="any tags", key="runs_tags")
+        archived = st.toggle("Archived", key="runs_archived", help="Show the archived runs instead of the others.")
+    runs_view(statuses, label_modes, text, tags, archived)
 
 
 # -- compare ---------------------------------------------------------------------------------
@@ -210,3 +279,12 @@ with compare_tab:
         st.info("Pick at least one run and one of test/train to compare.")
     else:
         compare(chosen, smoothing, splits)
+    if chosen:
+        st.markdown("**Settings**")
+        only_differences = st.toggle("Only the settings that differ", value=True, key="only_differences")
+        settings = views.settings_frame([r for r in (store.get_run(i) for i in chosen) if r is not None],
+                                        only_differences)
+        if settings.empty:
+            st.info("These runs have the same settings." if only_differences else "No settings to show.")
+        else:
+            st.dataframe(settings, hide_index=True, width="stretch")

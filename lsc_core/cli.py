@@ -189,9 +189,10 @@ def _duration(run: dict) -> str:
 
 def cmd_runs(args) -> int:
     store = Store(args.db)
-    runs = store.list_runs()
+    runs = store.list_runs(tag=args.tag, archived=None if args.all else args.archived)
     if not runs:
-        print(f"no runs in {store.path}")
+        which = " with tag " + repr(args.tag) if args.tag else ""
+        print(f"no {'archived ' if args.archived else ''}runs{which} in {store.path}")
         return EXIT_OK
     counts = store.epoch_counts()
     header = f"{'id':>4}  {'name':<24} {'status':<11} {'labels':<6} {'params':>11} {'best acc':>8} " \
@@ -203,7 +204,57 @@ def cmd_runs(args) -> int:
         epochs = f"{counts.get(run['id'], 0)}/{run['epochs_planned'] or '?'}"
         name = run["name"] if run["name"].isprintable() else repr(run["name"])  # a stored name from elsewhere
         print(f"{run['id']:>4}  {name[:24]:<24} {run['status']:<11} {run['label_mode']:<6} {params:>11} "
-              f"{best:>8} {run['best_epoch'] or '-':>6} {epochs:>7} {_duration(run):>8}  {run['created_at']}")
+              f"{best:>8} {run['best_epoch'] or '-':>6} {epochs:>7} {_duration(run):>8}  {run['created_at']}"
+              + (f"  [{', '.join(run['tags'])}]" if run["tags"] else "") + ("  (archived)" if run["archived"] else ""))
+    return EXIT_OK
+
+
+# -- keeping runs in order ----------------------------------------------------------------
+def _existing_run(store: Store, run_id: int) -> dict:
+    run = store.get_run(run_id)
+    if run is None:
+        raise CommandError(f"no run {run_id} in {store.path}")
+    return run
+
+
+def cmd_tag(args) -> int:
+    store = Store(args.db)
+    tags = set(_existing_run(store, args.run)["tags"])
+    tags = tags - set(args.tags) if args.remove else tags | set(args.tags)
+    now = store.set_tags(args.run, tags)
+    print(f"run {args.run} tags: {', '.join(now) or '(none)'}")
+    return EXIT_OK
+
+
+def cmd_note(args) -> int:
+    store = Store(args.db)
+    _existing_run(store, args.run)
+    store.set_note(args.run, "" if args.clear else " ".join(args.text))
+    print(f"run {args.run}: note {'cleared' if args.clear or not ' '.join(args.text).strip() else 'saved'}")
+    return EXIT_OK
+
+
+def cmd_archive(args) -> int:
+    store = Store(args.db)
+    _existing_run(store, args.run)
+    store.set_archived(args.run, not args.undo)
+    print(f"run {args.run} {'unarchived' if args.undo else 'archived (see it with: runs --archived)'}")
+    return EXIT_OK
+
+
+def cmd_delete(args) -> int:
+    store = Store(args.db)
+    run = _existing_run(store, args.run)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError(f"deleting run {args.run} cannot be undone: add --yes to confirm")
+        answer = input(f"Delete run {args.run} ({run['name']}, {run['status']}), its epochs, predictions and "
+                       f"artifacts? This cannot be undone. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return EXIT_FAILED
+    store.delete_run(args.run)
+    print(f"run {args.run} deleted")
     return EXIT_OK
 
 
@@ -497,9 +548,44 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("runs", help="a table of runs in the store")
+    p = sub.add_parser("runs", help="a table of runs in the store (archived ones hidden)")
+    p.add_argument("--tag", metavar="T", help="only runs tagged T")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--archived", action="store_true", help="only archived runs")
+    shown.add_argument("--all", action="store_true", help="archived runs too")
     _add_db(p)
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("tag", help="add tags to a run (or remove them with --remove)")
+    p.add_argument("run", type=int, metavar="ID", help="run id (see `runs`)")
+    p.add_argument("tags", nargs="+", metavar="TAG", help="tags: 1-40 characters, no commas")
+    p.add_argument("--remove", action="store_true", help="remove these tags instead")
+    _add_db(p)
+    p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser("note", help="write a run's note (shown on the Runs page as text)")
+    p.add_argument("run", type=int, metavar="ID", help="run id (see `runs`)")
+    p.add_argument("text", nargs="*", metavar="TEXT", help="the note (replaces the old one)")
+    p.add_argument("--clear", action="store_true", help="remove the note")
+    _add_db(p)
+    p.set_defaults(func=cmd_note)
+
+    p = sub.add_parser("archive", help="hide a run from run lists (or show it again with --undo)",
+                       description="Archived runs keep everything; `runs` and the Runs page hide them until "
+                                   "asked (`runs --archived`, the page's 'Archived' filter).")
+    p.add_argument("run", type=int, metavar="ID", help="run id (see `runs`)")
+    p.add_argument("--undo", action="store_true", help="unarchive it")
+    _add_db(p)
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser("delete", help="delete a run with its epochs, predictions and artifacts",
+                       description="Delete a run for good: its record, epochs, predictions, system metrics, study "
+                                   "links and artifacts folder. A running run must be stopped first. Asks for "
+                                   "confirmation at a terminal; elsewhere give --yes.")
+    p.add_argument("run", type=int, metavar="ID", help="run id (see `runs`)")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _add_db(p)
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("predict", help="top-k fine and coarse labels of image files under a run's model",
                        description="Predict image files (PNG, JPEG, WebP, BMP, GIF, TIFF, ...) with a run's best "

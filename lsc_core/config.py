@@ -564,3 +564,22 @@ def validate(config: RunConfig) -> RunConfig:
     if problems:
         raise problems[0]
     return config
+
+
+def flat_settings(config: dict) -> dict[str, Any]:
+    """A config (as stored: `RunConfig.to_dict()`) as flat scalar settings, for tables that set
+    runs side by side and for TensorBoard's HParams: layers become `layer<N>.<parameter>`
+    (1-based, as the Build page numbers them, `layer<N>.kind` included), nested settings
+    `<field>.<name>`, lists comma-joined text; None stays None."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "layers":
+            for number, layer in enumerate(value or (), start=1):
+                flat.update(flat_settings({f"layer{number}": layer}))
+        elif isinstance(value, dict):
+            flat.update({f"{key}.{name}": item for name, item in flat_settings(value).items()})
+        elif isinstance(value, (list, tuple)):
+            flat[key] = ", ".join(map(str, value))
+        else:
+            flat[key] = value
+    return flat

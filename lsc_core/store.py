@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -131,10 +132,19 @@ def _migration_within_superclass(db: sqlite_utils.Database) -> None:
 
 
 HIERARCHY_COLUMNS = ("within_superclass", "val_within_superclass")
+
+
+def _migration_keeping_order(db: sqlite_utils.Database) -> None:
+    # Runs a person keeps in order: a free-text note, tags (a JSON list of strings), archived
+    # runs hidden by default.
+    for column, kind in (("note", str), ("tags", str), ("archived", int)):
+        if column not in db["runs"].columns_dict:
+            db["runs"].add_column(column, kind)
+    db.execute("UPDATE runs SET archived = 0 WHERE archived IS NULL")
 # The speed settings recorded per run (see lsc_core/acceleration.py): 0/1 flags and counts.
 SPEED_COLUMNS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
 MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics,
-              _migration_throughput, _migration_drafts, _migration_within_superclass)
+              _migration_throughput, _migration_drafts, _migration_within_superclass, _migration_keeping_order)
 
 
 # Tables every store has from migration 1 on: what tells a store from another application's
@@ -426,7 +436,10 @@ class Store:
         rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
         return self._decode_run(rows[0]) if rows else None
 
-    def list_runs(self, status: str | None = None, search_id: int | None = None) -> list[dict]:
+    def list_runs(self, status: str | None = None, search_id: int | None = None, tag: str | None = None,
+                  archived: bool | None = None) -> list[dict]:
+        """Runs, newest first; `tag` keeps those carrying it, `archived` True/False keeps only
+        archived/unarchived ones (None: both)."""
         where, params = [], []
         if status:
             where.append("status = ?")
@@ -434,6 +447,12 @@ class Store:
         if search_id is not None:
             where.append("search_id = ?")
             params.append(search_id)
+        if tag is not None:
+            where.append("EXISTS (SELECT 1 FROM json_each(runs.tags) WHERE json_each.value = ?)")
+            params.append(tag)
+        if archived is not None:
+            where.append("COALESCE(archived, 0) = ?")
+            params.append(int(archived))
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
         return [self._decode_run(row) for row in self.db.query(sql, params)]
 
@@ -467,6 +486,50 @@ class Store:
 
     def system_metrics(self, run_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM system_metrics WHERE run_id = ? ORDER BY seconds", [run_id]))
+
+    # -- keeping runs in order -------------------------------------------------------------
+    def set_note(self, run_id: int, note: str) -> None:
+        """A run's free-text note (shown as text, never as Markdown); empty clears it."""
+        self._update_run(run_id, "note = ?", [note.strip() or None])
+
+    def set_tags(self, run_id: int, tags: Iterable[str]) -> list[str]:
+        """Replace a run's tags (each checked by `clean_tag`); returns them sorted."""
+        cleaned = sorted({clean_tag(tag) for tag in tags})
+        self._update_run(run_id, "tags = ?", [json.dumps(cleaned) if cleaned else None])
+        return cleaned
+
+    def all_tags(self) -> list[str]:
+        """Every tag used in the store, sorted."""
+        return [row[0] for row in self.db.execute(
+            "SELECT DISTINCT json_each.value FROM runs, json_each(runs.tags) ORDER BY 1")]
+
+    def set_archived(self, run_id: int, archived: bool) -> None:
+        """Archived runs are hidden from run lists unless asked for; nothing of them is removed."""
+        self._update_run(run_id, "archived = ?", [int(archived)])
+
+    def delete_run(self, run_id: int) -> None:
+        """Remove a run: its epochs, predictions, system samples, study links and artifacts.
+
+        A running run must be stopped first (its process would go on writing); a queued one
+        is removed before a worker can claim it (the claim and this delete are both atomic).
+        """
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            row = self.db.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
+            if row is None:
+                raise StoreError(f"no run {run_id} in {self.path}")
+            if row[0] == RUNNING:
+                raise StoreError(f"run {run_id} is running: stop it first, then delete it")
+            for table in ("epochs", "predictions", "system_metrics", "suite_runs"):
+                self._write(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+            self._write("DELETE FROM runs WHERE id = ?", [run_id])
+        folder = self.artifacts / str(run_id)
+        if folder.resolve().parent == self.artifacts.resolve():  # never anything outside the store's own folder
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _update_run(self, run_id: int, assignment: str, params: list) -> None:
+        if self._write(f"UPDATE runs SET {assignment} WHERE id = ?", [*params, run_id]).rowcount == 0:
+            raise StoreError(f"no run {run_id} in {self.path}")
 
     # -- test-set predictions ------------------------------------------------------------
     def save_predictions(self, run_id: int, probabilities, fine_labels, coarse_labels, label_mode: str) -> None:
@@ -589,9 +652,25 @@ def _finite(value: Any) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+MAX_TAG_LENGTH = 40
+
+
+def clean_tag(tag: str) -> str:
+    """A tag as stored: trimmed, non-empty, at most MAX_TAG_LENGTH characters, one line, no comma
+    (the command line and the filter take comma-separated lists)."""
+    text = " ".join(str(tag).split())
+    if not text or len(text) > MAX_TAG_LENGTH or "," in text:
+        raise StoreError(f"a tag must be 1 to {MAX_TAG_LENGTH} characters without commas, not {tag!r}")
+    return text
+
+
 def _decode_json_columns(row: dict) -> dict:
     run = dict(row)
     for key in ("config", "versions", "progress"):
         if run.get(key):
             run[key] = json.loads(run[key])
+    try:
+        run["tags"] = json.loads(run["tags"]) if run.get("tags") else []
+    except json.JSONDecodeError:  # written by something else: shown as no tags, not a crash
+        run["tags"] = []
     return run

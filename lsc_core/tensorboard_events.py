@@ -23,6 +23,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from .config import flat_settings
+
 logger = logging.getLogger(__name__)
 
 EVENTS_DIR = "tensorboard"
@@ -104,18 +106,8 @@ def _write_hparams(logdir: Path, run: dict, started: float) -> None:
 
 
 def hyperparameters(config: dict) -> dict:
-    """A run config flattened to the scalar settings TensorBoard's HParams table can show.
-
-    Layers become `layer<N>.<parameter>` (1-based, as the Build page numbers them);
-    lists and nested objects other than layers are left out.
-    """
-    flat = {key: value for key, value in config.items()
-            if isinstance(value, (str, int, float, bool)) and key != "layers"}
-    for number, layer in enumerate(config.get("layers") or (), start=1):
-        for key, value in layer.items():
-            if isinstance(value, (str, int, float, bool)):
-                flat[f"layer{number}.{key}"] = value
-    return flat
+    """A run config as the scalar settings TensorBoard's HParams table can show (no None)."""
+    return {key: value for key, value in flat_settings(config).items() if value is not None}
 
 
 def _event_writer(logdir: Path):

@@ -17,14 +17,14 @@ from typing import Callable, Iterable
 
 import pandas as pd
 
-from .config import ConfigError, RunConfig
 from .acceleration import describe_speed
+from .config import ConfigError, RunConfig, flat_settings
 from . import estimates
 from .store import COMPLETED, MODEL_STATES, QUEUED, RUNNING, Store
 from .study import STUDY_BEST
 
 RUN_COLUMNS = ["id", "name", "status", "label_mode", "params", "best_accuracy", "best_epoch", "epochs_done",
-               "epochs_planned", "duration_s", "duration", "created", "source", "validation"]
+               "epochs_planned", "duration_s", "duration", "created", "source", "validation", "tags", "archived"]
 CURVE_COLUMNS = ["run_id", "run", "epoch", "split", "metric", "value"]
 # The split a run validates on (its best epoch and best_accuracy come from it): the
 # test set, as the study did, or a hold-out part of the training set.
@@ -94,7 +94,8 @@ def _table_row(run: dict, epochs_done: int, now: float | None) -> dict:
             "params": run["params"], "best_accuracy": run["best_val_accuracy"], "best_epoch": run["best_epoch"],
             "epochs_done": epochs_done, "epochs_planned": run["epochs_planned"], "duration_s": duration,
             "duration": format_duration(duration), "created": _created(run["created_at"]),
-            "source": run_source(run) or "", "validation": validation_split(run)}
+            "source": run_source(run) or "", "validation": validation_split(run),
+            "tags": ", ".join(run["tags"]), "archived": bool(run["archived"])}
 
 
 def _created(text: str | None):
@@ -105,10 +106,14 @@ def _created(text: str | None):
 
 
 def filter_runs(table: pd.DataFrame, statuses: Iterable[str] = (), label_modes: Iterable[str] = (),
-                text: str = "") -> pd.DataFrame:
-    """Rows of a runs table with one of `statuses` and `label_modes` (empty: any) whose name contains `text`."""
-    keep = pd.Series(True, index=table.index)
+                text: str = "", tags: Iterable[str] = (), archived: bool = False) -> pd.DataFrame:
+    """Rows of a runs table with one of `statuses` and `label_modes` (empty: any) whose name
+    contains `text`, carrying every one of `tags`; archived runs only with `archived`, and
+    then only those."""
+    keep = table["archived"] == archived
     statuses, label_modes = list(statuses), list(label_modes)
+    for tag in tags:
+        keep &= table["tags"].map(lambda shown, tag=tag: tag in shown.split(", "))
     if statuses:
         keep &= table["status"].isin(statuses)
     if label_modes:
@@ -116,6 +121,28 @@ def filter_runs(table: pd.DataFrame, statuses: Iterable[str] = (), label_modes: 
     if text.strip():
         keep &= table["name"].fillna("").str.contains(text.strip(), case=False, regex=False)
     return table[keep].reset_index(drop=True)
+
+
+def settings_frame(runs: list[dict], only_differences: bool = False) -> pd.DataFrame:
+    """The runs' settings side by side: one row per setting (`config.flat_settings`), one column
+    per run (its label); with `only_differences`, the rows where not every run agrees."""
+    labels = run_labels(runs)
+    columns = {labels[run["id"]]: flat_settings(run["config"]) for run in runs}
+    names = list(dict.fromkeys(name for settings in columns.values() for name in settings))
+    frame = pd.DataFrame({label: [_setting_text(settings.get(name, MISSING_SETTING)) for name in names]
+                          for label, settings in columns.items()}, index=pd.Index(names, name="setting"))
+    if only_differences and len(frame):
+        frame = frame[frame.nunique(axis=1) > 1]
+    return frame.reset_index()
+
+
+MISSING_SETTING = object()  # a setting one run's config does not have at all (another layer count)
+
+
+def _setting_text(value) -> str:
+    if value is MISSING_SETTING:
+        return "(none)"
+    return "" if value is None else str(value)
 
 
 # -- curves ---------------------------------------------------------------------------------

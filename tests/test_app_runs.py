@@ -203,3 +203,48 @@ def test_runs_page_exports_the_model_checked_before_download(tmp_path, app_store
     assert not at.exception
     assert "download_export" in [d.key for d in at.get("download_button")]
     assert [c.value for c in at.caption if c.value.startswith("onnx: top-1 identical on 100% of 100 test images")]
+
+
+def test_runs_page_tags_notes_archive_and_delete(tmp_path, app_store):
+    store, trained, live = app_store
+    at = start(tmp_path, "runs", selected_run=trained)
+    at.multiselect(key=f"tags-{trained}").set_value(["baseline", "keep"]).run()
+    assert ["baseline", "keep"] == store.get_run(trained)["tags"]
+    at.text_area(key=f"note-text-{trained}").input("**bold** ![](http://127.0.0.1:9/x)")
+    next(b for b in at.button if b.label == "Save note").click().run()
+    assert "**bold** ![](http://127.0.0.1:9/x)" == store.get_run(trained)["note"]
+    assert ["**bold** ![](http://127.0.0.1:9/x)"] == [t.value for t in at.text]  # shown as text, not Markdown
+    # Filter by tag: only the tagged run is listed.
+    at.multiselect(key="runs_tags").set_value(["baseline"]).run()
+    assert [trained] == list(at.dataframe[0].value["id"])
+    at.multiselect(key="runs_tags").set_value([]).run()
+    # Archive: hidden from the table, found again under 'Archived'.
+    at.button(key=f"archive-{trained}").click().run()
+    assert store.get_run(trained)["archived"]
+    assert trained not in list(at.dataframe[0].value["id"])
+    at.toggle(key="runs_archived").set_value(True).run()
+    assert [trained] == list(at.dataframe[0].value["id"])
+    # The finished run can be deleted, after a confirmation.
+    at.button(key=f"delete-{trained}").click().run()
+    assert store.get_run(trained) is not None  # not before "Yes"
+    at.button(key="delete-confirmed").click().run()
+    assert not at.exception
+    assert store.get_run(trained) is None and not (store.artifacts / str(trained)).exists()
+
+
+def test_compare_shows_only_the_settings_that_differ(tmp_path, app_store):
+    store, trained, live = app_store
+    at = start(tmp_path, "runs")
+    at.multiselect(key="compare_runs").set_value([trained, live]).run()
+    assert not at.exception
+    settings = at.dataframe[-1].value
+    assert "setting" in settings.columns and "label_mode" in list(settings["setting"])
+    assert "seed" not in list(settings["setting"])  # the same in both: left out
+    at.toggle(key="only_differences").set_value(False).run()
+    assert "seed" in list(at.dataframe[-1].value["setting"])
+
+
+def test_a_running_run_offers_no_delete_until_stopped(tmp_path, app_store):
+    store, _, live = app_store
+    at = start(tmp_path, "runs", selected_run=live)
+    assert at.button(key=f"delete-{live}").disabled
