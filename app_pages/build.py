@@ -11,7 +11,7 @@ from lsc_core import editor, estimates, views
 from lsc_core.backbones import BACKBONES, WEIGHTS
 from lsc_core.config import LABEL_MODE_NAMES, LABEL_MODES, OPTIMIZERS, PRESETS, ConfigError, analyze
 from lsc_core.markup import plain
-from app_pages import common
+from app_pages import common, recipe_form
 
 EDITOR = "build_editor"  # the EditorState being edited
 NOTICE = "build_notice"  # one message about the last start, shown once
@@ -21,7 +21,7 @@ DEFAULT_PRESET = "seed-part2"  # the study's best network
 VALIDATION_LABELS = {"test": "Test set (as in the study)", "holdout": "Hold-out part of the training set"}
 NETWORK_LABELS = {editor.CUSTOM: "Custom layers", editor.TRANSFER: "Transfer learning (pretrained backbone)"}
 HYPERPARAMETER_FIELDS = ("label_mode", "optimizer", "learning_rate", "momentum", "batch_size", "epochs",
-                         "validation", "holdout_fraction", "limit", "seed", "augment", "name")
+                         "validation", "holdout_fraction", "limit", "seed", "name")
 BACKBONE_FIELDS = ("name", "weights", "image_size", "head_units", "head_dropout", "fine_tune_epochs",
                    "fine_tune_layers", "fine_tune_learning_rate")
 
@@ -234,7 +234,6 @@ def _hyperparameters(state: editor.EditorState, analysis) -> None:
         if s["validation"] == "holdout":
             _number("Hold-out fraction", s["holdout_fraction"], key("holdout_fraction"), _set_setting,
                     ("holdout_fraction", key("holdout_fraction")), min_value=0.0, max_value=1.0, step=0.05)
-        st.checkbox("Augment (random flips and 4-pixel shifts)", value=bool(s["augment"]), **bind("augment"))
         st.text_input("Run name", value=s["name"] or "", placeholder=editor.default_run_name(state.to_config()),
                       **bind("name"))
     for name in HYPERPARAMETER_FIELDS:
@@ -326,9 +325,11 @@ with summary_col:
 
 st.subheader("Training")
 _hyperparameters(state, analysis)
+recipe_form.render(state, analysis)
 
 # -- Guard and call -------------------------------------------------------------------------
-for message in editor.general_errors(analysis, HYPERPARAMETER_FIELDS + BACKBONE_FIELDS + ("layers",)):
+shown_fields = HYPERPARAMETER_FIELDS + editor.RECIPE_FIELDS + BACKBONE_FIELDS + ("layers",)
+for message in editor.general_errors(analysis, shown_fields):
     st.error(plain(message), icon=":material/error:")  # belongs to no field on screen (a hidden setting)
 if not analysis.ok:
     st.warning(f"{len(analysis.errors)} problem(s) to fix before launching; each is shown where it occurs.",

@@ -161,11 +161,16 @@ def live_run(run: dict) -> None:
         common.stop_button(run, key="stop_run")
     if run["error"]:
         st.error(f"This run {run['status']}: {plain(run['error'])}")
+    if run.get("end_reason"):
+        st.info(f"Ended before its last epoch: {plain(run['end_reason'])}", icon=":material/timer_off:")
     curves = views.curves(store, [run_id])
     if curves.empty:
         st.info("No epoch has finished yet; the curves appear after the first one.")
     else:
         st.altair_chart(charts.run_curves_chart(curves, run["best_epoch"]))
+        rates = views.learning_rates(store, run_id)
+        if not rates.empty:
+            st.altair_chart(charts.learning_rate_chart(rates))
     system = views.system_frame(store, run_id)
     if not system.empty:
         st.altair_chart(charts.system_chart(system))

@@ -15,10 +15,13 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from . import augment
+from .augment import AUGMENTATIONS
 from .backbones import BACKBONES, WEIGHTS
 from .config import (LABEL_MODES, MAX_JSON_BYTES, OPTIMIZERS, PRESETS, ConfigError,
                      RunConfig, analyze, preset, validate)
 from .evaluate import store_predictions
+from .schedules import SCHEDULES
 from .store import COMPLETED, Store, StoreError, default_db_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -97,7 +100,10 @@ def config_from_args(args) -> RunConfig:
              "learning_rate": args.lr, "momentum": args.momentum, "batch_size": args.batch_size,
              "limit": args.limit, "seed": args.seed, "validation": args.validation,
              "holdout_fraction": args.holdout_fraction, "name": args.name,
-             "augment": True if args.augment else None}
+             "schedule": args.schedule, "warmup_epochs": args.warmup_epochs, "weight_decay": args.weight_decay,
+             "nesterov": True if args.nesterov else None, "label_smoothing": args.label_smoothing,
+             "early_stopping": args.early_stopping, "tta": True if args.tta else None,
+             "augment": augment.parse(args.augment) if args.augment is not None else None}
     config = config.replace(**{k: v for k, v in flags.items() if v is not None})
     backbone = backbone_from_args(args, config)
     if backbone is not None:
@@ -170,7 +176,11 @@ def cmd_train(args) -> int:
     which = "test" if config.validation == "test" else "hold-out"
     best = run["best_val_accuracy"]
     best_text = f"{best:.4f} at epoch {run['best_epoch']}" if best is not None else "none"
+    if run.get("tta_accuracy") is not None:
+        best_text += f"; test accuracy with flip averaging (TTA) {run['tta_accuracy']:.4f}"
     print(f"run {run_id} {run['status']}: best {which} accuracy {best_text}")
+    if run.get("end_reason"):
+        print(f"run {run_id} ended before its last epoch: {run['end_reason']}")
     if run["device"]:
         print(f"trained on {run['device']}: {describe_speed(run, config.batch_size)}")
     if run["error"]:
@@ -206,6 +216,9 @@ def cmd_runs(args) -> int:
         print(f"{run['id']:>4}  {name[:24]:<24} {run['status']:<11} {run['label_mode']:<6} {params:>11} "
               f"{best:>8} {run['best_epoch'] or '-':>6} {epochs:>7} {_duration(run):>8}  {run['created_at']}"
               + (f"  [{', '.join(run['tags'])}]" if run["tags"] else "") + ("  (archived)" if run["archived"] else ""))
+    for run in runs:
+        if run.get("end_reason"):
+            print(f"run {run['id']}: {run['end_reason']}")
     return EXIT_OK
 
 
@@ -288,7 +301,7 @@ def cmd_predict(args) -> int:
     try:
         with _native_stderr_silenced():
             run, model = load_run_model(store, args.run)
-            predictions = classify(model, run["label_mode"], uploads, args.top)
+            predictions = classify(model, run["label_mode"], uploads, args.top, tta=args.tta)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     explain_to = _explainer_and_paths(model, uploads, args.explain) if args.explain else None
@@ -530,13 +543,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     p.add_argument("--lr", type=finite_float, help="learning rate (default 1e-3)")
     p.add_argument("--momentum", type=finite_float, help="SGD momentum (default 0)")
+    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD only)")
+    p.add_argument("--weight-decay", type=finite_float, metavar="X",
+                   help="decoupled weight decay per step, times the learning rate, on kernels (default 0)")
+    p.add_argument("--schedule", metavar="{" + ",".join(SCHEDULES) + "}",
+                   help="learning-rate schedule (default constant, the study's)")
+    p.add_argument("--warmup-epochs", type=whole_number, metavar="N",
+                   help="linear warm-up to --lr over N epochs (one-cycle: its rise); shorter than the run")
+    p.add_argument("--label-smoothing", type=finite_float, metavar="X",
+                   help="share of each target spread over all classes, in [0, 1) (default 0)")
+    p.add_argument("--early-stopping", type=whole_number, metavar="PATIENCE",
+                   help="end the run after PATIENCE epochs without a better validation accuracy (default off)")
     p.add_argument("--batch-size", type=whole_number, help="images per step (default 64)")
     p.add_argument("--limit", type=whole_number, help="train on the first N training images")
     p.add_argument("--seed", type=whole_number, help="random seed (default 0)")
     p.add_argument("--validation", choices=["test", "holdout"],
                    help="validate on the test set (default, as the study) or a stratified hold-out")
     p.add_argument("--holdout-fraction", type=finite_float, help="hold-out share of the training set (default 0.1)")
-    p.add_argument("--augment", action="store_true", help="random flips and shifts of training images")
+    p.add_argument("--augment", metavar="OPS",
+                   help="training-image augmentations, a comma list of " + ",".join(AUGMENTATIONS)
+                        + "; 'none'; 'standard' = flip,crop (default none)")
+    p.add_argument("--tta", action="store_true",
+                   help="after training, also report test accuracy with flip averaging (test-time augmentation)")
     p.add_argument("--name", help="run name (default: preset name and run id)")
     p.add_argument("--backbone", choices=list(BACKBONES),
                    help="transfer learning from a keras.applications network instead of a custom stack")
@@ -599,6 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the network sees (red: where its evidence is). With several images, one file each: "
                         "OUT-<image name>.png beside OUT.png (e.g. --explain cam.png photo.jpg scan.tiff writes "
                         "cam-photo.png and cam-scan.png)")
+    p.add_argument("--tta", action="store_true",
+                   help="average each image's probabilities with its mirror image's (test-time augmentation)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _add_db(p)
     p.set_defaults(func=cmd_predict)

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import layers as registry  # the layer kinds
+from .optimizers import OPTIMIZERS as OPTIMIZER_TABLE
 
 IMAGE_SHAPE = (32, 32, 3)  # CIFAR-100: 32x32 RGB
 NUM_CLASSES = {"coarse": 20, "fine": 100}
 LABEL_MODES = tuple(NUM_CLASSES)  # ("coarse", "fine"): every label-mode choice offers these
 LABEL_MODE_NAMES = {"coarse": "coarse (20 superclasses)", "fine": "fine (100 classes)"}  # how choices read
-OPTIMIZERS = ("adam", "sgd", "rmsprop", "adamw")
+OPTIMIZERS = tuple(OPTIMIZER_TABLE)  # lsc_core/optimizers.py holds each one's settings
 VALIDATIONS = ("test", "holdout")
 
 # Size limits, checked by analyze() before anything is built: past them a config fails
@@ -124,13 +125,24 @@ class RunConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.0  # SGD only; the study used plain SGD
+    nesterov: bool = False  # SGD only: Nesterov momentum
+    weight_decay: float = 0.0  # decoupled, per step: weight -= learning rate x this x weight (kernels only)
+    schedule: str = "constant"  # learning-rate schedule (lsc_core/schedules.py); the study's is constant
+    warmup_epochs: int = 0  # linear warm-up to learning_rate over this many epochs (one-cycle: its rise)
+    decay_every: int | None = None  # step schedule: epochs between decays (None: a third of the run)
+    decay_factor: float = 0.1  # step schedule: the rate is multiplied by this at each decay
+    label_smoothing: float = 0.0  # share of each target spread evenly over all classes
+    early_stopping: int = 0  # patience: end after this many epochs without a better validation accuracy; 0 off
+    plateau_patience: int = 0  # reduce-on-plateau: epochs without a better validation accuracy; 0 off
+    plateau_factor: float = 0.5  # reduce-on-plateau: the rate is multiplied by this at each plateau
     batch_size: int = 64  # images per step; the study found 64 best
     epochs: int = 10
     seed: int = 0  # weights, shuffling, hold-out and augmentation all follow it
     validation: str = "test"  # "test": the test set, as the study did; "holdout": part of train
     holdout_fraction: float = 0.1  # share of the training set held out when validation="holdout"
     limit: int | None = None  # train on the first N training images only (quick runs)
-    augment: bool = False  # random flips and 4-pixel shifts of the training images
+    augment: tuple[str, ...] = ()  # training-image augmentations (lsc_core/augment.py), applied in menu order
+    tta: bool = False  # after training, also measure test accuracy with flip averaging (reported apart)
     name: str | None = None  # run name; default: preset or backbone name plus a suffix
     preset: str | None = None  # the preset this config started from, for naming
     speed: SpeedSettings = SpeedSettings()  # batch_size above is the total over all replicas
@@ -139,6 +151,8 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["layers"] = [layer.to_dict() for layer in self.layers]
+        if isinstance(self.augment, tuple):  # as JSON reads it back
+            data["augment"] = list(self.augment)
         return data
 
     def to_json(self) -> str:
@@ -152,6 +166,8 @@ class RunConfig:
         """
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a JSON object, got {_json_kind(data)}")
+        if isinstance(data.get("augment"), bool):  # a config from before the augmentation menu
+            data = {**data, "augment": ["flip", "crop"] if data["augment"] else []}
         data = typed_fields(cls, data, exclude=("layers", "backbone", "speed"))
         layers = data.get("layers") or []
         if not isinstance(layers, (list, tuple)):
@@ -469,8 +485,8 @@ def _check_hyperparameters(config: RunConfig) -> list[ConfigError]:
 
     if config.label_mode not in NUM_CLASSES:
         bad("label_mode", f"must be 'coarse' or 'fine', got {_show(config.label_mode)}")
-    if config.optimizer not in OPTIMIZERS:
-        bad("optimizer", f"must be one of {', '.join(OPTIMIZERS)}, got {_show(config.optimizer)}")
+    for name, problem in recipe_problems(config):
+        bad(name, problem)
     if isinstance(config.learning_rate, bool) or not isinstance(config.learning_rate, (int, float)) \
             or not 0 < config.learning_rate <= 10:
         bad("learning_rate", f"must be a number in (0, 10], got {_show(config.learning_rate)}")
@@ -513,6 +529,28 @@ def _check_speed(config: RunConfig) -> list[ConfigError]:
         errors.append(ConfigError(f"speed: batch size {config.batch_size} does not split evenly over "
                                   f"{speed.replicas} replicas", field_name="replicas"))
     return errors
+
+
+def recipe_problems(config: RunConfig) -> list[tuple[str, str]]:
+    """(field, problem) for the optimizer, schedule, regularisation and augmentation settings."""
+    from . import augment, optimizers, schedules
+
+    problems = optimizers.check(config) + schedules.check(config)
+    for name in ("label_smoothing",):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            problems.append((name, f"must be a number in [0, 1), got {value!r}"))
+    for name in ("early_stopping", "plateau_patience"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            problems.append((name, f"must be a whole number of epochs >= 0 (0 is off), got {value!r}"))
+    factor = config.plateau_factor
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
+        problems.append(("plateau_factor", f"must be in (0, 1), got {factor!r}"))
+    problems += [("augment", problem) for problem in augment.check(config.augment)]
+    if not isinstance(config.tta, bool):
+        problems.append(("tta", f"must be true or false, got {config.tta!r}"))
+    return problems
 
 
 def analyze(config: RunConfig) -> Analysis:

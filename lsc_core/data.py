@@ -524,36 +524,43 @@ def sample_indices(
 # ----------------------------------------------------------------- tf.data
 
 
-PAD = 4  # pixels of zero padding before the random 32x32 crop
 
 
 def make_dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0,
-    augment: bool = False,
+    augment: tuple[str, ...] = (), num_classes: int | None = None,
 ):
-    """A tf.data.Dataset of (float32 images in 0..255, int32 labels) batches.
+    """A tf.data.Dataset of (float32 images in 0..255, labels) batches.
 
     Vectorised like Keras's own pipeline for arrays: each epoch shuffles a vector of
     indices (seeded, a new order each epoch), and each batch is one gather from the
     whole uint8 array, cast to float32 only then (4x less memory traffic than gathering
     floats). Shuffling and batching element by element cost ~10% of a CPU epoch of
     seed-part1 in threads that compete with training (issue 9). There is no division
-    by 255 because every model carries its own rescaling layer. Augmentation
-    (horizontal flip, 4-pixel pad and random crop) is seeded per batch.
+    by 255 because every model carries its own rescaling layer. `augment` names
+    operations of lsc_core.augment, applied per batch with a stateless seed that is new
+    each epoch but fixed by `seed`. Labels are int32, or one-hot float32 when
+    `num_classes` is given (label smoothing, MixUp and CutMix need them).
     """
     import tensorflow as tf
 
+    from . import augment as augmentations
+
     count = len(x)
     arrays = tf.data.Dataset.from_tensors((x, np.asarray(y, dtype=np.int32))).repeat()
+
+    def gather(indices, pair):
+        labels = tf.gather(pair[1], indices)
+        labels = tf.one_hot(labels, num_classes) if num_classes else labels
+        return tf.cast(tf.gather(pair[0], indices), tf.float32), labels
+
     ds = tf.data.Dataset.zip(_index_batches(count, batch_size, shuffle, seed), arrays).map(
-        lambda indices, pair: (tf.cast(tf.gather(pair[0], indices), tf.float32), tf.gather(pair[1], indices)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+        gather, num_parallel_calls=tf.data.AUTOTUNE)
     if augment:
         # One stateless seed pair per batch, new each epoch but fixed by `seed`.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda batch, pair: (_augment(batch[0], pair), batch[1]),
+            lambda batch, pair: augmentations.apply(batch[0], batch[1], augment, pair),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     options = tf.data.Options()
@@ -585,19 +592,3 @@ def _index_batches(count: int, batch_size: int, shuffle: bool, seed: int):
     # flat_map hides the count; Keras needs it for its progress and epoch ends.
     return orders.flat_map(split).apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
 
-
-def _augment(images, seed_pair):
-    """Random horizontal flip, then 4-pixel zero pad and random 32x32 crop, per image."""
-    import tensorflow as tf
-
-    n = tf.shape(images)[0]
-    flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed_pair, 2))
-    flip = tf.random.stateless_uniform([n], flip_seed) < 0.5
-    images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
-    padded = tf.pad(images, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])
-    offsets = tf.random.stateless_uniform([2, n], crop_seed, maxval=2 * PAD + 1, dtype=tf.int32)
-    side = tf.range(IMAGE_SHAPE[0])
-    rows = offsets[0][:, None] + side  # (n, 32): source rows of each image
-    cols = offsets[1][:, None] + side
-    cropped = tf.gather(padded, rows, axis=1, batch_dims=1)
-    return tf.gather(cropped, cols, axis=2, batch_dims=1)

@@ -29,14 +29,22 @@ class _Arrays:
         return tf.cast(tf.gather(self.images, indices), tf.float32), tf.gather(self.labels, indices)
 
 
-def device_fed(model, split, batch_size: int, *, seed: int, augment: bool):
+def device_fed(model, split, batch_size: int, *, seed: int, augment: tuple[str, ...] = (),
+               num_classes: int | None = None):
     """(trainer, train_ds, val_ds): a Keras model that trains `model` from device-held copies
-    of `split`, and the index datasets to fit it on. Call inside the run's strategy scope
-    (and precision), so that the copies and the optimizer live where training runs."""
+    of `split`, and the index datasets to fit it on. `augment` names operations of
+    lsc_core.augment, run in the training step; labels are one-hot when `num_classes` is
+    given (label smoothing, MixUp, CutMix). Call inside the run's strategy scope (and
+    precision), so that the copies and the optimizer live where training runs."""
     keras = import_tensorflow()
     import tensorflow as tf
 
-    from .data import _augment, _index_batches
+    from . import augment as augmentations
+    from .data import _index_batches
+
+    def labelled(batch):
+        images, labels = batch
+        return images, (tf.one_hot(labels, num_classes) if num_classes else labels)
 
     class DeviceFed(keras.Model):
         def __init__(self):
@@ -48,13 +56,13 @@ def device_fed(model, split, batch_size: int, *, seed: int, augment: bool):
             return self.inner(images, training=training)
 
         def train_step(self, indices):
-            images, labels = self._splits["train"].batch(indices)
+            images, labels = labelled(self._splits["train"].batch(indices))
             if augment:
-                images = _augment(images, self._step_seed())
+                images, labels = augmentations.apply(images, labels, augment, self._step_seed())
             return super().train_step((images, labels))
 
         def test_step(self, indices):
-            return super().test_step(self._splits["val"].batch(indices))
+            return super().test_step(labelled(self._splits["val"].batch(indices)))
 
         def _symbolic_build(self, iterator=None, data_batch=None):
             # Under a distribution strategy Keras builds the model up front from one batch of

@@ -15,9 +15,11 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import layers as registry  # the layer kinds, their parameters and how the form shows them
+from .augment import canonical as canonical_augment
 from .backbones import BACKBONES, MAX_IMAGE_SIZE
 from .config import (LABEL_MODES, PRESETS, Analysis, BackboneSpec, ConfigError, LayerSpec, RunConfig, analyze,
                      measured_text, preset)
@@ -115,6 +117,8 @@ class EditorState:
             value = coerce(value, 1)
         elif name == "name":
             value = str(value).strip() or None
+        elif name == "augment" and isinstance(value, (list, tuple)):
+            value = canonical_augment(value)
         else:
             value = coerce(value, _SETTING_DEFAULTS[name])
         self.settings[name] = value
@@ -279,3 +283,40 @@ def default_run_name(config: RunConfig) -> str:
 def image_size_range(backbone_name: str) -> tuple[int, int]:
     """Smallest and largest image side the form accepts for a backbone."""
     return BACKBONES[backbone_name].min_size, MAX_IMAGE_SIZE
+
+
+# -- the training recipe: what the form draws before launch -----------------------------------
+RECIPE_FIELDS = ("schedule", "warmup_epochs", "decay_every", "decay_factor", "weight_decay", "nesterov",
+                 "label_smoothing", "early_stopping", "plateau_patience", "plateau_factor", "augment", "tta")
+PREVIEW_IMAGES = 16  # training images in the augmentation preview grid
+
+
+def schedule_frame(config: RunConfig) -> pd.DataFrame | None:
+    """The learning rate over the run, for drawing (epoch 1-based and fractional, learning_rate,
+    and `starts_epoch` marking the rate each epoch starts with, the one its row records);
+    None when the schedule settings are not usable."""
+    from . import schedules
+    from .config import recipe_problems
+
+    schedule_fields = {"schedule", "warmup_epochs", "decay_every", "decay_factor"}
+    problems = [name for name, _ in recipe_problems(config) if name in schedule_fields]
+    if problems or not isinstance(config.epochs, int) or config.epochs < 1 or \
+            not isinstance(config.learning_rate, (int, float)) or not isinstance(config.batch_size, int) \
+            or config.batch_size < 1:
+        return None
+    points = schedules.schedule_curve(config)
+    starts = {float(epoch) for epoch in range(1, config.epochs + 1)}
+    return pd.DataFrame([{"epoch": epoch, "learning_rate": rate, "starts_epoch": epoch in starts}
+                         for epoch, rate in points], columns=["epoch", "learning_rate", "starts_epoch"])
+
+
+def preview_images(data, ops, seed: int = 0, count: int = PREVIEW_IMAGES):
+    """(originals, augmented): `count` training images of different classes, uint8, and the same
+    images under the augmentations `ops` as one training batch would see them (seeded)."""
+    from .augment import preview
+
+    labels = data.labels("train", "fine")
+    # The first image of each of the first `count` classes: a varied, stable grid.
+    _, first = np.unique(labels, return_index=True)
+    originals = data.x_train[np.sort(first)[:count]]
+    return originals, preview(originals, ops, seed)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import augment
 from .config import NUM_CLASSES
 from .data import COARSE_LABELS, FINE_LABELS, FINE_TO_COARSE
 from .store import MODEL_STATES, Store
@@ -30,21 +31,56 @@ class EvaluationError(Exception):
 
 
 # -- computing and storing predictions ------------------------------------------------------
-def predict_probabilities(model, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+def predict_probabilities(model, images: np.ndarray, batch_size: int = PREDICT_BATCH,
+                          tta: bool = False) -> np.ndarray:
     """Class probabilities (N, C) float32 for uint8 images (N, 32, 32, 3), in batches.
 
-    Models take 0..255 float pixels and rescale themselves (lsc_core.model).
+    Models take 0..255 float pixels and rescale themselves (lsc_core.model). With `tta`,
+    each image's probabilities are averaged with its mirror image's (test-time augmentation).
     """
-    parts = [np.asarray(model.predict_on_batch(images[start:start + batch_size].astype(np.float32)))
-             for start in range(0, len(images), batch_size)]
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(batch.astype(np.float32)))
+
+    one = augment.flip_average if tta else (lambda run, batch: run(batch))
+    parts = [one(predict, images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
     return np.concatenate(parts).astype(np.float32)
 
 
+def tta_accuracy(model, data, label_mode: str) -> float:
+    """Test accuracy of `model` in `label_mode` with flip averaging (test-time augmentation)."""
+    probs = predict_probabilities(model, data.x_test, tta=True)
+    return float(np.mean(probs.argmax(axis=1) == data.labels("test", label_mode)))
+
+
 def store_predictions(store: Store, run_id: int, model, data, split=None) -> None:
-    """The trainer's after_training hook: predict the full test set and store it."""
+    """The trainer's after_training hook: predict the full test set and store it; for a run
+    whose config asks for test-time augmentation, also its flip-averaged accuracy."""
     run = store.get_run(run_id)
     probs = predict_probabilities(model, data.x_test)
     store.save_predictions(run_id, probs, data.y_test_fine, data.y_test_coarse, run["label_mode"])
+    if (run.get("config") or {}).get("tta"):
+        store.set_tta_accuracy(run_id, tta_accuracy(model, data, run["label_mode"]))
+
+
+def ensure_tta_accuracy(store: Store, run_id: int, load_data=None) -> float:
+    """A run's stored flip-averaged test accuracy; measured with its saved model first if missing.
+
+    Raises EvaluationError when the run has no usable model.
+    """
+    run = store.get_run(run_id)
+    if run is not None and run.get("tta_accuracy") is not None:
+        return run["tta_accuracy"]
+    from .model import ModelUnavailable, load_run_model
+
+    try:
+        model = load_run_model(run, run_id)
+    except ModelUnavailable as exc:
+        raise EvaluationError(str(exc)) from None
+    if load_data is None:
+        from .data import load_cifar100 as load_data
+    accuracy = tta_accuracy(model, load_data(), run["label_mode"])
+    store.set_tta_accuracy(run_id, accuracy)
+    return accuracy
 
 
 def evaluable_runs(store: Store) -> list[dict]:

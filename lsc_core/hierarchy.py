@@ -39,7 +39,9 @@ def metric_class():
 
         def update_state(self, y_true, y_pred, sample_weight=None):
             lookup = ops.convert_to_tensor(self._fine_to_coarse)
-            true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            # Class indices, or one-hot/soft targets (label smoothing, MixUp): their largest entry.
+            soft = len(y_true.shape) == 2 and y_true.shape[-1] not in (None, 1)
+            true = ops.cast(ops.argmax(y_true, axis=-1) if soft else ops.reshape(y_true, (-1,)), "int32")
             predicted = ops.cast(ops.argmax(y_pred, axis=-1), "int32")
             wrong = ops.not_equal(true, predicted)
             same_superclass = ops.equal(ops.take(lookup, true), ops.take(lookup, predicted))

@@ -56,35 +56,20 @@ def model_name(run_name: str) -> str:
     return name if re.match(r"[A-Za-z0-9.]", name) else f"run{name}"
 
 
-def make_optimizer(name: str, learning_rate: float, momentum: float = 0.0):
-    import keras
-
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=momentum)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
-    if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate)
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
-def compile_model(model, config: RunConfig, learning_rate: float | None = None, *, xla: bool = False,
+def compile_model(model, config: RunConfig, learning_rate=None, *, xla: bool = False,
                   steps_per_execution: int = 1) -> None:
-    """Sparse cross-entropy and accuracy (the study's metrics), for fine labels also the share of
-    errors inside the right superclass (lsc_core.hierarchy); the config's optimizer; `xla`
+    """The config's optimizer (lsc_core.optimizers) at `learning_rate` (a number or a schedule;
+    default the config's rate), its loss and metrics (lsc_core.recipe: accuracy, and for fine
+    labels the share of errors inside the right superclass, lsc_core.hierarchy); `xla`
     compiles each step with XLA, `steps_per_execution` runs that many steps per call.
     A model built under mixed precision gets Keras's loss scaling automatically."""
-    from .hierarchy import metrics_for
+    from .optimizers import make_optimizer
+    from .recipe import loss_and_metrics
 
-    model.compile(
-        optimizer=make_optimizer(config.optimizer, learning_rate or config.learning_rate, config.momentum),
-        loss="sparse_categorical_crossentropy",
-        metrics=metrics_for(config.label_mode),
-        jit_compile=xla,
-        steps_per_execution=steps_per_execution,
-    )
+    loss, metrics = loss_and_metrics(config)
+    rate = config.learning_rate if learning_rate is None else learning_rate
+    model.compile(optimizer=make_optimizer(config, rate), loss=loss, metrics=metrics, jit_compile=xla,
+                  steps_per_execution=steps_per_execution)
 
 
 def count_params(model) -> int:

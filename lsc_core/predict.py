@@ -244,18 +244,24 @@ def model_stamp(run: dict) -> float | None:
         return None
 
 
-def predict_prepared(model, label_mode: str, images: list[PreparedImage], top: int = 5) -> list[Prediction]:
-    """Top-`top` labels for each prepared image, in one forward pass.
+def predict_prepared(model, label_mode: str, images: list[PreparedImage], top: int = 5,
+                     tta: bool = False) -> list[Prediction]:
+    """Top-`top` labels for each prepared image, in one forward pass (two with `tta`: the
+    probabilities are averaged with the mirror images', test-time augmentation).
 
     A fine run gives fine labels and coarse ones derived by summing fine probabilities
     within each superclass; a coarse run gives coarse labels only.
     """
     if not images:
         return []
+    from .augment import flip_average
     from .evaluate import coarse_from_fine
 
     batch = np.stack([image.pixels for image in images]).astype(np.float32)  # 0..255: models rescale
-    probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
+    if tta:
+        probs = flip_average(model.predict_on_batch, batch).astype(np.float32)
+    else:
+        probs = np.asarray(model.predict_on_batch(batch), dtype=np.float32)
     if probs.shape[1] != NUM_CLASSES[label_mode]:
         raise ValueError(f"the model has {probs.shape[1]} outputs, not {NUM_CLASSES[label_mode]} ({label_mode})")
     if label_mode == "fine":
@@ -270,10 +276,12 @@ def _ranked(probs: np.ndarray, names: tuple[str, ...], top: int) -> tuple[tuple[
     return tuple((names[i], float(probs[i])) for i in order)
 
 
-def classify(model, label_mode: str, uploads: list[Upload], top: int = 5) -> list[Prediction | None]:
-    """A Prediction per upload (None for the ones that are not usable images)."""
+def classify(model, label_mode: str, uploads: list[Upload], top: int = 5,
+             tta: bool = False) -> list[Prediction | None]:
+    """A Prediction per upload (None for the ones that are not usable images); `tta` averages
+    each image's probabilities with its mirror image's."""
     good = [u.image for u in uploads if u.image is not None]
-    ranked = iter(predict_prepared(model, label_mode, good, top))
+    ranked = iter(predict_prepared(model, label_mode, good, top, tta))
     return [next(ranked) if u.image is not None else None for u in uploads]
 
 

@@ -131,6 +131,15 @@ def _migration_within_superclass(db: sqlite_utils.Database) -> None:
             db["epochs"].add_column(column, float)
 
 
+def _migration_recipe(db: sqlite_utils.Database) -> None:
+    # The training recipe: each epoch's learning rate (at its first step); why a run ended
+    # before its planned epochs (early stopping); its test accuracy with flip averaging.
+    for table, column, kind in (("epochs", "learning_rate", float), ("runs", "end_reason", str),
+                                ("runs", "tta_accuracy", float)):
+        if column not in db[table].columns_dict:  # safe on a store that has it already
+            db[table].add_column(column, kind)
+
+
 HIERARCHY_COLUMNS = ("within_superclass", "val_within_superclass")
 
 
@@ -144,7 +153,8 @@ def _migration_keeping_order(db: sqlite_utils.Database) -> None:
 # The speed settings recorded per run (see lsc_core/acceleration.py): 0/1 flags and counts.
 SPEED_COLUMNS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
 MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics,
-              _migration_throughput, _migration_drafts, _migration_within_superclass, _migration_keeping_order)
+              _migration_throughput, _migration_drafts, _migration_within_superclass, _migration_keeping_order,
+              _migration_recipe)
 
 
 # Tables every store has from migration 1 on: what tells a store from another application's
@@ -372,9 +382,10 @@ class Store:
         with self.db.conn:
             self._write("BEGIN IMMEDIATE")
             self._write("INSERT OR REPLACE INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, "
-                        "seconds, train_images_per_s, val_images_per_s, within_superclass, val_within_superclass) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        values + [_float(train_images_per_s), _float(val_images_per_s)] + hierarchy)
+                        "seconds, train_images_per_s, val_images_per_s, within_superclass, val_within_superclass, "
+                        "learning_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        values + [_float(train_images_per_s), _float(val_images_per_s)] + hierarchy
+                        + [_float(metrics.get("learning_rate"))])
             self._write(
                 "UPDATE runs SET (best_epoch, best_val_accuracy) = (SELECT epoch, val_accuracy FROM epochs "
                 "WHERE run_id = ? AND val_accuracy IS NOT NULL ORDER BY val_accuracy DESC, epoch LIMIT 1), "
@@ -393,6 +404,14 @@ class Store:
         self._write("UPDATE runs SET status = ?, error = ?, finished_at = ?, progress = NULL WHERE id = ?",
                     [status, error, now_iso(), run_id])
 
+    def set_end_reason(self, run_id: int, reason: str) -> None:
+        """Why a run ends before its planned epochs (e.g. early stopping); kept when it finishes."""
+        self._write("UPDATE runs SET end_reason = ? WHERE id = ?", [reason, run_id])
+
+    def set_tta_accuracy(self, run_id: int, accuracy: float) -> None:
+        """The run's test accuracy with test-time augmentation (flip averaging), kept apart from the plain one."""
+        self._write("UPDATE runs SET tta_accuracy = ? WHERE id = ?", [float(accuracy), run_id])
+
     def request_stop(self, run_id: int) -> None:
         """Ask a run to stop after its current batch; a queued run is stopped at once."""
         self._write("UPDATE runs SET stop_requested = 1 WHERE id = ?", [run_id])
@@ -409,7 +428,8 @@ class Store:
             self._write("BEGIN IMMEDIATE")
             self._write("DELETE FROM epochs WHERE run_id = ?", [run_id])
             self._write("UPDATE runs SET status = ?, error = NULL, finished_at = NULL, started_at = NULL, "
-                        "best_epoch = NULL, best_val_accuracy = NULL, stop_requested = 0, progress = NULL "
+                        "best_epoch = NULL, best_val_accuracy = NULL, stop_requested = 0, progress = NULL, "
+                        "end_reason = NULL, tta_accuracy = NULL "
                         "WHERE id = ?", [QUEUED, run_id])
 
     def mark_dead_runs_interrupted(self) -> list[int]:

@@ -2,7 +2,9 @@
 
 `StoreCallback` is the only bridge between Keras and the store: it writes each epoch,
 keeps a heartbeat and progress, saves the best epoch's model, and turns a stop request
-into a clean stop after the current batch. Nothing here knows about Streamlit.
+into a clean stop after the current batch. The recipe's callback (lsc_core.recipe) runs
+before it: it adds each epoch's learning rate, reduces the rate on plateaus and ends a
+run early, recording why. Nothing here knows about Streamlit.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from . import recipe, schedules
 from .backbones import WeightsUnavailable
 from .config import ConfigError, RunConfig, validate
 
@@ -335,38 +338,46 @@ def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, ve
     from . import data as data_module
     from .model import compile_model
 
+    classes = config.num_classes if recipe.soft_labels(config) else None  # one-hot labels
     if plan.data_on_device:
         from .device_data import device_fed
 
         with acceleration.precision(plan):
             trainer, train_ds, val_ds = device_fed(model, split, config.batch_size, seed=config.seed,
-                                                   augment=config.augment)
+                                                   augment=config.augment, num_classes=classes)
     else:
         trainer = model
         train_ds = data_module.make_dataset(split.x_train, split.y_train, config.batch_size, shuffle=True,
-                                            seed=config.seed, augment=config.augment)
-        val_ds = data_module.make_dataset(split.x_val, split.y_val, config.batch_size, shuffle=False)
+                                            seed=config.seed, augment=config.augment, num_classes=classes)
+        val_ds = data_module.make_dataset(split.x_val, split.y_val, config.batch_size, shuffle=False,
+                                          num_classes=classes)
     model_path = store.artifacts / str(run_id) / BEST_MODEL_FILE
     callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event, saved_model=saved,
                              train_images=len(split.x_train), val_images=len(split.x_val))
+    schedule = schedules.keras_schedule(config, schedules.steps_per_epoch(config, len(split.x_train)))
+    recipe_callback = recipe.make_callback(config, schedule, lambda reason: store.set_end_reason(run_id, reason))
 
     with SystemSampler(lambda sample: store.log_system(run_id, sample)):
-        for phase_offset, epochs, learning_rate in _phases(config, model):
+        for phase_offset, epochs, learning_rate in _phases(config, model, schedule):
             compile_model(trainer, config, learning_rate, xla=plan.xla, steps_per_execution=plan.steps_per_execution)
             callback.epoch_offset = phase_offset
             try:
-                trainer.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[callback], verbose=verbose,
-                            shuffle=False)  # the datasets shuffle
+                # The recipe's callback first: it puts the epoch's learning rate into the logs the store writes.
+                trainer.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[recipe_callback, callback],
+                            verbose=verbose, shuffle=False)  # the datasets shuffle
             finally:  # also when stopped or failing: the best epoch so far is not lost
                 callback.save_best()
             if callback.stop_asked and callback.epochs_done < config.total_epochs:
                 break
+            if recipe_callback.stopped_early:  # a fine-tuning phase would not help either
+                break
     return callback
 
 
-def _phases(config: RunConfig, model):
-    """(epoch offset, epochs, learning rate) of each fit: one phase, or two for fine-tuning."""
-    yield 0, config.epochs, config.learning_rate
+def _phases(config: RunConfig, model, schedule):
+    """(epoch offset, epochs, learning rate) of each fit: the run's schedule, then a constant
+    rate for a fine-tuning phase if the config has one."""
+    yield 0, config.epochs, schedule
     backbone = config.backbone
     if backbone is not None and backbone.fine_tune_epochs > 0:
         from .backbones import unfreeze_top

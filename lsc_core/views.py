@@ -245,11 +245,19 @@ def smooth_curves(frame: pd.DataFrame, weight: float) -> pd.DataFrame:
 def curves_csv(store: Store, run_id: int) -> bytes:
     """A run's epochs as CSV (one row per epoch: losses, accuracies, seconds), for download."""
     columns = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "within_superclass",
-               "val_within_superclass", "seconds", "train_images_per_s", "val_images_per_s"]
+               "val_within_superclass", "seconds", "train_images_per_s", "val_images_per_s", "learning_rate"]
     frame = pd.DataFrame(store.epochs(run_id), columns=["run_id", *columns])[columns]
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
     return buffer.getvalue().encode()
+
+
+def learning_rates(store: Store, run_id: int) -> pd.DataFrame:
+    """Each logged epoch's learning rate (the one it started with): epoch, learning_rate.
+    Empty for runs from before the rate was recorded."""
+    rows = [{"epoch": row["epoch"], "learning_rate": row["learning_rate"]} for row in store.epochs(run_id)
+            if row.get("learning_rate") is not None]
+    return pd.DataFrame(rows, columns=["epoch", "learning_rate"])
 
 
 # -- live progress ---------------------------------------------------------------------------
@@ -409,6 +417,8 @@ def status_line(run: dict) -> str:
     if run.get("best_epoch") is not None and run.get("best_val_accuracy") is not None:
         parts.append(f"best {validation_split(run)} accuracy {run['best_val_accuracy']:.2%} at epoch "
                      f"{run['best_epoch']}")
+    if run.get("tta_accuracy") is not None:
+        parts.append(f"test accuracy with flip averaging {run['tta_accuracy']:.2%}")
     return " · ".join(parts)
 
 
@@ -488,13 +498,34 @@ def run_config_view(run: dict) -> dict:
              "batch size": config.batch_size, "epochs": config.total_epochs,
              "validation": "test set" if config.validation == "test"
              else f"hold-out {config.holdout_fraction:.0%} of train",
-             "training images": config.limit or "all", "augmentation": "on" if config.augment else "off"}
+             "training images": config.limit or "all", "augmentation": ", ".join(config.augment) or "none"}
     if config.optimizer == "sgd":
         hyper["momentum"] = config.momentum
+        hyper["Nesterov"] = "yes" if config.nesterov else "no"
+    hyper |= _recipe_view(config)
     if config.backbone is not None and config.backbone.fine_tune_epochs:
         hyper["fine-tune epochs"] = config.backbone.fine_tune_epochs
         hyper["fine-tune learning rate"] = config.backbone.fine_tune_learning_rate
     return {"layers": layers, "hyperparameters": hyper, "provenance": _provenance(run), "problem": None}
+
+
+def _recipe_view(config: RunConfig) -> dict:
+    """The schedule and regularisation settings that differ from the study's plain recipe."""
+    from .schedules import decay_every
+
+    shown = {"schedule": config.schedule}
+    if config.warmup_epochs:
+        shown["warm-up epochs"] = config.warmup_epochs
+    if config.schedule == "step":
+        shown["decay"] = f"x{config.decay_factor:g} every {decay_every(config)} epoch(s)"
+    optional = {"weight decay": config.weight_decay, "label smoothing": config.label_smoothing,
+                "early stopping patience": config.early_stopping, "plateau patience": config.plateau_patience}
+    shown |= {name: value for name, value in optional.items() if value}
+    if config.plateau_patience:
+        shown["plateau factor"] = config.plateau_factor
+    if config.tta:
+        shown["test-time augmentation"] = "flip averaging"
+    return shown
 
 
 def _provenance(run: dict) -> dict:

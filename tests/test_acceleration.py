@@ -63,7 +63,9 @@ def test_a_run_with_mixed_precision_xla_and_steps_per_execution_trains_on_cpu(st
 
 def test_a_run_with_its_data_on_the_device_trains_with_augmentation_and_saves_its_best(store, tiny_data):
     speed = SpeedSettings(data_on_device=True, xla=True, steps_per_execution=2)
-    run_id = store.create_run(small_config(epochs=3, augment=True, speed=speed), status=RUNNING)
+    # The menu's operations run inside the training step, MixUp on one-hot labels with smoothing.
+    config = small_config(epochs=3, augment=("flip", "crop", "mixup"), label_smoothing=0.1, speed=speed)
+    run_id = store.create_run(config, status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
     assert (COMPLETED, None, 1) == (run["status"], run["error"], run["data_on_device"])
     epochs = store.epochs(run_id)
@@ -81,7 +83,7 @@ def test_device_batches_gather_the_split_in_a_seeded_order_that_changes_each_epo
 
     split = split_data(tiny_data, "fine", limit=100)
     model = build_model(small_config(label_mode="fine"))
-    trainer, train_ds, val_ds = device_fed(model, split, 32, seed=3, augment=False)
+    trainer, train_ds, val_ds = device_fed(model, split, 32, seed=3)
     first, second = ([int(i) for batch in train_ds for i in batch] for _ in range(2))
     assert sorted(first) == sorted(second) == list(range(100)) and first != second
     assert list(range(len(split.x_val))) == [int(i) for batch in val_ds for i in batch]
@@ -118,7 +120,7 @@ MIRRORED = textwrap.dedent("""
     from lsc_core import acceleration as speed
     layers = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
               LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))
-    config = RunConfig(layers=layers, epochs=1, batch_size=32, limit=64, augment=True,
+    config = RunConfig(layers=layers, epochs=1, batch_size=32, limit=64, augment=("flip", "crop"),
                        speed=SpeedSettings(replicas=2, data_on_device=True))
     plan = speed.plan_speed(config.speed, config.batch_size)
     assert isinstance(speed.strategy(plan), tf.distribute.MirroredStrategy)

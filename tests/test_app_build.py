@@ -137,11 +137,11 @@ def test_reorder_and_hyperparameters_reach_the_config(env):
     at.number_input(key=hp(at, "learning_rate")).set_value(0.01)
     at.radio(key=hp(at, "validation")).set_value("holdout").run()
     at.number_input(key=hp(at, "holdout_fraction")).set_value(0.2)
-    at.checkbox(key=hp(at, "augment")).check()
+    at.multiselect(key=hp(at, "augment")).set_value(["crop", "flip"])
     at.text_input(key=hp(at, "name")).input("mine").run()
     assert [] == at.exception
     expected = preset("seed-part1", label_mode="fine", optimizer="sgd", momentum=0.9, learning_rate=0.01,
-                      validation="holdout", holdout_fraction=0.2, augment=True, name="mine")
+                      validation="holdout", holdout_fraction=0.2, augment=("flip", "crop"), name="mine")
     layers = list(expected.layers)
     layers[0] = layers[0].make("conv2d", filters=16, activation="gelu")
     layers[1], layers[2] = layers[2], layers[1]
@@ -272,3 +272,30 @@ def test_the_form_is_kept_across_sessions_until_reset(env):
                           second.number_input(key=hp(second, "limit")).value)
     third = AppTest.from_file(str(BUILD), default_timeout=TIMEOUT_S).run()
     assert 10 == third.number_input(key=hp(third, "epochs")).value
+def test_recipe_settings_draw_the_schedule_and_preview_the_augmentations(env):
+    at = AppTest.from_file(str(BUILD), default_timeout=TIMEOUT_S).run()
+    load_preset(at, "seed-part1")
+    at.number_input(key=hp(at, "epochs")).set_value(6).run()
+    at.selectbox(key=hp(at, "schedule")).set_value("cosine").run()
+    at.number_input(key=hp(at, "warmup_epochs")).set_value(1)
+    at.selectbox(key=hp(at, "optimizer")).set_value("sgd").run()
+    at.checkbox(key=hp(at, "nesterov")).check()
+    at.number_input(key=hp(at, "weight_decay")).set_value(5e-4)
+    at.number_input(key=hp(at, "label_smoothing")).set_value(0.1)
+    at.number_input(key=hp(at, "early_stopping")).set_value(2)
+    at.multiselect(key=hp(at, "augment")).set_value(["flip", "cutout"])
+    at.checkbox(key=hp(at, "tta")).check().run()
+    assert [] == at.exception and [] == at.error
+    expected = preset("seed-part1", epochs=6, schedule="cosine", warmup_epochs=1, optimizer="sgd", nesterov=True,
+                      weight_decay=5e-4, label_smoothing=0.1, early_stopping=2, augment=("flip", "cutout"), tta=True)
+    assert expected == at.session_state["build_editor"].to_config()
+    charts = [c for c in at.get("vega_lite_chart")]
+    assert any("Learning rate over the run" in str(c.proto.spec) for c in charts)
+    originals, augmented = at.get("image")  # the training images, and the same under the augmentations
+    assert (16, 16) == (len(originals.proto.imgs), len(augmented.proto.imgs))
+    # a warm-up as long as the run is refused where it was typed, and the chart is not drawn
+    at.number_input(key=hp(at, "warmup_epochs")).set_value(6).run()
+    assert ["warmup_epochs: the warm-up (6 epochs) must be shorter than the run (6 epochs)"] == \
+        [e.value for e in at.error]
+    assert not any("Learning rate over the run" in str(c.proto.spec) for c in at.get("vega_lite_chart"))
+    assert at.button(key="launch").disabled

@@ -133,8 +133,10 @@ def test_runs_page_opens_the_selected_run_with_curves_and_downloads(tmp_path, ap
     assert [plain(run["name"])] == [h.value for h in at.subheader]
     assert "stop_run" not in [b.key for b in at.button]  # a completed run cannot be stopped
     assert ["download_csv", "download_model"] == [d.key for d in at.get("download_button")]
-    # The run's curves, its CPU and memory use while training, and the compare view of the one completed run.
-    assert 3 == len(at.get("vega_lite_chart"))
+    # The run's curves, its learning rate under them, its CPU and memory use while training, and the
+    # compare view of the one completed run.
+    assert 4 == len(at.get("vega_lite_chart"))
+    assert "Learning rate" in str(at.get("vega_lite_chart")[1].proto.spec)
     speeds = next(frame.value for frame in at.dataframe if "training images/s" in frame.value.columns)
     assert [1, 2] == list(speeds["epoch"]) and (speeds["training images/s"] > 0).all()
     assert [e["seconds"] for e in store.epochs(trained)] == pytest.approx(list(speeds["epoch seconds"]), abs=0.05)
@@ -172,7 +174,7 @@ def test_compare_with_nothing_picked_says_so_and_keeps_the_page(tmp_path, app_st
     at.multiselect(key="compare_runs").set_value([]).run()
     assert not at.exception
     assert ["Pick at least one run and one of test/train to compare."] == [i.value for i in at.info]
-    assert 2 == len(at.get("vega_lite_chart"))  # the open run's curves and system metrics still show
+    assert 3 == len(at.get("vega_lite_chart"))  # the open run's curves, learning rate and system metrics still show
     assert ["download_csv", "download_model"] == [d.key for d in at.get("download_button")]
 
 

@@ -151,3 +151,23 @@ def test_search_parallel_coordinates_place_each_setting_on_its_own_axis():
     shown = {(row["axis"], row["value"]) for row in spec["datasets"][labels["data"]["name"]]}
     assert {("optimizer", "adam"), ("optimizer", "sgd"), ("learning_rate", "0.0001"),
             ("learning_rate", "0.01")} <= shown
+def test_learning_rate_chart_steps_through_each_epochs_rate(store):
+    run_id = store.create_run(preset("seed-part1", epochs=3), status=RUNNING)
+    for epoch, rate in enumerate((1e-3, 1e-4, 1e-5), start=1):
+        store.log_epoch(run_id, epoch, {"loss": 1.0, "val_accuracy": 0.1, "learning_rate": rate}, 1.0)
+    frame = views.learning_rates(store, run_id)
+    assert [(1, 1e-3), (2, 1e-4), (3, 1e-5)] == list(frame.itertuples(index=False, name=None))
+    spec = charts.learning_rate_chart(frame).to_dict()
+    assert ("Learning rate", "step-after", "log") == (spec["title"], spec["mark"]["interpolate"],
+                                                        spec["encoding"]["y"]["scale"]["type"])
+
+
+def test_schedule_chart_draws_the_curve_and_marks_each_epochs_start():
+    from lsc_core import editor
+
+    frame = editor.schedule_frame(preset("seed-part1", epochs=4, schedule="cosine", warmup_epochs=1))
+    spec = charts.schedule_chart(frame).to_dict()
+    line, starts = spec["layer"]
+    assert ("line", "point") == (line["mark"]["type"], starts["mark"]["type"])
+    assert [1.0, 2.0, 3.0, 4.0] == [row["epoch"] for row in spec["datasets"][starts["data"]["name"]]]
+    assert editor.schedule_frame(preset("seed-part1", epochs=2, warmup_epochs=2)) is None  # refused settings

@@ -66,6 +66,14 @@ def test_speed_flags_set_the_speed_settings_and_the_run_reports_what_it_got(tmp_
     (["--config", "CONFIG"], "error: layer 2 (dropout): rate must be in [0, 1), got 1.5"),
     (["--config", "MISSING"], "error: cannot read config"),
     (["--data", "NOWHERE"], "error: "),
+    (["--schedule", "linear"], "error: schedule: must be one of constant, step, cosine, onecycle, got 'linear'"),
+    (["--weight-decay", "-1"], "error: weight_decay: must be a number in [0, 1), got -1.0"),
+    (["--epochs", "3", "--warmup-epochs", "3"],
+     "error: warmup_epochs: the warm-up (3 epochs) must be shorter than the run (3 epochs)"),
+    (["--augment", "flip,blur"], "error: augment: unknown augmentation 'blur'"),
+    (["--nesterov"], "error: nesterov: Nesterov momentum applies to SGD only, not adam"),
+    (["--label-smoothing", "1"], "error: label_smoothing: must be a number in [0, 1), got 1.0"),
+    (["--early-stopping", "-2"], "error: early_stopping: must be a whole number of epochs >= 0"),
 ])
 def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
     bad = tmp_path / "bad.json"
@@ -82,11 +90,40 @@ def test_bad_input_is_one_line_without_traceback(tmp_path, args, message):
         assert [] == Store(tmp_path / "x.sqlite").list_runs()
 
 
+def test_recipe_flags_set_the_config():
+    from lsc_core.cli import build_parser, config_from_args
+    from lsc_core.config import preset
+
+    args = build_parser().parse_args(
+        ["train", "--preset", "seed-part1", "--schedule", "cosine", "--warmup-epochs", "1", "--augment",
+         "standard,cutout", "--label-smoothing", "0.1", "--weight-decay", "5e-4", "--optimizer", "sgd",
+         "--momentum", "0.9", "--nesterov", "--early-stopping", "3", "--tta"])
+    assert preset("seed-part1", schedule="cosine", warmup_epochs=1, augment=("flip", "crop", "cutout"),
+                  label_smoothing=0.1, weight_decay=5e-4, optimizer="sgd", momentum=0.9, nesterov=True,
+                  early_stopping=3, tta=True) == config_from_args(args)
+    args = build_parser().parse_args(["train", "--augment", "none"])
+    assert () == config_from_args(args).augment
+
+
+def test_an_early_stopped_run_says_why(tmp_path, tiny_npz, capsys):
+    db = tmp_path / "cli.sqlite"
+    code = main(["train", "--preset", "seed-part1", "--epochs", "4", "--limit", "200", "--lr", "1e-9",
+                 "--early-stopping", "1", "--data", str(tiny_npz), "--db", str(db)])
+    out = capsys.readouterr().out
+    (run,) = Store(db).list_runs()
+    assert (0, COMPLETED, 2) == (code, run["status"], len(Store(db).epochs(run["id"])))
+    assert f"run {run['id']} ended before its last epoch: early stopping: test accuracy did not improve" in out
+    assert 0 == main(["runs", "--db", str(db)])
+    assert f"run {run['id']}: early stopping" in capsys.readouterr().out
+
+
 def test_help_texts_describe_the_commands():
     result = subprocess.run([sys.executable, "-m", "lsc_core", "train", "--help"], capture_output=True, text=True)
     assert 0 == result.returncode
     for flag in ("--preset", "--labels", "--epochs", "--optimizer", "--lr", "--batch-size", "--limit", "--config",
-                 "--data", "--db", "--backbone", "--weights", "--image-size"):
+                 "--data", "--db", "--backbone", "--weights", "--image-size", "--schedule", "--warmup-epochs",
+                 "--weight-decay", "--momentum", "--nesterov", "--label-smoothing", "--early-stopping", "--augment",
+                 "--tta"):
         assert flag in result.stdout
 
 

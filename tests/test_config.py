@@ -41,7 +41,9 @@ def test_seed_part2_shapes_layer_by_layer():
 def test_json_round_trip_keeps_everything():
     config = preset("seed-part2", label_mode="fine", optimizer="sgd", learning_rate=0.01, momentum=0.9,
                     batch_size=32, epochs=3, seed=7, validation="holdout", holdout_fraction=0.2, limit=500,
-                    augment=True, name="mine")
+                    augment=("flip", "crop", "cutout", "mixup"), name="mine", nesterov=True, weight_decay=5e-4,
+                    schedule="step", warmup_epochs=1, decay_every=2, decay_factor=0.2, label_smoothing=0.1,
+                    early_stopping=2, plateau_patience=1, plateau_factor=0.3, tta=True)
     assert config == RunConfig.from_json(config.to_json())
     transfer = RunConfig(backbone=BackboneSpec(name="xception", image_size=71, weights="none"))
     assert transfer == RunConfig.from_json(transfer.to_json())
@@ -107,3 +109,25 @@ def test_config_json_is_plain_json():
     assert json.loads(preset("seed-part1").to_json())["layers"][0] == {
         "kind": "conv2d", "filters": 32, "kernel_size": 3, "activation": "relu", "padding": "same", "strides": 1,
         "l2": 0.0}
+
+
+def test_a_config_from_before_the_augmentation_menu_reads_its_switch():
+    old = preset("seed-part1").to_dict()
+    assert ("flip", "crop") == RunConfig.from_dict(old | {"augment": True}).augment
+    assert () == RunConfig.from_dict(old | {"augment": False}).augment
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"schedule": "linear"}, "schedule: must be one of constant, step, cosine, onecycle, got 'linear'"),
+    ({"weight_decay": -0.1}, "weight_decay: must be a number in [0, 1), got -0.1"),
+    ({"warmup_epochs": 3, "epochs": 3}, "warmup_epochs: the warm-up (3 epochs) must be shorter than the run (3 epochs)"),
+    ({"augment": ("flip", "blur")}, "augment: unknown augmentation 'blur'; choose from flip, crop, rotate, zoom, "
+                                    "jitter, cutout, mixup, cutmix (or none, standard)"),
+    ({"nesterov": True}, "nesterov: Nesterov momentum applies to SGD only, not adam"),
+    ({"label_smoothing": 1.0}, "label_smoothing: must be a number in [0, 1), got 1.0"),
+    ({"early_stopping": -1}, "early_stopping: must be a whole number of epochs >= 0 (0 is off), got -1"),
+    ({"plateau_factor": 1.5}, "plateau_factor: must be in (0, 1), got 1.5"),
+    ({"decay_factor": 0}, "decay_factor: must be in (0, 1], got 0"),
+])
+def test_recipe_settings_that_cannot_be_used_get_one_clear_message(changes, expected):
+    assert [expected] == [str(e) for e in analyze(preset("seed-part1", **changes)).errors]

@@ -431,7 +431,7 @@ def test_make_dataset_augmentation_flips_and_crops_with_a_seed(npz_path):
     x, y = loaded.x_train[:16], loaded.y_train_fine[:16]
 
     def run(seed):
-        ds = data.make_dataset(x, y, 16, shuffle=False, seed=seed, augment=True)
+        ds = data.make_dataset(x, y, 16, shuffle=False, seed=seed, augment=("flip", "crop"))
         return _batches(ds)[0][0]
 
     out = run(seed=1)
@@ -441,6 +441,14 @@ def test_make_dataset_augmentation_flips_and_crops_with_a_seed(npz_path):
     assert not np.array_equal(x.astype(np.float32), out)
     assert np.array_equal(out, run(seed=1))
     assert not np.array_equal(out, run(seed=2))
+
+
+def test_make_dataset_gives_one_hot_labels_when_asked(npz_path):
+    loaded = data.load_cifar100(npz_path)
+    x, y = loaded.x_train[:8], loaded.y_train_fine[:8]
+    labels = _batches(data.make_dataset(x, y, 8, shuffle=False, num_classes=100))[0][1]
+    assert (np.float32, (8, 100)) == (labels.dtype, labels.shape)
+    assert list(y) == list(labels.argmax(axis=1)) and [1.0] * 8 == list(labels.sum(axis=1))
 
 
 # --------------------------------------------------------------- real data

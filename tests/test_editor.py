@@ -71,10 +71,10 @@ def test_rate_is_coerced_to_a_float():
 def test_settings_are_coerced_and_empty_means_none():
     state = editor.from_preset("seed-part2")
     for name, value in [("epochs", 3.0), ("learning_rate", "0.01"), ("limit", 500), ("name", "  mine "),
-                        ("optimizer", "sgd"), ("momentum", 0.9), ("augment", True), ("label_mode", "fine")]:
+                        ("optimizer", "sgd"), ("momentum", 0.9), ("augment", ["crop", "flip"]), ("label_mode", "fine")]:
         state.set_setting(name, value)
     assert preset("seed-part2", epochs=3, learning_rate=0.01, limit=500, name="mine", optimizer="sgd",
-                  momentum=0.9, augment=True, label_mode="fine") == state.to_config()
+                  momentum=0.9, augment=("flip", "crop"), label_mode="fine") == state.to_config()
     state.set_setting("limit", None)
     state.set_setting("name", "")
     assert (None, None) == (state.to_config().limit, state.to_config().name)

@@ -15,7 +15,8 @@ def test_schema_has_the_design_columns(store):
     assert {"id", "name", "status", "label_mode", "config", "params", "best_epoch", "best_val_accuracy",
             "created_at", "started_at", "finished_at", "error", "seed", "versions", "device"} <= runs
     assert {"run_id": int, "epoch": int, "loss": float, "accuracy": float, "val_loss": float,
-            "val_accuracy": float, "seconds": float}.items() <= store.db["epochs"].columns_dict.items()
+            "val_accuracy": float, "seconds": float, "learning_rate": float}.items() <= \
+        store.db["epochs"].columns_dict.items()
     assert ["run_id", "epoch"] == store.db["epochs"].pks
     assert "wal" == store.db.execute("PRAGMA journal_mode").fetchone()[0]
     assert len(MIGRATIONS) == store.db.execute("PRAGMA user_version").fetchone()[0]
@@ -219,3 +220,23 @@ def test_drafts_are_kept_by_name_and_a_migration_4_store_gains_them(tmp_path):
     assert '{"a": 2}' == Store(path).load_draft("build")
     store.delete_draft("build")
     assert store.load_draft("build") is None
+
+
+def test_a_migration_4_store_gains_the_recipe_columns_and_keeps_its_epochs(tmp_path):
+    import sqlite_utils
+
+    path = tmp_path / "v4.sqlite"
+    old = sqlite_utils.Database(path)
+    for step in MIGRATIONS[:4]:
+        step(old)
+    old.execute("PRAGMA user_version = 4")
+    old["runs"].insert({"id": 1, "name": "old", "status": "completed", "config": "{}", "created_at": "x"})
+    old["epochs"].insert({"run_id": 1, "epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 2.1,
+                          "val_accuracy": 0.25, "seconds": 3.0})
+    old.conn.commit()
+    MIGRATIONS[-1](old)  # so that Store runs it a second time (e.g. two processes racing): it adds nothing
+    old.conn.close()
+    upgraded = Store(path)
+    assert [(1, 0.25, None)] == [(row["epoch"], row["val_accuracy"], row["learning_rate"])
+                                 for row in upgraded.epochs(1)]
+    assert (None, None) == (upgraded.get_run(1)["end_reason"], upgraded.get_run(1)["tta_accuracy"])

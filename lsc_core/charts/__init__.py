@@ -6,7 +6,8 @@ page writes `from lsc_core import charts` and `charts.confusion_heatmap(...)`:
 - `training` (Runs: one run's curves, Compare), `evaluate` (confusion heatmaps, per-class
   accuracy), `predict` (top-k probabilities), `search` (parameters against accuracy),
   `study` (the study's comparisons), `data` (class counts), `compare` (run against run:
-  per-class differences, reliability diagrams).
+  per-class differences, reliability diagrams), `recipe` (the
+  learning-rate schedule before launch and each epoch's rate under the curves).
 
 Conventions, so charts from different pages look alike and test alike:
 - a chart function takes a DataFrame (built in `views` or the area's own module, e.g.
@@ -19,6 +20,7 @@ from .compare import *  # noqa: F401,F403
 from .data import *  # noqa: F401,F403
 from .evaluate import *  # noqa: F401,F403
 from .predict import *  # noqa: F401,F403
+from .recipe import *  # noqa: F401,F403
 from .search import *  # noqa: F401,F403
 from .study import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403

@@ -1,0 +1,46 @@
+"""Charts of the training recipe: the learning-rate schedule before launch (Build page) and
+each epoch's learning rate under a run's curves (Runs page)."""
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from .common import PANEL_WIDTH, epoch_axis
+
+__all__ = ["schedule_chart", "learning_rate_chart"]
+
+LR_HEIGHT = 110  # px: a strip under the curves, read for its shape more than its values
+LR_COLOUR = "#2ca02c"
+
+
+def _rate_axis(frame: pd.DataFrame, field: str = "learning_rate") -> alt.Y:
+    # A log scale when the rate spans more than a decade (warm-ups, step decays), so every phase shows.
+    values = frame[field][frame[field] > 0]
+    log = len(values) and values.max() / values.min() > 10
+    return alt.Y(f"{field}:Q", title="learning rate", axis=alt.Axis(format="~e" if log else "~g"),
+                 scale=alt.Scale(type="log") if log else alt.Scale(zero=True))
+
+
+def schedule_chart(frame: pd.DataFrame, width: int = 2 * PANEL_WIDTH) -> alt.LayerChart:
+    """The learning rate a run will follow, step by step, with each epoch's starting rate marked.
+
+    `frame` is `editor.schedule_frame` (epoch, learning_rate, starts_epoch).
+    """
+    line = alt.Chart(frame).mark_line(color=LR_COLOUR).encode(x=alt.X("epoch:Q", title="epoch"),
+                                                                y=_rate_axis(frame))
+    starts = alt.Chart(frame[frame["starts_epoch"]]).mark_point(filled=True, color=LR_COLOUR, size=40).encode(
+        x="epoch:Q", y="learning_rate:Q",
+        tooltip=[alt.Tooltip("epoch:Q", title="epoch starts", format="d"),
+                 alt.Tooltip("learning_rate:Q", title="learning rate", format=".3~g")])
+    return alt.layer(line, starts).properties(title="Learning rate over the run", width=width, height=LR_HEIGHT)
+
+
+def learning_rate_chart(frame: pd.DataFrame, width: int = 2 * PANEL_WIDTH) -> alt.Chart:
+    """Each epoch's learning rate (the one it started with), as a step line under the curves.
+
+    `frame` is `views.learning_rates` (epoch, learning_rate).
+    """
+    return alt.Chart(frame).mark_line(point=True, interpolate="step-after", color=LR_COLOUR).encode(
+        x=epoch_axis(), y=_rate_axis(frame),
+        tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("learning_rate:Q", title="learning rate", format=".3~g")],
+    ).properties(title="Learning rate", width=width, height=LR_HEIGHT)
