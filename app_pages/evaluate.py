@@ -72,6 +72,20 @@ if coarse:
                            "superclass (random: 4 of 99, 4%)")
 st.caption(f"**{plain(runs[run_id]['name'])}**: {summary['images']:,} test images, the run's best-epoch model "
            f"(epoch {runs[run_id]['best_epoch']}).")
+tta = store.get_run(run_id)["tta_accuracy"]  # read fresh: measured on this page, or after training with --tta
+if tta is not None:
+    st.metric("Top-1 with flip averaging (TTA)", f"{tta:.1%}", delta=f"{tta - summary['top1']:+.1%} vs plain",
+              help="Test-time augmentation: each test image's probabilities averaged with its mirror image's. "
+                   "Reported beside the plain figure, which stays the run's result.")
+elif st.button("Measure with flip averaging (TTA)", icon=":material/flip:", key="measure_tta",
+               help="Predicts the test set again with each image and its mirror image, averaged; stored with the run"):
+    try:
+        with st.spinner("Predicting the test set twice (images and mirror images)..."):
+            evaluate.ensure_tta_accuracy(store, run_id, load_data=common.manager().load_data)
+    except (evaluate.EvaluationError, DataError) as exc:
+        st.error(str(exc))
+    else:
+        st.rerun()
 if runs[run_id]["status"] != COMPLETED:
     st.warning(f"This run is {runs[run_id]['status']}: it ended before its last epoch, and its best epoch so far "
                "is evaluated.", icon=":material/pause_circle:")

@@ -87,6 +87,8 @@ best = [run["id"] for run in views.best_of(list(runs.values()), need_model=True)
 chosen = st.multiselect("Runs", list(runs), default=best, format_func=lambda i: views.run_label(runs[i]),
                         help="Default: the best completed run of each label mode. A fine run also gives "
                              "coarse labels, by summing its fine probabilities within each superclass.")
+tta = st.toggle("Flip averaging (test-time augmentation)", key="predict_tta",
+                help="Each image's probabilities averaged with its mirror image's; twice the work")
 files = st.file_uploader("Images", type=list(predict.UPLOAD_TYPES), accept_multiple_files=True,
                          help=f"Any size up to {predict.MAX_PIXELS // 1_000_000} megapixels; transparency is "
                               "shown on white, animations use their first frame. The network sees a centred "
@@ -122,7 +124,7 @@ for run_id, loaded in models.items():
         st.error(plain(loaded))
         continue
     run, model = loaded
-    predictions[run_id] = (run, predict.classify(model, run["label_mode"], uploads))
+    predictions[run_id] = (run, predict.classify(model, run["label_mode"], uploads, tta=tta))
 
 # -- render ----------------------------------------------------------------------------------
 for index, upload in enumerate(uploads):

@@ -1,5 +1,6 @@
 """AppTest of the Evaluate page on real tiny runs: metrics, both confusion views, galleries."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,17 @@ def test_a_fine_run_drills_into_one_superclass(page):
              for chart in at.get("vega_lite_chart")]
     assert ["aquarium_fish", "flatfish", "ray", "shark", "trout"] in sorts
     assert any("went to other superclasses" in c.value for c in at.caption)
+
+
+def test_flip_averaging_is_measured_on_request_and_shown_beside_the_plain_figure(page):
+    at, ids = page
+    at.session_state["selected_run"] = ids["coarse"]
+    at.run()
+    assert "Top-1 with flip averaging (TTA)" not in [m.label for m in at.metric]
+    at.button(key="measure_tta").click().run()
+    assert not at.exception
+    tta = Store(os.environ["LSC_DB"]).get_run(ids["coarse"])["tta_accuracy"]
+    assert 0 <= tta <= 1
+    shown = {m.label: m.value for m in at.metric}
+    assert f"{tta:.1%}" == shown["Top-1 with flip averaging (TTA)"]
+    assert "Top-1 test accuracy" in shown  # the plain figure stays

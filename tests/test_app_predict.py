@@ -117,3 +117,13 @@ def test_a_camera_photo_goes_the_way_of_an_upload(page, tmp_path):
     assert not at.exception
     assert any(m.value.startswith(f"**{plain('shot.jpg')}**") for m in at.markdown)
     assert 2 == len(at.get("vega_lite_chart"))  # its labels under both default runs
+
+
+def test_flip_averaging_gives_labels_too(page, tmp_path):
+    at, ids = page
+    good = write_good_images(tmp_path / "good")
+    at.run()
+    at.toggle(key="predict_tta").set_value(True)
+    at.file_uploader[0].set_value([as_upload(good["photo.jpg"])]).run()
+    assert not at.exception and [] == at.error
+    assert 2 == len(at.get("vega_lite_chart"))  # one bar chart per chosen run

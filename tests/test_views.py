@@ -137,9 +137,10 @@ def test_smooth_curves_smooths_each_run_split_and_metric_separately(store, runs)
 def test_curves_csv_has_one_row_per_epoch(store, runs):
     lines = views.curves_csv(store, runs["done"]).decode().splitlines()
     assert "epoch,loss,accuracy,val_loss,val_accuracy,within_superclass,val_within_superclass,seconds," \
-           "train_images_per_s,val_images_per_s" == lines[0]
-    # A coarse run: no within-superclass shares; epochs logged without speeds.
-    assert ["1,2.0,0.3,2.1,0.28,,,10.0,,", "2,1.5,0.45,1.8,0.4,,,12.0,,", "3,1.0,0.6,1.9,0.38,,,11.0,,"] == lines[1:]
+           "train_images_per_s,val_images_per_s,learning_rate" == lines[0]
+    # A coarse run: no within-superclass shares; epochs logged without speeds or learning rates.
+    assert ["1,2.0,0.3,2.1,0.28,,,10.0,,,", "2,1.5,0.45,1.8,0.4,,,12.0,,,", "3,1.0,0.6,1.9,0.38,,,11.0,,,"] == \
+        lines[1:]
 
 
 def test_throughput_frame_and_speed_settings_of_a_run(store):
@@ -228,7 +229,8 @@ def test_run_config_view_lists_layers_hyperparameters_and_provenance(store, runs
     assert ["conv2d 32 3x3 relu", "maxpool2d 2x2", "conv2d 64 3x3 relu", "flatten", "dense 128 relu",
             "dense 20 softmax (head)"] == view["layers"]
     assert {"label mode": "coarse", "optimizer": "adam", "learning rate": 0.001, "batch size": 64, "epochs": 3,
-            "validation": "test set", "training images": "all", "augmentation": "off"} == view["hyperparameters"]
+            "validation": "test set", "training images": "all", "augmentation": "none",
+            "schedule": "constant"} == view["hyperparameters"]
     assert (0, None, "not recorded") == (view["provenance"]["seed"], view["problem"],
                                          view["provenance"]["speed settings"])
 
@@ -287,3 +289,14 @@ def test_hold_out_runs_are_not_held_against_the_studys_test_figures(store, runs,
     store.set_model_path(holdout, "held.keras")
     assert {"coarse": holdout} == {m: r["id"] for m, r in
                                    views.best_of(store.list_runs(status=COMPLETED), need_model=True).items()}
+
+
+def test_run_config_view_shows_the_recipe_settings_in_use(store):
+    config = preset("seed-part1", optimizer="sgd", momentum=0.9, nesterov=True, schedule="step", decay_every=2,
+                    warmup_epochs=1, weight_decay=5e-4, label_smoothing=0.1, early_stopping=3,
+                    augment=("flip", "crop", "cutout"), tta=True)
+    hyper = views.run_config_view(store.get_run(store.create_run(config)))["hyperparameters"]
+    assert {"momentum": 0.9, "Nesterov": "yes", "schedule": "step", "warm-up epochs": 1,
+            "decay": "x0.1 every 2 epoch(s)", "weight decay": 5e-4, "label smoothing": 0.1,
+            "early stopping patience": 3, "augmentation": "flip, crop, cutout",
+            "test-time augmentation": "flip averaging"}.items() <= hyper.items()
