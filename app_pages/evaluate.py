@@ -83,7 +83,7 @@ elif st.button("Measure with flip averaging (TTA)", icon=":material/flip:", key=
         with st.spinner("Predicting the test set twice (images and mirror images)..."):
             evaluate.ensure_tta_accuracy(store, run_id, load_data=common.manager().load_data)
     except (evaluate.EvaluationError, DataError) as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
     else:
         st.rerun()
 if runs[run_id]["status"] != COMPLETED:
