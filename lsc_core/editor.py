@@ -239,6 +239,8 @@ def from_draft(text: str) -> EditorState:
             default = _SETTING_DEFAULTS.get(name)
             if dataclasses.is_dataclass(default) and isinstance(value, dict):
                 state.settings[name] = type(default)(**value)
+            elif isinstance(default, tuple) and isinstance(value, list):  # e.g. augment: JSON has no tuples
+                state.settings[name] = tuple(value)
         state.to_config()  # fields this version does not know fail here
     except (ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"the saved draft cannot be read: {exc}") from None

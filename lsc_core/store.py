@@ -374,8 +374,9 @@ class Store:
     def log_epoch(self, run_id: int, epoch: int, metrics: dict, seconds: float, *,
                   train_images_per_s: float | None = None, val_images_per_s: float | None = None) -> None:
         """Write one epoch's metrics (losses, accuracies and, for fine runs, the within-superclass
-        error shares), its wall seconds (validation included) and the images per second of its
-        training and validation phases; keep the run's best epoch up to date, atomically."""
+        error shares), its wall seconds (validation included), the images per second of its
+        training and validation phases, and the learning rate it started with (the recipe's
+        callback puts it in `metrics`); keep the run's best epoch up to date, atomically."""
         values = [run_id, epoch] + [_float(metrics.get(k)) for k in ("loss", "accuracy", "val_loss",
                                                                        "val_accuracy")] + [seconds]
         hierarchy = [_finite(metrics.get(k)) for k in HIERARCHY_COLUMNS]

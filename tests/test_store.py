@@ -148,7 +148,7 @@ def test_a_migration_4_store_gains_throughput_and_speed_columns_with_its_epochs_
     upgraded = Store(path)
     assert [{"run_id": 1, "epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 2.1, "val_accuracy": 0.25,
              "seconds": 30.0, "train_images_per_s": None, "val_images_per_s": None, "within_superclass": None,
-             "val_within_superclass": None}] == upgraded.epochs(1)
+             "val_within_superclass": None, "learning_rate": None}] == upgraded.epochs(1)
     speed = {"mixed_precision": None, "xla": None, "steps_per_execution": None, "data_on_device": None,
              "replicas": None}
     assert speed.items() <= upgraded.get_run(1).items()
