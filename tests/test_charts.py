@@ -158,8 +158,8 @@ def test_learning_rate_chart_steps_through_each_epochs_rate(store):
     frame = views.learning_rates(store, run_id)
     assert [(1, 1e-3), (2, 1e-4), (3, 1e-5)] == list(frame.itertuples(index=False, name=None))
     spec = charts.learning_rate_chart(frame).to_dict()
-    assert ("Learning rate", "step-after", "log") == (spec["title"], spec["mark"]["interpolate"],
-                                                        spec["encoding"]["y"]["scale"]["type"])
+    assert ("Learning rate", "step-after", True) == (spec["title"], spec["mark"]["interpolate"],
+                                                       spec["encoding"]["y"]["scale"]["zero"])
 
 
 def test_schedule_chart_draws_the_curve_and_marks_each_epochs_start():

@@ -9,16 +9,15 @@ from .common import PANEL_WIDTH, epoch_axis
 
 __all__ = ["schedule_chart", "learning_rate_chart"]
 
-LR_HEIGHT = 110  # px: a strip under the curves, read for its shape more than its values
+LR_HEIGHT = 160  # px: a strip under the curves, read for its shape more than its values
 LR_COLOUR = "#2ca02c"
 
 
-def _rate_axis(frame: pd.DataFrame, field: str = "learning_rate") -> alt.Y:
-    # A log scale when the rate spans more than a decade (warm-ups, step decays), so every phase shows.
-    values = frame[field][frame[field] > 0]
-    log = len(values) and values.max() / values.min() > 10
-    return alt.Y(f"{field}:Q", title="learning rate", axis=alt.Axis(format="~e" if log else "~g"),
-                 scale=alt.Scale(type="log") if log else alt.Scale(zero=True))
+def _rate_axis(field: str = "learning_rate") -> alt.Y:
+    # Linear from zero: warm-ups, decays and cosine tails (which end near 0, where a log scale
+    # would spend decades on the last steps) all read as the shapes they are.
+    return alt.Y(f"{field}:Q", title="learning rate", axis=alt.Axis(format="~g", tickCount=3),
+                 scale=alt.Scale(zero=True))
 
 
 def schedule_chart(frame: pd.DataFrame, width: int = 2 * PANEL_WIDTH) -> alt.LayerChart:
@@ -27,7 +26,7 @@ def schedule_chart(frame: pd.DataFrame, width: int = 2 * PANEL_WIDTH) -> alt.Lay
     `frame` is `editor.schedule_frame` (epoch, learning_rate, starts_epoch).
     """
     line = alt.Chart(frame).mark_line(color=LR_COLOUR).encode(x=alt.X("epoch:Q", title="epoch"),
-                                                                y=_rate_axis(frame))
+                                                                y=_rate_axis())
     starts = alt.Chart(frame[frame["starts_epoch"]]).mark_point(filled=True, color=LR_COLOUR, size=40).encode(
         x="epoch:Q", y="learning_rate:Q",
         tooltip=[alt.Tooltip("epoch:Q", title="epoch starts", format="d"),
@@ -41,6 +40,6 @@ def learning_rate_chart(frame: pd.DataFrame, width: int = 2 * PANEL_WIDTH) -> al
     `frame` is `views.learning_rates` (epoch, learning_rate).
     """
     return alt.Chart(frame).mark_line(point=True, interpolate="step-after", color=LR_COLOUR).encode(
-        x=epoch_axis(), y=_rate_axis(frame),
+        x=epoch_axis(), y=_rate_axis(),
         tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("learning_rate:Q", title="learning rate", format=".3~g")],
     ).properties(title="Learning rate", width=width, height=LR_HEIGHT)
