@@ -47,7 +47,7 @@ def _load_preset() -> None:
 
 def _clone_run(runs: dict[int, dict]) -> None:
     run = runs[st.session_state["start_run"]]
-    _start(lambda: editor.from_run_config(run["config"]), f"Loaded the config of run {run['name']}.")
+    _start(lambda: editor.from_run_config(run.stored_config), f"Loaded the config of run {run.name}.")
 
 
 def _reset() -> None:
@@ -276,7 +276,7 @@ with st.container(border=True):
                          list(PRESETS), key="start_preset", index=list(PRESETS).index(DEFAULT_PRESET),
                          format_func=lambda n: f"{n}: {PRESETS[n].summary}")
     preset_col.button("Load preset", on_click=_load_preset, key="load_preset")
-    runs = {run["id"]: run for run in common.store().list_runs()}
+    runs = {run.id: run for run in common.store().list_runs()}
     run_col.selectbox("An earlier run", list(runs), key="start_run", placeholder="no runs yet",
                       format_func=lambda i: views.run_label(runs[i]))
     run_col.button("Clone run", on_click=_clone_run, args=(runs,), key="clone_run",
@@ -338,7 +338,7 @@ config = state.to_config()
 ready = analysis.ok
 if analysis.ok:  # what Launch queues, how long it should take here; a long or repeated launch asks first
     twin = estimates.queued_twin(common.store(), config)
-    repeats = twin and f"run #{twin['id']} {plain(twin['name'])} with exactly this config is still {twin['status']}"
+    repeats = twin and f"run #{twin.id} {plain(twin.name)} with exactly this config is still {twin.status}"
     estimate = estimates.estimate(common.store(), [config], common.manager().device)
     ready = common.launch_summary(estimate, estimates.confirm_reasons(estimate, repeats),
                                   confirm_key=f"confirm-{hash(config.to_json())}")

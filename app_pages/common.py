@@ -142,12 +142,12 @@ def stop_button(run: dict, key: str) -> None:
     """Stop, for a queued or running run. The click's callback asks the job manager before the
     view redraws, so the button says "Stopping…" at once; until the run has ended (within about
     a second: the trainer reads the stop every 0.1 s), `follow_stop` watches for its end."""
-    stopping = bool(run["stop_requested"])
+    stopping = bool(run.stop_requested)
     st.button("Stopping…" if stopping else "Stop", icon=":material/stop:", key=key, disabled=stopping,
-              on_click=manager().stop, args=(run["id"],),
+              on_click=manager().stop, args=(run.id,),
               help="Ends the run after its current batch; its epochs and best model are kept.")
     if stopping:
-        follow_stop(run["id"])
+        follow_stop(run.id)
 
 
 @st.fragment(run_every=STOP_FOLLOW_S)
@@ -155,7 +155,7 @@ def follow_stop(run_id: int) -> None:
     """Rerun the page as soon as a stopping run has ended, so its final status shows within
     STOP_FOLLOW_S of the end instead of at the next live refresh (LIVE_REFRESH_S)."""
     run = store().get_run(run_id)
-    if run is None or run["status"] not in ACTIVE_STATES:
+    if run is None or run.status not in ACTIVE_STATES:
         st.rerun()
 
 

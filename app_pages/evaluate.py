@@ -41,7 +41,7 @@ def show_images(pictures, captions) -> None:
 # -- inputs ----------------------------------------------------------------------------------
 st.title("Evaluate")
 store = common.store()
-runs = {run["id"]: run for run in evaluate.evaluable_runs(store)}
+runs = {run.id: run for run in evaluate.evaluable_runs(store)}
 if not runs:
     st.info("No run with a saved model yet (completed, or stopped after an epoch). Train one on Build & "
             "Train, or with "
@@ -70,9 +70,9 @@ if coarse:
     columns[4].metric("Errors in superclass", f"{summary['within_superclass']:.0%}",
                       help="Of the wrong fine predictions, the share that is another class of the right "
                            "superclass (random: 4 of 99, 4%)")
-st.caption(f"**{plain(runs[run_id]['name'])}**: {summary['images']:,} test images, the run's best-epoch model "
-           f"(epoch {runs[run_id]['best_epoch']}).")
-tta = store.get_run(run_id)["tta_accuracy"]  # read fresh: measured on this page, or after training with --tta
+st.caption(f"**{plain(runs[run_id].name)}**: {summary['images']:,} test images, the run's best-epoch model "
+           f"(epoch {runs[run_id].best_epoch}).")
+tta = store.get_run(run_id).tta_accuracy  # read fresh: measured on this page, or after training with --tta
 if tta is not None:
     st.metric("Top-1 with flip averaging (TTA)", f"{tta:.1%}", delta=f"{tta - summary['top1']:+.1%} vs plain",
               help="Test-time augmentation: each test image's probabilities averaged with its mirror image's. "
@@ -86,8 +86,8 @@ elif st.button("Measure with flip averaging (TTA)", icon=":material/flip:", key=
         st.error(plain(exc))
     else:
         st.rerun()
-if runs[run_id]["status"] != COMPLETED:
-    st.warning(f"This run is {runs[run_id]['status']}: it ended before its last epoch, and its best epoch so far "
+if runs[run_id].status != COMPLETED:
+    st.warning(f"This run is {runs[run_id].status}: it ended before its last epoch, and its best epoch so far "
                "is evaluated.", icon=":material/pause_circle:")
 
 # -- confusion -------------------------------------------------------------------------------
@@ -148,8 +148,8 @@ else:
             st.dataframe(comparison.per_class, hide_index=True)
 
     st.markdown("**Ensemble**: the average of the runs' test-set probabilities")
-    mode = runs[run_id]["label_mode"]
-    same_mode = {i: label for i, label in options.items() if runs[i]["label_mode"] == mode}
+    mode = runs[run_id].label_mode
+    same_mode = {i: label for i, label in options.items() if runs[i].label_mode == mode}
     members_key = f"evaluate_ensemble_{run_id}"
     if members_key not in st.session_state:
         st.session_state[members_key] = compare.default_members(run_id, other_id, list(same_mode))
@@ -190,7 +190,7 @@ looked = st.toggle("Show what it looked at (Grad-CAM for the true and the predic
 explainer = None
 if looked:
     try:
-        explainer = run_explainer(common.db_path(), run_id, runs[run_id]["model_path"])
+        explainer = run_explainer(common.db_path(), run_id, runs[run_id].model_path)
     except ValueError as exc:
         st.info(f"No heatmaps for this run: {plain(exc)}")
 

@@ -15,12 +15,12 @@ def running_card(live: views.LiveRun) -> None:
     run, progress = live.run, live.progress
     left, right = st.columns([5, 1], vertical_alignment="center")
     with left:
-        st.markdown(f"**{plain(run['name'])}** · {run['label_mode']} labels")
+        st.markdown(f"**{plain(run.name)}** · {run.label_mode} labels")
         st.progress(progress.fraction, text=progress.describe())
     with right:
-        common.stop_button(run, key=f"stop-{run['id']}")
-        if st.button("Open", key=f"open-{run['id']}", icon=":material/open_in_new:"):
-            common.select_run(run["id"])
+        common.stop_button(run, key=f"stop-{run.id}")
+        if st.button("Open", key=f"open-{run.id}", icon=":material/open_in_new:"):
+            common.select_run(run.id)
 
 
 def best_metric(mode: str, run: dict | None) -> None:
@@ -29,10 +29,10 @@ def best_metric(mode: str, run: dict | None) -> None:
     if run is None:
         st.metric(label, "none yet", help=f"The study's best: {study:.3f}. No {mode} run with a result so far.")
         return
-    st.metric(label, f"{run['best_val_accuracy']:.3f}",
-              delta=f"{run['best_val_accuracy'] - study:+.3f} vs study {study:.3f}")
-    stopped = "" if run["status"] == COMPLETED else f" ({run['status']} before its last epoch)"
-    st.caption(f"{plain(run['name'])}, epoch {run['best_epoch']}{stopped}")
+    st.metric(label, f"{run.best_val_accuracy:.3f}",
+              delta=f"{run.best_val_accuracy - study:+.3f} vs study {study:.3f}")
+    stopped = "" if run.status == COMPLETED else f" ({run.status} before its last epoch)"
+    st.caption(f"{plain(run.name)}, epoch {run.best_epoch}{stopped}")
 
 
 @st.fragment(run_every=common.LIVE_REFRESH_S)

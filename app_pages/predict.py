@@ -19,7 +19,7 @@ def run_model(db: str, run_id: int, model_path: str, stamp: float | None = None)
 def chosen_model(run_id: int):
     """The cached (run, model) of a chosen run, keyed by its model file and that file's time."""
     run = runs[run_id]
-    return run_model(common.db_path(), run_id, run["model_path"], predict.model_stamp(run))
+    return run_model(common.db_path(), run_id, run.model_path, predict.model_stamp(run))
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -36,13 +36,13 @@ def show_heat(explained: explain.UploadExplanation) -> None:
 def show_explanations(upload: predict.Upload, index: int, run: dict) -> None:
     """Where the run's network looked: for its top class, and for a class the person picks."""
     try:
-        explainer = run_explainer(common.db_path(), run["id"], run["model_path"], predict.model_stamp(run))
+        explainer = run_explainer(common.db_path(), run.id, run.model_path, predict.model_stamp(run))
     except explain.NoFeatureMap as exc:
         st.caption(f"No heatmap: {plain(exc)}.")
         return
-    top = explain.explain_upload(explainer, upload.image, run["label_mode"])
-    choices = explain.class_choices(top, run["label_mode"])
-    key = f"predict_explain_{run['id']}_{index}"
+    top = explain.explain_upload(explainer, upload.image, run.label_mode)
+    choices = explain.class_choices(top, run.label_mode)
+    key = f"predict_explain_{run.id}_{index}"
     if st.session_state.get(key) not in choices:
         st.session_state[key] = list(choices)[1]  # the runner-up: what else it might have been
     left, right = st.columns(2)
@@ -53,7 +53,7 @@ def show_explanations(upload: predict.Upload, index: int, run: dict) -> None:
         picked = st.selectbox("Where it looks for", list(choices), key=key, format_func=choices.get,
                               help="Grad-CAM: red where the evidence for that class is, from the last "
                                    f"convolutional feature map ({top.layer.describe()})")
-        show_heat(explain.explain_upload(explainer, upload.image, run["label_mode"], picked))
+        show_heat(explain.explain_upload(explainer, upload.image, run.label_mode, picked))
 
 
 def show_upload(upload: predict.Upload, index: int, results: list) -> None:
@@ -77,13 +77,13 @@ def show_upload(upload: predict.Upload, index: int, results: list) -> None:
 # -- inputs ----------------------------------------------------------------------------------
 st.title("Predict")
 store = common.store()
-runs = {run["id"]: run for run in evaluable_runs(store)}
+runs = {run.id: run for run in evaluable_runs(store)}
 if not runs:
     st.info("No run with a saved model yet (completed, or stopped after an epoch). Train one on Build & "
             "Train, or with "
             "`python -m lsc_core train`.")
     st.stop()
-best = [run["id"] for run in views.best_of(list(runs.values()), need_model=True).values()]
+best = [run.id for run in views.best_of(list(runs.values()), need_model=True).values()]
 chosen = st.multiselect("Runs", list(runs), default=best, format_func=lambda i: views.run_label(runs[i]),
                         help="Default: the best completed run of each label mode. A fine run also gives "
                              "coarse labels, by summing its fine probabilities within each superclass.")
@@ -124,7 +124,7 @@ for run_id, loaded in models.items():
         st.error(plain(loaded))
         continue
     run, model = loaded
-    predictions[run_id] = (run, predict.classify(model, run["label_mode"], uploads, tta=tta))
+    predictions[run_id] = (run, predict.classify(model, run.label_mode, uploads, tta=tta))
 
 # -- render ----------------------------------------------------------------------------------
 for index, upload in enumerate(uploads):

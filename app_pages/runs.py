@@ -75,9 +75,9 @@ def runs_view(statuses: list, label_modes: list, text: str, tags: list, archived
     run = store.get_run(run_id)
     st.divider()
     name_col, clone_col = st.columns([3, 1], vertical_alignment="center")
-    name_col.subheader(plain(run["name"]))
+    name_col.subheader(plain(run.name))
     if clone_col.button("Clone into Build & Train", icon=":material/content_copy:", key="clone_run"):
-        st.session_state[common.CLONE_CONFIG] = run["config"]
+        st.session_state[common.CLONE_CONFIG] = run.stored_config
         st.switch_page(common.BUILD)
     organise(run)
     live_run(run)
@@ -88,17 +88,17 @@ def runs_view(statuses: list, label_modes: list, text: str, tags: list, archived
 # -- keeping runs in order ---------------------------------------------------------------------
 def organise(run: dict) -> None:
     """Tags, archive, delete and the note of the open run; each change goes to the store at once."""
-    run_id = run["id"]
+    run_id = run.id
     tags_key = f"tags-{run_id}"
     if tags_key not in st.session_state:  # from the store once; afterwards the widget holds the person's edit
-        st.session_state[tags_key] = list(run["tags"])
+        st.session_state[tags_key] = list(run.tags)
     tags_col, archive_col, delete_col = st.columns([4, 1, 1], vertical_alignment="bottom")
     tags_col.multiselect("Tags", sorted(set(store.all_tags()) | set(st.session_state[tags_key])), key=tags_key,
                          accept_new_options=True, placeholder="add a tag", on_change=save_tags, args=(run_id,))
-    archive_col.button("Unarchive" if run["archived"] else "Archive", key=f"archive-{run_id}",
-                       icon=":material/inventory_2:", on_click=store.set_archived, args=(run_id, not run["archived"]),
+    archive_col.button("Unarchive" if run.archived else "Archive", key=f"archive-{run_id}",
+                       icon=":material/inventory_2:", on_click=store.set_archived, args=(run_id, not run.archived),
                        help="Archived runs are hidden from the table until 'Archived' is ticked; nothing is removed.")
-    running = run["status"] == RUNNING
+    running = run.status == RUNNING
     delete_col.button("Delete", key=f"delete-{run_id}", icon=":material/delete:", disabled=running,
                       on_click=st.session_state.__setitem__, args=(CONFIRM_DELETE, run_id),
                       help="Stop the run first." if running else "Asks for confirmation first.")
@@ -106,11 +106,11 @@ def organise(run: dict) -> None:
         confirm_delete(run)
     if TAG_ERROR in st.session_state:
         st.error(st.session_state.pop(TAG_ERROR))
-    if run["note"]:
-        st.text(run["note"])  # as typed, never as Markdown
-    with st.expander("Edit note" if run["note"] else "Add a note"):
+    if run.note:
+        st.text(run.note)  # as typed, never as Markdown
+    with st.expander("Edit note" if run.note else "Add a note"):
         with st.form(f"note-{run_id}", border=False):
-            st.text_area("Note", value=run["note"] or "", key=f"note-text-{run_id}",
+            st.text_area("Note", value=run.note or "", key=f"note-text-{run_id}",
                          placeholder="why this run was made, what it showed")
             # A callback: the note is stored before the page is drawn again, so it shows at once.
             st.form_submit_button("Save note", on_click=lambda: store.set_note(
@@ -122,15 +122,15 @@ def save_tags(run_id: int) -> None:
         store.set_tags(run_id, st.session_state[f"tags-{run_id}"])
     except StoreError as exc:  # a tag too long or with a comma: said once, the stored tags kept
         st.session_state[TAG_ERROR] = str(exc)
-        st.session_state[f"tags-{run_id}"] = list(store.get_run(run_id)["tags"])
+        st.session_state[f"tags-{run_id}"] = list(store.get_run(run_id).tags)
 
 
 def confirm_delete(run: dict) -> None:
-    st.warning(f"Delete run {run['id']} ({plain(run['name'])}) with its epochs, predictions and artifacts? "
+    st.warning(f"Delete run {run.id} ({plain(run.name)}) with its epochs, predictions and artifacts? "
                "This cannot be undone.")
     yes, no = st.columns(2)
-    yes.button(f"Yes, delete run {run['id']}", key="delete-confirmed", type="primary", on_click=delete_run,
-               args=(run["id"],))
+    yes.button(f"Yes, delete run {run.id}", key="delete-confirmed", type="primary", on_click=delete_run,
+               args=(run.id,))
     no.button("Cancel", key="delete-cancelled", on_click=st.session_state.pop, args=(CONFIRM_DELETE, None))
 
 
@@ -153,21 +153,21 @@ def live_run(run: dict) -> None:
     queued again): a few small queries and the chart; the model's bytes are read only
     when its download button is clicked.
     """
-    run_id = run["id"]
+    run_id = run.id
     st.caption(views.status_line(run))
-    if run["status"] in ACTIVE_STATES:
+    if run.status in ACTIVE_STATES:
         live = views.live_progress(store, run)
         st.progress(live.fraction, text=live.describe())
         common.stop_button(run, key="stop_run")
-    if run["error"]:
-        st.error(f"This run {run['status']}: {plain(run['error'])}")
-    if run.get("end_reason"):
-        st.info(f"Ended before its last epoch: {plain(run['end_reason'])}", icon=":material/timer_off:")
+    if run.error:
+        st.error(f"This run {run.status}: {plain(run.error)}")
+    if run.end_reason:
+        st.info(f"Ended before its last epoch: {plain(run.end_reason)}", icon=":material/timer_off:")
     curves = views.curves(store, [run_id])
     if curves.empty:
         st.info("No epoch has finished yet; the curves appear after the first one.")
     else:
-        st.altair_chart(charts.run_curves_chart(curves, run["best_epoch"]))
+        st.altair_chart(charts.run_curves_chart(curves, run.best_epoch))
         rates = views.learning_rates(store, run_id)
         if not rates.empty:
             st.altair_chart(charts.learning_rate_chart(rates))
@@ -184,7 +184,7 @@ def live_run(run: dict) -> None:
 def downloads(run: dict) -> None:
     left, right = st.columns(2)
     with left:
-        st.download_button("Curves (CSV)", views.curves_csv(store, run["id"]), file_name=f"{run['name']}-curves.csv",
+        st.download_button("Curves (CSV)", views.curves_csv(store, run.id), file_name=f"{run.name}-curves.csv",
                            mime="text/csv", icon=":material/download:", key="download_csv")
     model = views.model_download(run)
     with right:
@@ -203,7 +203,7 @@ def export_download(run: dict) -> None:
     fmt = fmt_col.selectbox("Export as", FORMATS, key="export_format",
                             help="Checked before it is offered: top-1 identical to the Keras model on 100 test "
                                  "images, in the format's own runtime.")
-    done = st.session_state.get(EXPORTS, {}).get((run["id"], run["best_epoch"], fmt))
+    done = st.session_state.get(EXPORTS, {}).get((run.id, run.best_epoch, fmt))
     with action_col:
         if done is None:
             if st.button(f"Export {fmt}", icon=":material/output:", key="export_model"):
@@ -213,10 +213,10 @@ def export_download(run: dict) -> None:
                 except (ExportError, ValueError) as exc:
                     st.error(plain(exc))
                     return
-                st.session_state.setdefault(EXPORTS, {})[(run["id"], run["best_epoch"], fmt)] = done
+                st.session_state.setdefault(EXPORTS, {})[(run.id, run.best_epoch, fmt)] = done
         if done is not None:
             content, suffix, check = done
-            st.download_button(f"Download {fmt}", content, file_name=f"{run['name']}-{fmt}{suffix}",
+            st.download_button(f"Download {fmt}", content, file_name=f"{run.name}-{fmt}{suffix}",
                                mime="application/octet-stream", icon=":material/download:", key="download_export")
     if done is not None:
         st.caption(done[2].describe())

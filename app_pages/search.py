@@ -117,8 +117,8 @@ def show_search(search_id: int) -> None:
     # Not in tabs: a chart in a hidden tab is drawn at the tab's zero width.
     st.caption("All settings at once: one line per trial, coloured by its best test accuracy.")
     st.altair_chart(charts.search_parallel_chart(results, searched))
-    st.markdown(f"**Best so far:** {plain(best['name'])} (run {best['id']}), test accuracy "
-                f"{best['best_val_accuracy']:.4f} at epoch {best['best_epoch']}")
+    st.markdown(f"**Best so far:** {plain(best.name)} (run {best.id}), test accuracy "
+                f"{best.best_val_accuracy:.4f} at epoch {best.best_epoch}")
     st.json(lsc_search.trial_config_dict(best), expanded=False)
     if st.button("Open the best configuration in Build & Train", key=f"open_{search_id}"):
         st.session_state[common.CLONE_CONFIG] = lsc_search.trial_config_dict(best)

@@ -75,9 +75,9 @@ def prepare_store(db: Path, data_path: str) -> int:
     for config in configs:
         run = train_run(store, store.create_run(config, status=RUNNING), load_data=lambda: data,
                         after_training=store_predictions)
-        if run["status"] != "completed":
-            raise SystemExit(f"preparing the store: {run['name']} {run['status']}: {run['error']}")
-    return run["id"]
+        if run.status != "completed":
+            raise SystemExit(f"preparing the store: {run.name} {run.status}: {run.error}")
+    return run.id
 
 
 def start_server(db: Path, data_path: str, home: Path, port: int) -> subprocess.Popen:
@@ -154,9 +154,9 @@ def time_stop(browser, url: str, db: Path, phase: str) -> dict[str, float]:
     page = context.new_page()
     page.goto(f"{url}/runs?run={run_id}")
     deadline = time.time() + 300
-    while (store.get_run(run_id)["progress"] or {}).get("phase") != phase:
+    while (store.get_run(run_id).progress or {}).get("phase") != phase:
         if time.time() > deadline:
-            raise SystemExit(f"run {run_id} never reached {phase}: {store.get_run(run_id)['status']}")
+            raise SystemExit(f"run {run_id} never reached {phase}: {store.get_run(run_id).status}")
         time.sleep(0.05)
     main = page.locator("[data-testid='stMain']")  # not the header's Stop, which stops the page's script
     button = main.get_by_role("button", name="Stop", exact=True)
@@ -179,7 +179,7 @@ def time_stop(browser, url: str, db: Path, phase: str) -> dict[str, float]:
 def _watch_end(db: Path, run_id: int, ended: dict) -> None:
     """Record when the store says the run has ended (its own connection: one per thread)."""
     store = Store(db)
-    while store.get_run(run_id)["status"] == RUNNING:
+    while store.get_run(run_id).status == RUNNING:
         time.sleep(0.02)
     ended["at"] = time.perf_counter()
 

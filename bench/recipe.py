@@ -100,20 +100,20 @@ def main(argv=None) -> int:
         run = store.get_run(run_id)
         total = (time.perf_counter() - started) / 60
     if not curve:
-        print(f"no epoch finished within {args.minutes:g} min (run {run['status']}: {run['error'] or ''})")
+        print(f"no epoch finished within {args.minutes:g} min (run {run.status}: {run.error or ''})")
         return 1
     best_minutes, best = max(curve, key=lambda point: point[1])
     study = STUDY_BEST[args.labels]
     passed = next((m for m, acc in curve if acc > study), None)
     above = f"above it from {passed:.1f} min" if passed is not None else "not reached"
-    print(f"run {run['status']} after {total:.1f} min: best test accuracy {best:.4f} at {best_minutes:.1f} min "
+    print(f"run {run.status} after {total:.1f} min: best test accuracy {best:.4f} at {best_minutes:.1f} min "
           f"(study {args.labels}: {study:.3f}; {above})")
     if args.limit is None:
         met = best >= TARGET[args.labels] and best_minutes <= args.minutes
         print(f"issue 8 target for {args.labels}: {TARGET[args.labels]:.2f} within {args.minutes:g} min: "
               f"{'met' if met else 'not met'}")
-    if run.get("end_reason"):
-        print(f"ended early: {run['end_reason']}")
+    if run.end_reason:
+        print(f"ended early: {run.end_reason}")
     return 0
 
 

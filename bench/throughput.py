@@ -52,8 +52,8 @@ def ours(data, config) -> list[dict]:
         store = Store(Path(tmp) / "bench.sqlite")
         run_id = store.create_run(config, status=RUNNING)
         run = train_run(store, run_id, load_data=lambda: data)
-        if run["status"] != "completed":
-            raise SystemExit(f"our run ended {run['status']}: {run['error']}")
+        if run.status != "completed":
+            raise SystemExit(f"our run ended {run.status}: {run.error}")
         return [{"seconds": e["seconds"], "train_ips": e["train_images_per_s"], "val_ips": e["val_images_per_s"]}
                 for e in store.epochs(run_id)]
 

@@ -45,7 +45,7 @@ def export_run(store, run_id: int, out: str | Path) -> Path:
     manifest = {
         "format": FORMAT, "version": VERSION,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "run": {key: value for key, value in run.items() if key not in LOCAL_COLUMNS},
+        "run": {key: value for key, value in store.run_record(run_id).items() if key not in LOCAL_COLUMNS},
         "epochs": [_without(row, "run_id") for row in store.epochs(run_id)],
         "system_metrics": [_without(row, "run_id") for row in store.system_metrics(run_id)],
     }
@@ -56,8 +56,8 @@ def export_run(store, run_id: int, out: str | Path) -> Path:
             predictions = store.load_predictions(run_id)
             if predictions is not None:
                 archive.writestr(PREDICTIONS, _predictions_npz(predictions))
-            if run.get("model_path") and Path(run["model_path"]).is_file():
-                archive.write(run["model_path"], MODEL)
+            if run.model_path and Path(run.model_path).is_file():
+                archive.write(run.model_path, MODEL)
         partial.rename(out)
     finally:
         partial.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from .config import (LABEL_MODES, MAX_JSON_BYTES, OPTIMIZERS, PRESETS, ConfigErr
                      RunConfig, analyze, preset, validate)
 from .evaluate import store_predictions
 from .schedules import SCHEDULES
-from .store import COMPLETED, Store, StoreError, default_db_path
+from .store import COMPLETED, Run, Store, StoreError, default_db_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -174,26 +174,26 @@ def cmd_train(args) -> int:
     run = train_run(store, run_id, load_data=lambda: data, verbose=1 if sys.stdout.isatty() else 2,
                     after_training=store_predictions)
     which = "test" if config.validation == "test" else "hold-out"
-    best = run["best_val_accuracy"]
-    best_text = f"{best:.4f} at epoch {run['best_epoch']}" if best is not None else "none"
-    if run.get("tta_accuracy") is not None:
-        best_text += f"; test accuracy with flip averaging (TTA) {run['tta_accuracy']:.4f}"
-    print(f"run {run_id} {run['status']}: best {which} accuracy {best_text}")
-    if run.get("end_reason"):
-        print(f"run {run_id} ended before its last epoch: {run['end_reason']}")
-    if run["device"]:
-        print(f"trained on {run['device']}: {describe_speed(run, config.batch_size)}")
-    if run["error"]:
-        print(f"error: {run['error']}", file=sys.stderr)
-    return EXIT_OK if run["status"] == COMPLETED and not run["error"] else EXIT_FAILED  # e.g. model not saved
+    best = run.best_val_accuracy
+    best_text = f"{best:.4f} at epoch {run.best_epoch}" if best is not None else "none"
+    if run.tta_accuracy is not None:
+        best_text += f"; test accuracy with flip averaging (TTA) {run.tta_accuracy:.4f}"
+    print(f"run {run_id} {run.status}: best {which} accuracy {best_text}")
+    if run.end_reason:
+        print(f"run {run_id} ended before its last epoch: {run.end_reason}")
+    if run.device:
+        print(f"trained on {run.device}: {describe_speed(run.speed, config.batch_size)}")
+    if run.error:
+        print(f"error: {run.error}", file=sys.stderr)
+    return EXIT_OK if run.status == COMPLETED and not run.error else EXIT_FAILED  # e.g. model not saved
 
 
 # -- runs ---------------------------------------------------------------------------------
-def _duration(run: dict) -> str:
-    if not run.get("started_at"):
+def _duration(run: Run) -> str:
+    if not run.started_at:
         return ""
-    end = datetime.fromisoformat(run["finished_at"]) if run.get("finished_at") else datetime.now().astimezone()
-    seconds = int((end - datetime.fromisoformat(run["started_at"])).total_seconds())
+    end = datetime.fromisoformat(run.finished_at) if run.finished_at else datetime.now().astimezone()
+    seconds = int((end - datetime.fromisoformat(run.started_at)).total_seconds())
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
@@ -209,21 +209,21 @@ def cmd_runs(args) -> int:
              f"{'@epoch':>6} {'epochs':>7} {'time':>8}  created"
     print(header)
     for run in runs:
-        best = f"{run['best_val_accuracy']:.4f}" if run["best_val_accuracy"] is not None else "-"
-        params = f"{run['params']:,}" if run["params"] else "-"
-        epochs = f"{counts.get(run['id'], 0)}/{run['epochs_planned'] or '?'}"
-        name = run["name"] if run["name"].isprintable() else repr(run["name"])  # a stored name from elsewhere
-        print(f"{run['id']:>4}  {name[:24]:<24} {run['status']:<11} {run['label_mode']:<6} {params:>11} "
-              f"{best:>8} {run['best_epoch'] or '-':>6} {epochs:>7} {_duration(run):>8}  {run['created_at']}"
-              + (f"  [{', '.join(run['tags'])}]" if run["tags"] else "") + ("  (archived)" if run["archived"] else ""))
+        best = f"{run.best_val_accuracy:.4f}" if run.best_val_accuracy is not None else "-"
+        params = f"{run.params:,}" if run.params else "-"
+        epochs = f"{counts.get(run.id, 0)}/{run.epochs_planned or '?'}"
+        name = run.name if run.name.isprintable() else repr(run.name)  # a stored name from elsewhere
+        print(f"{run.id:>4}  {name[:24]:<24} {run.status:<11} {run.label_mode:<6} {params:>11} "
+              f"{best:>8} {run.best_epoch or '-':>6} {epochs:>7} {_duration(run):>8}  {run.created_at}"
+              + (f"  [{', '.join(run.tags)}]" if run.tags else "") + ("  (archived)" if run.archived else ""))
     for run in runs:
-        if run.get("end_reason"):
-            print(f"run {run['id']}: {run['end_reason']}")
+        if run.end_reason:
+            print(f"run {run.id}: {run.end_reason}")
     return EXIT_OK
 
 
 # -- keeping runs in order ----------------------------------------------------------------
-def _existing_run(store: Store, run_id: int) -> dict:
+def _existing_run(store: Store, run_id: int) -> Run:
     run = store.get_run(run_id)
     if run is None:
         raise CommandError(f"no run {run_id} in {store.path}")
@@ -232,7 +232,7 @@ def _existing_run(store: Store, run_id: int) -> dict:
 
 def cmd_tag(args) -> int:
     store = Store(args.db)
-    tags = set(_existing_run(store, args.run)["tags"])
+    tags = set(_existing_run(store, args.run).tags)
     tags = tags - set(args.tags) if args.remove else tags | set(args.tags)
     now = store.set_tags(args.run, tags)
     print(f"run {args.run} tags: {', '.join(now) or '(none)'}")
@@ -261,7 +261,7 @@ def cmd_delete(args) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             raise CommandError(f"deleting run {args.run} cannot be undone: add --yes to confirm")
-        answer = input(f"Delete run {args.run} ({run['name']}, {run['status']}), its epochs, predictions and "
+        answer = input(f"Delete run {args.run} ({run.name}, {run.status}), its epochs, predictions and "
                        f"artifacts? This cannot be undone. [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
@@ -301,7 +301,7 @@ def cmd_predict(args) -> int:
     try:
         with _native_stderr_silenced():
             run, model = load_run_model(store, args.run)
-            predictions = classify(model, run["label_mode"], uploads, args.top, tta=args.tta)
+            predictions = classify(model, run.label_mode, uploads, args.top, tta=args.tta)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     explain_to = _explainer_and_paths(model, uploads, args.explain) if args.explain else None
@@ -312,7 +312,7 @@ def cmd_predict(args) -> int:
         print(f"{upload.name}  [{upload.image.describe()}]")
         print("\n".join(format_prediction(prediction)), flush=True)
         if explain_to is not None:
-            _write_explanation(explain_to[0], upload, run["label_mode"], explain_to[1][index])
+            _write_explanation(explain_to[0], upload, run.label_mode, explain_to[1][index])
     return EXIT_OK if all(u.image is not None for u in uploads) else EXIT_FAILED
 
 
@@ -356,7 +356,7 @@ def cmd_export(args) -> int:
             check = export_model(model, args.format, args.out, check_images(data))
     except (ValueError, ExportError) as exc:
         raise CommandError(str(exc)) from None
-    print(f"run {args.run} ({run['name']}) exported to {args.out}")
+    print(f"run {args.run} ({run.name}) exported to {args.out}")
     print(check.describe())
     return EXIT_OK
 
@@ -382,7 +382,7 @@ def cmd_import_run(args) -> int:
     except ArchiveError as exc:
         raise CommandError(str(exc)) from None
     run = store.get_run(run_id)
-    print(f"imported {args.archive} as run {run_id} ({run['name']}, {run['status']}) into {store.path}")
+    print(f"imported {args.archive} as run {run_id} ({run.name}, {run.status}) into {store.path}")
     return EXIT_OK
 
 
@@ -445,8 +445,8 @@ def cmd_search(args) -> int:
     if best is None:
         print(f"search {search_id}: no trial finished an epoch")
         return EXIT_FAILED
-    print(f"best: trial {best['name']} (run {best['id']}), test accuracy {best['best_val_accuracy']:.4f} "
-          f"at epoch {best['best_epoch']}")
+    print(f"best: trial {best.name} (run {best.id}), test accuracy {best.best_val_accuracy:.4f} "
+          f"at epoch {best.best_epoch}")
     return EXIT_OK
 
 
@@ -494,7 +494,7 @@ def cmd_study(args) -> int:
           f"runs and search {suite['search_id']} (epochs x{args.epochs_scale}, limit {args.limit or 'none'})")
     if args.run:
         def announce(number, total, run):
-            print(f"run {number}/{total}: {run['name']} (run {run['id']})", flush=True)
+            print(f"run {number}/{total}: {run.name} (run {run.id})", flush=True)
 
         study.run_suite(store, suite, load_data=lambda: data, on_run=announce,
                         verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)

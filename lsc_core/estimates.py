@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .config import MAX_LIMIT, ConfigError, RunConfig, analyze
-from .store import ACTIVE_STATES, FAILED, QUEUED, Store
+from .store import ACTIVE_STATES, FAILED, QUEUED, Run, Store
 
 TEST_IMAGES = 10_000  # CIFAR-100's test set: the default validation split
 VALIDATION_COST = 1 / 3  # a validation image's cost in training images (forward pass only)
@@ -80,13 +80,6 @@ def _median(values: Iterable[float | None]) -> float | None:
     return statistics.median(recorded) if recorded else None
 
 
-def _config(run: dict) -> RunConfig | None:
-    try:
-        return RunConfig.from_dict(run["config"])
-    except (ConfigError, TypeError, KeyError):
-        return None
-
-
 def _params(config: RunConfig) -> int | None:
     analysis = analyze(config)
     return analysis.total_params if analysis.ok else None
@@ -102,20 +95,20 @@ def similar_throughput(store: Store, config: RunConfig, device: str | None = Non
         return None
     measured_runs, used = [], []
     for run in store.list_runs():  # newest first
-        if run["id"] == exclude or run["status"] in (QUEUED, FAILED) or not run.get("params"):
+        if run.id == exclude or run.status in (QUEUED, FAILED) or not run.params:
             continue
-        if device and run.get("device") and run["device"] != device:
+        if device and run.device and run.device != device:
             continue
-        other = _config(run)
+        other = run.config
         if other is None or input_size(other) != input_size(config):
             continue
-        if not 1 / SIMILAR_PARAMS <= run["params"] / params <= SIMILAR_PARAMS:
+        if not 1 / SIMILAR_PARAMS <= run.params / params <= SIMILAR_PARAMS:
             continue
-        measured = run_throughput(other, store.epochs(run["id"]))
+        measured = run_throughput(other, store.epochs(run.id))
         if measured is None:
             continue
         measured_runs.append(measured)
-        used.append(run["id"])
+        used.append(run.id)
         if len(used) == RECENT_RUNS:
             break
     if not measured_runs:
@@ -186,12 +179,12 @@ def confirm_reasons(estimate: Estimate, repeats: str | None = None) -> list[str]
     return reasons + ([repeats] if repeats else [])
 
 
-def queued_twin(store: Store, config: RunConfig) -> dict | None:
+def queued_twin(store: Store, config: RunConfig) -> Run | None:
     """A queued or running run with exactly this config (its name aside), if there is one."""
     wanted = config.replace(name=None).to_dict()
     for run in store.list_runs():
-        if run["status"] in ACTIVE_STATES:
-            other = _config(run)
+        if run.status in ACTIVE_STATES:
+            other = run.config
             if other is not None and other.replace(name=None).to_dict() == wanted:
                 return run
     return None

@@ -57,9 +57,9 @@ def store_predictions(store: Store, run_id: int, model, data, split=None) -> Non
     whose config asks for test-time augmentation, also its flip-averaged accuracy."""
     run = store.get_run(run_id)
     probs = predict_probabilities(model, data.x_test)
-    store.save_predictions(run_id, probs, data.y_test_fine, data.y_test_coarse, run["label_mode"])
-    if (run.get("config") or {}).get("tta"):
-        store.set_tta_accuracy(run_id, tta_accuracy(model, data, run["label_mode"]))
+    store.save_predictions(run_id, probs, data.y_test_fine, data.y_test_coarse, run.label_mode)
+    if run.config is not None and run.config.tta:
+        store.set_tta_accuracy(run_id, tta_accuracy(model, data, run.label_mode))
 
 
 def ensure_tta_accuracy(store: Store, run_id: int, load_data=None) -> float:
@@ -68,8 +68,8 @@ def ensure_tta_accuracy(store: Store, run_id: int, load_data=None) -> float:
     Raises EvaluationError when the run has no usable model.
     """
     run = store.get_run(run_id)
-    if run is not None and run.get("tta_accuracy") is not None:
-        return run["tta_accuracy"]
+    if run is not None and run.tta_accuracy is not None:
+        return run.tta_accuracy
     from .model import ModelUnavailable, load_run_model
 
     try:
@@ -78,14 +78,14 @@ def ensure_tta_accuracy(store: Store, run_id: int, load_data=None) -> float:
         raise EvaluationError(str(exc)) from None
     if load_data is None:
         from .data import load_cifar100 as load_data
-    accuracy = tta_accuracy(model, load_data(), run["label_mode"])
+    accuracy = tta_accuracy(model, load_data(), run.label_mode)
     store.set_tta_accuracy(run_id, accuracy)
     return accuracy
 
 
 def evaluable_runs(store: Store) -> list[dict]:
     """Runs with a usable saved model (completed, stopped or interrupted: store.MODEL_STATES), newest first."""
-    return [run for run in store.list_runs() if run["status"] in MODEL_STATES and run.get("model_path")]
+    return [run for run in store.list_runs() if run.status in MODEL_STATES and run.model_path]
 
 
 def ensure_predictions(store: Store, run_id: int, load_data=None) -> dict:

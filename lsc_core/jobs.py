@@ -117,16 +117,16 @@ class JobManager:
             self._wake.wait(IDLE_POLL_S)
             self._wake.clear()
             return
-        self._current = (run["id"], threading.Event())
+        self._current = (run.id, threading.Event())
         try:
-            train_run(self.store, run["id"], load_data=self.load_data, stop_event=self._current[1],
+            train_run(self.store, run.id, load_data=self.load_data, stop_event=self._current[1],
                       after_training=self._after_training)
         finally:
             self._current = None
-        if run["search_id"] is not None:  # its search may be complete now
+        if run.search_id is not None:  # its search may be complete now
             from .search import trial_finished
 
-            trial_finished(self.store, run["search_id"])
+            trial_finished(self.store, run.search_id)
 
 
 _MANAGERS: dict[str, JobManager] = {}

@@ -91,15 +91,15 @@ class ModelUnavailable(ValueError):
     """A run has no usable saved model; the message says why, in one line."""
 
 
-def load_run_model(run: dict | None, run_id: int | None = None):
+def load_run_model(run: Run | None, run_id: int | None = None):
     """The best-epoch model saved by a run (a row of the store)."""
     if run is None:
         raise ModelUnavailable(f"run {run_id} does not exist")
-    if not run.get("model_path"):
-        why = run.get("error") or "it never finished an epoch"  # e.g. the disk was full when it was saved
-        raise ModelUnavailable(f"run {run['id']} ({run['name']}, {run['status']}) has no saved model: {why}")
-    where = f"the model of run {run['id']} cannot be loaded from {run['model_path']}"
-    path = Path(run["model_path"])
+    if not run.model_path:
+        why = run.error or "it never finished an epoch"  # e.g. the disk was full when it was saved
+        raise ModelUnavailable(f"run {run.id} ({run.name}, {run.status}) has no saved model: {why}")
+    where = f"the model of run {run.id} cannot be loaded from {run.model_path}"
+    path = Path(run.model_path)
     if not path.is_file():
         raise ModelUnavailable(f"{where}: the file is missing")
     if not zipfile.is_zipfile(path):

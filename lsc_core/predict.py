@@ -234,10 +234,10 @@ def load_run_model(store, run_id: int, warm: bool = False):
     return run, model
 
 
-def model_stamp(run: dict) -> float | None:
+def model_stamp(run: Run) -> float | None:
     """When the run's saved model file last changed (None: no file), so a cache keyed by it
     loads the model again after the run wrote a better one (a resumed or extended run)."""
-    path = run.get("model_path")
+    path = run.model_path
     try:
         return os.stat(path).st_mtime if path else None
     except OSError:

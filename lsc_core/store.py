@@ -21,14 +21,9 @@ from typing import Any, Iterable
 
 import sqlite_utils
 
-# Run states. A run is queued until a worker claims it; finished states never change.
-QUEUED, RUNNING, COMPLETED, FAILED, STOPPED, INTERRUPTED = (
-    "queued", "running", "completed", "failed", "stopped", "interrupted")
-ACTIVE_STATES = (QUEUED, RUNNING)
-FINISHED_STATES = (COMPLETED, FAILED, STOPPED, INTERRUPTED)
-# Finished states whose saved best model is as usable as a completed run's (Evaluate,
-# Predict, Home's best results): a stopped or interrupted run keeps its best epoch.
-MODEL_STATES = (COMPLETED, STOPPED, INTERRUPTED)
+# The statuses live with Run; importing them from here keeps one import line for callers.
+from .runs import (ACTIVE_STATES, COMPLETED, FAILED, FINISHED_STATES, INTERRUPTED, MODEL_STATES,  # noqa: F401
+                   QUEUED, RUNNING, STATUSES, STOPPED, Run, json_list, json_object, run_from_row)
 
 BUSY_TIMEOUT_S = 30  # how long a write waits for another writer before giving up
 # A running run whose process is gone (same host), or on another host that has not
@@ -143,6 +138,29 @@ def _migration_recipe(db: sqlite_utils.Database) -> None:
 HIERARCHY_COLUMNS = ("within_superclass", "val_within_superclass")
 
 
+def _migration_status_check(db: sqlite_utils.Database) -> None:
+    # Statuses enforced by the schema: a CHECK constraint on runs.status. SQLite cannot add
+    # one to an existing table, so the table is rebuilt from its own CREATE statement
+    # (keeping every column added before) and its indexes are created again. The status
+    # list is written out: it is this version's, whatever the code's constants become later.
+    create, = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
+    if "CHECK (status IN" in create:  # already there (e.g. two processes racing)
+        return
+    column = '"status" TEXT NOT NULL'
+    if column not in create:
+        raise StoreError("the runs table has a status column this code did not write; the store was left as it was")
+    checked = create.replace(column, column + " CHECK (status IN ('queued', 'running', 'completed', "
+                                              "'failed', 'stopped', 'interrupted'))", 1)
+    indexes = [sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' "
+                                            "AND tbl_name = 'runs' AND sql IS NOT NULL")]
+    db.execute(checked.replace('CREATE TABLE "runs"', 'CREATE TABLE "runs_checked"', 1))
+    db.execute('INSERT INTO "runs_checked" SELECT * FROM "runs"')
+    db.execute('DROP TABLE "runs"')
+    db.execute('ALTER TABLE "runs_checked" RENAME TO "runs"')
+    for sql in indexes:
+        db.execute(sql)
+
+
 def _migration_keeping_order(db: sqlite_utils.Database) -> None:
     # Runs a person keeps in order: a free-text note, tags (a JSON list of strings), archived
     # runs hidden by default.
@@ -154,7 +172,8 @@ def _migration_keeping_order(db: sqlite_utils.Database) -> None:
 SPEED_COLUMNS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
 MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics,
               _migration_throughput, _migration_drafts, _migration_within_superclass, _migration_keeping_order,
-              _migration_recipe)
+              _migration_recipe,
+              _migration_status_check)
 
 
 # Tables every store has from migration 1 on: what tells a store from another application's
@@ -229,14 +248,27 @@ def migrate(db: sqlite_utils.Database, read_only: bool = False) -> None:
     if read_only and version < len(MIGRATIONS):
         raise StoreError(f"the store is read-only and has schema version {version}, older than this code's "
                          f"{len(MIGRATIONS)}: open it once with write access to upgrade it")
-    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-        with db.conn:
-            db.execute("BEGIN IMMEDIATE")
-            # Another process may have migrated while we waited for the lock.
-            if db.execute("PRAGMA user_version").fetchone()[0] >= number:
-                continue
-            step(db)
-            db.execute(f"PRAGMA user_version = {number}")
+    if version >= len(MIGRATIONS):
+        return
+    # A migration may rebuild a table that others reference (SQLite's documented way to
+    # change a table): foreign keys are off while it runs and checked before it commits.
+    # The pragma has no effect inside a transaction, hence here.
+    db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            with db.conn:
+                db.execute("BEGIN IMMEDIATE")
+                # Another process may have migrated while we waited for the lock.
+                if db.execute("PRAGMA user_version").fetchone()[0] >= number:
+                    continue
+                step(db)
+                broken = db.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(f"migration {number} would leave {len(broken)} broken reference(s); "
+                                     "the store was left as it was")
+                db.execute(f"PRAGMA user_version = {number}")
+    finally:
+        db.execute("PRAGMA foreign_keys = ON")
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -346,7 +378,7 @@ class Store:
         return self._write(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
                            [row[c] for c in columns]).lastrowid
 
-    def claim_next_queued(self) -> dict | None:
+    def claim_next_queued(self) -> Run | None:
         """Atomically move the oldest queued run to running for this process; None if none."""
         while True:
             row = self.db.execute("SELECT id FROM runs WHERE status = ? ORDER BY id LIMIT 1", [QUEUED]).fetchone()
@@ -453,12 +485,13 @@ class Store:
                         "WHERE id = ? AND status = ?", [INTERRUPTED, now_iso(), run_id, RUNNING])
         return dead
 
-    def get_run(self, run_id: int) -> dict | None:
+    def get_run(self, run_id: int) -> Run | None:
+        """The run `run_id`, or None when the store has no such run."""
         rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
-        return self._decode_run(rows[0]) if rows else None
+        return run_from_row(rows[0], self.artifacts) if rows else None
 
     def list_runs(self, status: str | None = None, search_id: int | None = None, tag: str | None = None,
-                  archived: bool | None = None) -> list[dict]:
+                  archived: bool | None = None) -> list[Run]:
         """Runs, newest first; `tag` keeps those carrying it, `archived` True/False keeps only
         archived/unarchived ones (None: both)."""
         where, params = [], []
@@ -475,14 +508,16 @@ class Store:
             where.append("COALESCE(archived, 0) = ?")
             params.append(int(archived))
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
-        return [self._decode_run(row) for row in self.db.query(sql, params)]
+        return [run_from_row(row, self.artifacts) for row in self.db.query(sql, params)]
 
-    def _decode_run(self, row: dict) -> dict:
-        """JSON columns as Python objects; the model path absolute again."""
-        run = _decode_json_columns(row)
-        if run.get("model_path"):
-            run["model_path"] = str(self.artifacts / run["model_path"])  # an absolute path stays as it is
-        return run
+    def run_record(self, run_id: int) -> dict | None:
+        """Every stored column of a run, newer ones included, JSON columns decoded: what an
+        archive carries to another store. Everything else reads runs through get_run."""
+        rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+        if not rows:
+            return None
+        decoded = {key: json_object(rows[0][key]) for key in ("config", "versions", "progress")}
+        return {**rows[0], **decoded, "tags": json_list(rows[0].get("tags"))}
 
     def epochs(self, run_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", [run_id]))
@@ -684,14 +719,3 @@ def clean_tag(tag: str) -> str:
         raise StoreError(f"a tag must be 1 to {MAX_TAG_LENGTH} characters without commas, not {tag!r}")
     return text
 
-
-def _decode_json_columns(row: dict) -> dict:
-    run = dict(row)
-    for key in ("config", "versions", "progress"):
-        if run.get(key):
-            run[key] = json.loads(run[key])
-    try:
-        run["tags"] = json.loads(run["tags"]) if run.get("tags") else []
-    except json.JSONDecodeError:  # written by something else: shown as no tags, not a crash
-        run["tags"] = []
-    return run

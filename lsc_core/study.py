@@ -209,11 +209,11 @@ def stop_suite(store: Store, suite: dict, stop_run: Callable[[int], None] | None
     a run this process trains; default: the store's request). Returns the runs it stopped."""
     stop = stop_run or store.request_stop
     active = [run_id for run_id in dict.fromkeys(suite["runs"].values())
-              if (run := store.get_run(run_id)) is not None and run["status"] in ACTIVE_STATES]
+              if (run := store.get_run(run_id)) is not None and run.status in ACTIVE_STATES]
     for run_id in active:
         stop(run_id)
     if store.get_search(suite["search_id"]) is not None:
-        trials = [run["id"] for run in store.list_runs(search_id=suite["search_id"]) if run["status"] in ACTIVE_STATES]
+        trials = [run.id for run in store.list_runs(search_id=suite["search_id"]) if run.status in ACTIVE_STATES]
         stop_search(store, suite["search_id"], stop)
         active += trials
     return len(active)
@@ -238,7 +238,7 @@ def run_suite(store: Store, suite: dict, *, load_data: Callable, on_run: Callabl
     run_ids = list(dict.fromkeys(suite["runs"].values()))
     for number, run_id in enumerate(run_ids, start=1):
         run = store.get_run(run_id)
-        if run is None or run["status"] != QUEUED or not store.claim_run(run_id):  # None: deleted
+        if run is None or run.status != QUEUED or not store.claim_run(run_id):  # None: deleted
             continue
         if on_run is not None:
             on_run(number, len(run_ids), run)
@@ -253,7 +253,7 @@ def _search_best(store: Store, search_id: int) -> tuple[dict | None, str]:
     best = best_trial(store, search_id)
     if best is None:
         return None, ""
-    config = RunConfig.from_dict(best["config"])
+    config = best.config
     values = [param_value(p, config) for p in get_spec(store, search_id).space.params]
     return best, "filters " + "/".join(map(str, values[:-1])) + f", dense {values[-1]}"
 
@@ -273,12 +273,12 @@ def study_table(store: Store, suite: dict | None) -> list[dict]:
             status = f"search {info['id']}: {info['status']}, {info['completed']}/{info['planned']} trials"
         elif suite is not None:
             run = store.get_run(suite["runs"][figure.key])
-            status = run["status"] if run else "not run (its run is no longer in the store)"
+            status = run.status if run else "not run (its run is no longer in the store)"
         rows.append({"part": experiment.part, "experiment": experiment.setting,
                      "study accuracy": figure.accuracy, "study note": figure.note,
-                     "our accuracy": run["best_val_accuracy"] if run else None,
-                     "our best epoch": run["best_epoch"] if run else None,
-                     "our note": ours_note, "status": status, "run": run["id"] if run else None})
+                     "our accuracy": run.best_val_accuracy if run else None,
+                     "our best epoch": run.best_epoch if run else None,
+                     "our note": ours_note, "status": status, "run": run.id if run else None})
     return rows
 
 
@@ -308,5 +308,5 @@ def progress(store: Store, suite: dict) -> dict:
     runs = [run for run in map(store.get_run, dict.fromkeys(suite["runs"].values())) if run is not None]
     runs += store.list_runs(search_id=suite["search_id"])
     for run in runs:
-        counts[run["status"]] = counts.get(run["status"], 0) + 1
+        counts[run.status] = counts.get(run.status, 0) + 1
     return counts

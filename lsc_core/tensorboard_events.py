@@ -42,12 +42,12 @@ def write_run_events(store, run_id: int) -> Path | None:
     run = store.get_run(run_id)
     if run is None:
         return None
-    logdir = run_logdir(store.artifacts, run_id, run["name"])
+    logdir = run_logdir(store.artifacts, run_id, run.name)
     fresh = logdir.with_name(f".{logdir.name}.writing")
     shutil.rmtree(fresh, ignore_errors=True)
-    started = _timestamp(run.get("started_at")) or _timestamp(run.get("created_at")) or time.time()
+    started = _timestamp(run.started_at) or _timestamp(run.created_at) or time.time()
     _write_scalars(fresh, store.epochs(run_id), started)
-    if run.get("search_id") is not None:
+    if run.search_id is not None:
         _write_hparams(fresh, run, started)
     # Replace the whole folder: old files of a renamed or shortened run do not linger.
     for old in logdir.parent.glob("*") if logdir.parent.exists() else ():
@@ -99,7 +99,7 @@ def _write_hparams(logdir: Path, run: dict, started: float) -> None:
 
     writer = _event_writer(logdir)
     try:
-        summary = hparams_pb(hyperparameters(run["config"]), trial_id=run["name"], start_time_secs=int(started))
+        summary = hparams_pb(hyperparameters(run.stored_config), trial_id=run.name, start_time_secs=int(started))
         writer.add_event(event_pb2.Event(wall_time=started, step=0, summary=summary))
     finally:
         writer.close()

@@ -25,7 +25,7 @@ from . import acceleration
 from .runtime import import_tensorflow, library_versions
 from . import tensorboard_events
 from .sysmetrics import SystemSampler
-from .store import COMPLETED, FAILED, STOPPED, Store
+from .store import COMPLETED, FAILED, STOPPED, Run, Store
 
 HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks in the store, this often
 STOP_POLL_S = 0.1  # how often this process's own stop event (the dashboard's Stop) is read
@@ -265,7 +265,7 @@ class _Pulse(threading.Thread):
 
 def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
               stop_event: threading.Event | None = None, verbose: int = 0,
-              after_training: Callable | None = None) -> dict:
+              after_training: Callable | None = None) -> Run:
     """Train the stored run `run_id` to its end, recording everything; returns the run row.
 
     `load_data` returns a Cifar100 (default: `data.load_cifar100()`), so tests and the
@@ -274,7 +274,10 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
     Never raises for a failing run: the failure is recorded as the run's status.
     """
     try:
-        config = RunConfig.from_dict(store.get_run(run_id)["config"])
+        run = store.get_run(run_id)
+        if run.config is None:
+            raise ConfigError(run.config_error)
+        config = run.config
         # A model that could not be saved leaves the run's status as it is, with the reason.
         status, save_error = _train(store, run_id, config, load_data, stop_event, verbose, after_training)
         store.finish_run(run_id, status, save_error)

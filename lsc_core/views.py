@@ -20,7 +20,7 @@ import pandas as pd
 from .acceleration import describe_speed
 from .config import ConfigError, RunConfig, flat_settings
 from . import estimates
-from .store import COMPLETED, MODEL_STATES, QUEUED, RUNNING, Store
+from .store import COMPLETED, MODEL_STATES, QUEUED, RUNNING, Run, Store
 from .study import STUDY_BEST
 
 RUN_COLUMNS = ["id", "name", "status", "label_mode", "params", "best_accuracy", "best_epoch", "epochs_done",
@@ -50,37 +50,37 @@ def _parse_time(text: str | None) -> float | None:
         return None
 
 
-def run_duration(run: dict, now: float | None = None) -> float | None:
+def run_duration(run: Run, now: float | None = None) -> float | None:
     """Seconds from start to finish; for a run still running, up to `now`."""
-    started = _parse_time(run.get("started_at"))
+    started = _parse_time(run.started_at)
     if started is None:
         return None
-    finished = _parse_time(run.get("finished_at"))
+    finished = _parse_time(run.finished_at)
     if finished is None:
-        if run.get("status") != RUNNING:
+        if run.status != RUNNING:
             return None
         finished = time.time() if now is None else now
     return max(0.0, finished - started)
 
 
-def validation_split(run: dict) -> str:
+def validation_split(run: Run) -> str:
     """The split a run's validation figures come from: 'hold-out' for a run that held out
     part of its training set, else 'test'."""
-    return HOLDOUT if (run.get("config") or {}).get("validation") == "holdout" else TEST
+    return HOLDOUT if run.validation == "holdout" else TEST
 
 
-def run_source(run: dict) -> str | None:
+def run_source(run: Run) -> str | None:
     """Where a run came from, when the store records it: a `source` column, else 'search' for search trials."""
-    if run.get("source"):
-        return run["source"]
-    return "search" if run.get("search_id") is not None else None
+    if run.source:
+        return run.source
+    return "search" if run.search_id is not None else None
 
 
 def runs_table(store: Store, now: float | None = None) -> pd.DataFrame:
     """All runs, newest first, one row each with the columns of RUN_COLUMNS."""
     runs = store.list_runs()
     done = store.epoch_counts()
-    rows = [_table_row(run, done.get(run["id"], 0), now) for run in runs]
+    rows = [_table_row(run, done.get(run.id, 0), now) for run in runs]
     table = pd.DataFrame(rows, columns=RUN_COLUMNS)
     # Nullable integers keep "no best epoch yet" empty instead of turning the column into floats.
     for column in ("params", "best_epoch", "epochs_planned"):
@@ -88,14 +88,14 @@ def runs_table(store: Store, now: float | None = None) -> pd.DataFrame:
     return table
 
 
-def _table_row(run: dict, epochs_done: int, now: float | None) -> dict:
+def _table_row(run: Run, epochs_done: int, now: float | None) -> dict:
     duration = run_duration(run, now)
-    return {"id": run["id"], "name": run["name"], "status": run["status"], "label_mode": run["label_mode"],
-            "params": run["params"], "best_accuracy": run["best_val_accuracy"], "best_epoch": run["best_epoch"],
-            "epochs_done": epochs_done, "epochs_planned": run["epochs_planned"], "duration_s": duration,
-            "duration": format_duration(duration), "created": _created(run["created_at"]),
+    return {"id": run.id, "name": run.name, "status": run.status, "label_mode": run.label_mode,
+            "params": run.params, "best_accuracy": run.best_val_accuracy, "best_epoch": run.best_epoch,
+            "epochs_done": epochs_done, "epochs_planned": run.epochs_planned, "duration_s": duration,
+            "duration": format_duration(duration), "created": _created(run.created_at),
             "source": run_source(run) or "", "validation": validation_split(run),
-            "tags": ", ".join(run["tags"]), "archived": bool(run["archived"])}
+            "tags": ", ".join(run.tags), "archived": bool(run.archived)}
 
 
 def _created(text: str | None):
@@ -123,11 +123,11 @@ def filter_runs(table: pd.DataFrame, statuses: Iterable[str] = (), label_modes: 
     return table[keep].reset_index(drop=True)
 
 
-def settings_frame(runs: list[dict], only_differences: bool = False) -> pd.DataFrame:
+def settings_frame(runs: list[Run], only_differences: bool = False) -> pd.DataFrame:
     """The runs' settings side by side: one row per setting (`config.flat_settings`), one column
     per run (its label); with `only_differences`, the rows where not every run agrees."""
     labels = run_labels(runs)
-    columns = {labels[run["id"]]: flat_settings(run["config"]) for run in runs}
+    columns = {labels[run.id]: flat_settings(run.stored_config) for run in runs}
     names = list(dict.fromkeys(name for settings in columns.values() for name in settings))
     frame = pd.DataFrame({label: [_setting_text(settings.get(name, MISSING_SETTING)) for name in names]
                           for label, settings in columns.items()}, index=pd.Index(names, name="setting"))
@@ -146,11 +146,11 @@ def _setting_text(value) -> str:
 
 
 # -- curves ---------------------------------------------------------------------------------
-def run_labels(runs: Iterable[dict]) -> dict[int, str]:
+def run_labels(runs: Iterable[Run]) -> dict[int, str]:
     """A legend label per run: its name, with '#id' added where two runs share a name."""
     runs = list(runs)
-    names = [run["name"] or f"run {run['id']}" for run in runs]
-    return {run["id"]: name if names.count(name) == 1 else f"{name} #{run['id']}"
+    names = [run.name or f"run {run.id}" for run in runs]
+    return {run.id: name if names.count(name) == 1 else f"{name} #{run.id}"
             for run, name in zip(runs, names)}
 
 
@@ -163,7 +163,7 @@ def curves(store: Store, run_ids: Iterable[int]) -> pd.DataFrame:
     run_ids = list(dict.fromkeys(int(i) for i in run_ids))
     runs = [run for run in (store.get_run(i) for i in run_ids) if run is not None]
     labels = run_labels(runs)
-    validation = {run["id"]: validation_split(run) for run in runs}
+    validation = {run.id: validation_split(run) for run in runs}
     rows = []
     for epoch in store.epochs_for(labels):
         for field, (split, metric) in _CURVE_FIELDS.items():
@@ -291,7 +291,7 @@ class Progress:
 FIRST_EPOCH_SHARE = 0.5  # with nothing measured, the first epoch's batches give a time left only past this share
 
 
-def progress(run: dict, epochs: list[dict], now: float | None = None,
+def progress(run: Run, epochs: list[dict], now: float | None = None,
              similar: estimates.Throughput | None = None) -> Progress:
     """Progress of a run from its `progress` heartbeat and its logged epochs.
 
@@ -303,28 +303,25 @@ def progress(run: dict, epochs: list[dict], now: float | None = None,
     current epoch has already taken.
     """
     now = time.time() if now is None else now
-    beat = run.get("progress") or {}
-    planned = max(1, int(run.get("epochs_planned") or beat.get("epochs") or 1))
+    beat = run.progress
+    planned = max(1, int(run.epochs_planned or beat.get("epochs") or 1))
     done = len(epochs)
     batch, batches = beat.get("batch"), beat.get("batches")
     in_epoch = batch / batches if batch is not None and batches else 0.0
-    phase = beat.get("phase") or run.get("status") or ""
-    if run.get("status") != RUNNING:
+    phase = beat.get("phase") or run.status or ""
+    if run.status != RUNNING:
         in_epoch = 0.0
-        phase = run.get("status") or phase
+        phase = run.status or phase
     fraction = min(1.0, (done + in_epoch) / planned)
     seconds = [row["seconds"] for row in epochs if row.get("seconds")]
     mean = sum(seconds) / len(seconds) if seconds else None
     elapsed = max(0.0, now - beat["epoch_started"]) if beat.get("epoch_started") else None
     eta, basis = None, ""
-    if run.get("status") == RUNNING:
+    if run.status == RUNNING:
         epoch_s = mean
-        if epoch_s is None and similar is not None and run.get("config"):
-            try:
-                epoch_s = similar.epoch_seconds(RunConfig.from_dict(run["config"]))
-                basis = f"speed of {similar.basis}"
-            except (ConfigError, TypeError):
-                epoch_s = None
+        if epoch_s is None and similar is not None and run.config is not None:
+            epoch_s = similar.epoch_seconds(run.config)
+            basis = f"speed of {similar.basis}"
         if epoch_s is None and elapsed and in_epoch >= FIRST_EPOCH_SHARE:
             epoch_s = elapsed / in_epoch
         if epoch_s is not None:
@@ -333,17 +330,13 @@ def progress(run: dict, epochs: list[dict], now: float | None = None,
                     batch=batch, batches=batches, fraction=fraction, eta_s=eta, mean_epoch_s=mean, eta_basis=basis)
 
 
-def live_progress(store: Store, run: dict, now: float | None = None) -> Progress:
+def live_progress(store: Store, run: Run, now: float | None = None) -> Progress:
     """A run's progress as progress() gives it, with this device's similar runs looked up
     while the run has no finished epoch of its own."""
-    epochs = store.epochs(run["id"])
+    epochs = store.epochs(run.id)
     similar = None
-    if run.get("status") == RUNNING and not epochs and run.get("config"):
-        try:
-            similar = estimates.similar_throughput(store, RunConfig.from_dict(run["config"]), run.get("device"),
-                                               exclude=run["id"])
-        except (ConfigError, TypeError):
-            similar = None
+    if run.status == RUNNING and not epochs and run.config is not None:
+        similar = estimates.similar_throughput(store, run.config, run.device, exclude=run.id)
     return progress(run, epochs, now, similar)
 
 
@@ -363,45 +356,45 @@ def format_duration(seconds: float | None) -> str:
 
 @dataclass(frozen=True)
 class LiveRun:
-    run: dict
+    run: Run
     progress: Progress
 
 
 def running_now(store: Store, now: float | None = None) -> list[LiveRun]:
     """Runs training now, oldest first, each with its progress."""
-    runs = sorted(store.list_runs(status=RUNNING), key=lambda run: run["id"])
+    runs = sorted(store.list_runs(status=RUNNING), key=lambda run: run.id)
     return [LiveRun(run, live_progress(store, run, now)) for run in runs]
 
 
 def queued(store: Store) -> pd.DataFrame:
     """Runs waiting for the worker, in the order they will train."""
-    runs = sorted(store.list_runs(status=QUEUED), key=lambda run: run["id"])
-    return pd.DataFrame([{"id": run["id"], "name": run["name"], "label_mode": run["label_mode"],
-                          "epochs_planned": run["epochs_planned"], "created": _created(run["created_at"])}
+    runs = sorted(store.list_runs(status=QUEUED), key=lambda run: run.id)
+    return pd.DataFrame([{"id": run.id, "name": run.name, "label_mode": run.label_mode,
+                          "epochs_planned": run.epochs_planned, "created": _created(run.created_at)}
                          for run in runs], columns=["id", "name", "label_mode", "epochs_planned", "created"])
 
 
-def best_of(runs: list[dict], need_model: bool = False, test_only: bool = False) -> dict[str, dict]:
+def best_of(runs: list[Run], need_model: bool = False, test_only: bool = False) -> dict[str, Run]:
     """Per label mode, the run with the best validation accuracy among those completed, stopped or
     interrupted (store.MODEL_STATES: their best epoch stands), with a saved model if need_model.
 
     test_only keeps out runs validated on a hold-out split: their accuracy is not a test
     figure, so it cannot be held against the study's.
     """
-    best: dict[str, dict] = {}
+    best: dict[str, Run] = {}
     for run in runs:
-        accuracy = run.get("best_val_accuracy")
-        if run["status"] not in MODEL_STATES or accuracy is None or (need_model and not run.get("model_path")):
+        accuracy = run.best_val_accuracy
+        if run.status not in MODEL_STATES or accuracy is None or (need_model and not run.model_path):
             continue
         if test_only and validation_split(run) != TEST:
             continue
-        current = best.get(run["label_mode"])
-        if current is None or accuracy > current["best_val_accuracy"]:
-            best[run["label_mode"]] = run
+        current = best.get(run.label_mode)
+        if current is None or accuracy > current.best_val_accuracy:
+            best[run.label_mode] = run
     return best
 
 
-def best_runs(store: Store) -> dict[str, dict | None]:
+def best_runs(store: Store) -> dict[str, Run | None]:
     """The best run of each label mode by test accuracy (completed, stopped or interrupted; None where
     there is none), for comparing with the study's test figures: runs validated on a hold-out split
     are left out."""
@@ -409,16 +402,16 @@ def best_runs(store: Store) -> dict[str, dict | None]:
 
 
 # -- one run ----------------------------------------------------------------------------------
-def status_line(run: dict) -> str:
+def status_line(run: Run) -> str:
     """The line under a run's name: 'run 3 · running · coarse labels · 1,234 parameters · best 41.2% at epoch 2'."""
-    parts = [f"run {run['id']}", run["status"], f"{run['label_mode']} labels"]
-    if run.get("params"):
-        parts.append(f"{run['params']:,} parameters")
-    if run.get("best_epoch") is not None and run.get("best_val_accuracy") is not None:
-        parts.append(f"best {validation_split(run)} accuracy {run['best_val_accuracy']:.2%} at epoch "
-                     f"{run['best_epoch']}")
-    if run.get("tta_accuracy") is not None:
-        parts.append(f"test accuracy with flip averaging {run['tta_accuracy']:.2%}")
+    parts = [f"run {run.id}", run.status, f"{run.label_mode} labels"]
+    if run.params:
+        parts.append(f"{run.params:,} parameters")
+    if run.best_epoch is not None and run.best_val_accuracy is not None:
+        parts.append(f"best {validation_split(run)} accuracy {run.best_val_accuracy:.2%} at epoch "
+                     f"{run.best_epoch}")
+    if run.tta_accuracy is not None:
+        parts.append(f"test accuracy with flip averaging {run.tta_accuracy:.2%}")
     return " · ".join(parts)
 
 
@@ -439,7 +432,7 @@ def initial_run(store: Store, selected: int | None, query: str | None) -> tuple[
             return run_id, None
         message = f"There is no run {query!r}; showing the newest run instead."
     newest = store.list_runs()
-    return (newest[0]["id"] if newest else None), message
+    return (newest[0].id if newest else None), message
 
 
 def first_present(ids: list[int], *wanted) -> int | None:
@@ -461,32 +454,31 @@ def compare_default(store: Store, count: int = 3) -> list[int]:
     Runs still training count: a person who opens Compare mid-training wants to see them.
     """
     done = store.epoch_counts()
-    return [run["id"] for run in store.list_runs() if done.get(run["id"], 0) > 0][:count]
+    return [run.id for run in store.list_runs() if done.get(run.id, 0) > 0][:count]
 
 
-def run_label(run: dict) -> str:
+def run_label(run: Run) -> str:
     """How every picker names a run: '#12 seed-part2-12 (coarse, best 0.512)', with its status
     when it is not completed ('#13 x (fine, stopped, best 0.301)')."""
-    details = [run["label_mode"]]
-    if run["status"] != COMPLETED:
-        details.append(run["status"])
-    if run.get("best_val_accuracy") is not None:
-        details.append(f"best {run['best_val_accuracy']:.3f}")
-    return f"#{run['id']} {run['name']} ({', '.join(details)})"
+    details = [run.label_mode]
+    if run.status != COMPLETED:
+        details.append(run.status)
+    if run.best_val_accuracy is not None:
+        details.append(f"best {run.best_val_accuracy:.3f}")
+    return f"#{run.id} {run.name} ({', '.join(details)})"
 
 
-def run_options(runs: Iterable[dict]) -> dict[int, str]:
+def run_options(runs: Iterable[Run]) -> dict[int, str]:
     """Run id -> run_label for a picker, in the order given (the store lists newest first)."""
-    return {run["id"]: run_label(run) for run in runs}
+    return {run.id: run_label(run) for run in runs}
 
 
-def run_config_view(run: dict) -> dict:
+def run_config_view(run: Run) -> dict:
     """A run's config as a person reads it: layers, hyperparameters and provenance."""
-    raw = run.get("config") or {}
-    try:
-        config = RunConfig.from_dict(raw)
-    except (ConfigError, TypeError) as exc:  # a config from a newer version: show it as stored
-        return {"layers": [], "hyperparameters": raw, "provenance": _provenance(run), "problem": str(exc)}
+    config = run.config
+    if config is None:  # e.g. a config from a newer version: show it as stored
+        return {"layers": [], "hyperparameters": run.stored_config, "provenance": _provenance(run),
+                "problem": run.config_error}
     if config.backbone is not None:
         b = config.backbone
         layers = [f"{b.name} backbone ({b.weights} weights, {b.image_size}x{b.image_size} input)",
@@ -528,30 +520,30 @@ def _recipe_view(config: RunConfig) -> dict:
     return shown
 
 
-def _provenance(run: dict) -> dict:
-    versions = run.get("versions") or {}
-    return {"seed": run.get("seed"), "device": run.get("device") or "not started",
-            "speed settings": describe_speed(run, (run.get("config") or {}).get("batch_size")) or "not recorded",
+def _provenance(run: Run) -> dict:
+    versions = run.versions
+    return {"seed": run.seed, "device": run.device or "not started",
+            "speed settings": describe_speed(run.speed, run.config.batch_size if run.config else None) or "not recorded",
             **{name: version for name, version in sorted(versions.items())},
-            "created": run.get("created_at"), "started": run.get("started_at"), "finished": run.get("finished_at")}
+            "created": run.created_at, "started": run.started_at, "finished": run.finished_at}
 
 
-def model_download(run: dict) -> tuple[Callable[[], bytes], str] | None:
+def model_download(run: Run) -> tuple[Callable[[], bytes], str] | None:
     """The run's saved best model as (a reader of its bytes, download file name); None if none is on disk.
 
     The bytes are read only when the reader is called (a click), so a live view that
     re-renders every few seconds does not re-read a model of many megabytes each time.
     """
-    path = Path(run["model_path"]) if run.get("model_path") else None
+    path = run.model_path
     if path is None or not path.is_file():
         return None
-    name = run["name"] or "run"
+    name = run.name or "run"
     # Default names already end in "-<id>"; others get it so downloads never clash.
-    stem = name if name.endswith(f"-{run['id']}") else f"{name}-{run['id']}"
+    stem = name if name.endswith(f"-{run.id}") else f"{name}-{run.id}"
     return path.read_bytes, f"{stem}.keras"
 
 
-def model_file(run: dict) -> tuple[bytes, str] | None:
+def model_file(run: Run) -> tuple[bytes, str] | None:
     """The run's saved best model as (bytes, download file name), or None if it has none on disk."""
     download = model_download(run)
     return None if download is None else (download[0](), download[1])

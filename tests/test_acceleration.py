@@ -53,11 +53,11 @@ def test_a_run_with_mixed_precision_xla_and_steps_per_execution_trains_on_cpu(st
     speed = SpeedSettings(mixed_precision=True, xla=True, steps_per_execution=3)
     run_id = store.create_run(small_config(speed=speed), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert (COMPLETED, None) == (run["status"], run["error"])
+    assert (COMPLETED, None) == (run.status, run.error)
     assert {"mixed_precision": 1, "xla": 1, "steps_per_execution": 3, "data_on_device": 0, "replicas": 1} == \
-        {k: run[k] for k in ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")}
+        run.speed
     assert 2 == len(store.epochs(run_id))
-    saved = load_model(run["model_path"])  # saved through a float32 twin: predicts anywhere at full precision
+    saved = load_model(run.model_path)  # saved through a float32 twin: predicts anywhere at full precision
     assert {"float32"} == {layer.compute_dtype for layer in saved.layers}
 
 
@@ -67,14 +67,14 @@ def test_a_run_with_its_data_on_the_device_trains_with_augmentation_and_saves_it
     config = small_config(epochs=3, augment=("flip", "crop", "mixup"), label_smoothing=0.1, speed=speed)
     run_id = store.create_run(config, status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert (COMPLETED, None, 1) == (run["status"], run["error"], run["data_on_device"])
+    assert (COMPLETED, None, 1) == (run.status, run.error, run.data_on_device)
     epochs = store.epochs(run_id)
     assert 3 == len(epochs) and all(row["train_images_per_s"] > 0 for row in epochs)
     assert epochs[-1]["loss"] < epochs[0]["loss"]  # it learns from the gathered batches
     # The saved model is the best epoch's: it reproduces that epoch's validation accuracy.
     x, y = tiny_data.x_test.astype("float32"), tiny_data.labels("test", "coarse")
-    accuracy = float(np.mean(np.argmax(load_model(run["model_path"]).predict(x, verbose=0), axis=1) == y))
-    assert run["best_val_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    accuracy = float(np.mean(np.argmax(load_model(run.model_path).predict(x, verbose=0), axis=1) == y))
+    assert run.best_val_accuracy == pytest.approx(accuracy, abs=1e-6)
 
 
 def test_device_batches_gather_the_split_in_a_seeded_order_that_changes_each_epoch(tiny_data):
@@ -97,13 +97,13 @@ def test_on_a_cpu_automatic_means_every_speed_setting_off(store, tiny_data):
     run_id = store.create_run(small_config(epochs=1), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
     assert {"mixed_precision": 0, "xla": 0, "steps_per_execution": 1, "data_on_device": 0, "replicas": 1} == \
-        {k: run[k] for k in ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")}
+        run.speed
 
 
 def test_more_replicas_than_devices_fails_the_run_with_the_reason(store, tiny_data):
     run_id = store.create_run(small_config(epochs=1, speed=SpeedSettings(replicas=2)), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert "failed" == run["status"] and "2 replicas asked, but TensorFlow sees 1 CPU device" in run["error"]
+    assert "failed" == run.status and "2 replicas asked, but TensorFlow sees 1 CPU device" in run.error
 
 
 # Logical devices must be set before TensorFlow initialises, hence a fresh process.
@@ -127,7 +127,7 @@ MIRRORED = textwrap.dedent("""
     store = Store(sys.argv[3])
     run_id = store.create_run(config, status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: load_cifar100(sys.argv[2]))
-    print(json.dumps({"status": run["status"], "error": run["error"], "replicas": run["replicas"],
+    print(json.dumps({"status": run.status, "error": run.error, "replicas": run.replicas,
                       "per_replica": plan.batch_per_replica, "steps": [row["train_images_per_s"] > 0 for row in store.epochs(run_id)],
                       "describe": plan.describe()}))
 """)

@@ -114,14 +114,14 @@ def test_edit_seed_part2_see_errors_in_place_fix_and_launch(app_with_runs_page, 
     assert 1 == len(runs)
     run = runs[0]
     try:
-        assert preset("seed-part2", epochs=1, limit=200).to_dict() == run["config"]
-        assert run["status"] in ACTIVE_STATES
-        assert run["id"] == at.session_state["selected_run"]
+        assert preset("seed-part2", epochs=1, limit=200) == run.config
+        assert run.status in ACTIVE_STATES
+        assert run.id == at.session_state["selected_run"]
         assert ["Runs stand-in"] == [h.value for h in at.header]  # Launch took the person to the run
     finally:
-        Store(env).request_stop(run["id"])  # the background worker ends it after its current batch
+        Store(env).request_stop(run.id)  # the background worker ends it after its current batch
         deadline = time.monotonic() + TIMEOUT_S
-        while Store(env).get_run(run["id"])["status"] not in FINISHED_STATES and time.monotonic() < deadline:
+        while Store(env).get_run(run.id).status not in FINISHED_STATES and time.monotonic() < deadline:
             time.sleep(0.2)
 
 

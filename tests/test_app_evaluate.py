@@ -166,7 +166,7 @@ def test_flip_averaging_is_measured_on_request_and_shown_beside_the_plain_figure
     assert "Top-1 with flip averaging (TTA)" not in [m.label for m in at.metric]
     at.button(key="measure_tta").click().run()
     assert not at.exception
-    tta = Store(os.environ["LSC_DB"]).get_run(ids["coarse"])["tta_accuracy"]
+    tta = Store(os.environ["LSC_DB"]).get_run(ids["coarse"]).tta_accuracy
     assert 0 <= tta <= 1
     shown = {m.label: m.value for m in at.metric}
     assert f"{tta:.1%}" == shown["Top-1 with flip averaging (TTA)"]

@@ -81,8 +81,8 @@ def test_home_shows_the_running_run_and_the_best_results(tmp_path, app_store):
     at = start(tmp_path, "home")
     assert not at.exception
     run = store.get_run(trained)
-    assert [("Best coarse test accuracy", f"{run['best_val_accuracy']:.3f}",
-             f"{run['best_val_accuracy'] - 0.552:+.3f} vs study 0.552"),
+    assert [("Best coarse test accuracy", f"{run.best_val_accuracy:.3f}",
+             f"{run.best_val_accuracy - 0.552:+.3f} vs study 0.552"),
             ("Best fine test accuracy", "none yet", "")] == [(m.label, m.value, m.delta) for m in at.metric]
     (bar,) = at.get("progress")
     assert bar.proto.text.startswith("training, epoch 2/4, batch 30/60, about ")
@@ -96,7 +96,7 @@ def test_home_stop_button_asks_the_run_to_stop(tmp_path, app_store):
     at = start(tmp_path, "home")
     at.button(key=f"stop-{live}").click().run()
     assert not at.exception
-    assert 1 == store.get_run(live)["stop_requested"]
+    assert 1 == store.get_run(live).stop_requested
     assert (True, "Stopping…") == (at.button(key=f"stop-{live}").disabled, at.button(key=f"stop-{live}").label)
 
 
@@ -105,23 +105,23 @@ def test_runs_table_matches_the_store(tmp_path, app_store):
     at = start(tmp_path, "runs")
     assert not at.exception
     table = at.dataframe[0].value
-    expected = [(run["id"], run["name"], run["status"], run["label_mode"], run["best_epoch"])
+    expected = [(run.id, run.name, run.status, run.label_mode, run.best_epoch)
                 for run in store.list_runs()]
     assert expected == list(zip(table["id"], table["name"], table["status"], table["label_mode"],
                                 [None if v is None or v != v else int(v) for v in table["best_epoch"]]))
-    assert [store.get_run(trained)["best_val_accuracy"]] == list(table[table["id"] == trained]["best_accuracy"])
+    assert [store.get_run(trained).best_val_accuracy] == list(table[table["id"] == trained]["best_accuracy"])
 
 
 def test_runs_page_opens_the_newest_run_with_stop_and_progress(tmp_path, app_store):
     store, _, live = app_store
     at = start(tmp_path, "runs")
     assert str(live) == at.query_params["run"]
-    assert [plain(store.get_run(live)["name"])] == [h.value for h in at.subheader]
+    assert [plain(store.get_run(live).name)] == [h.value for h in at.subheader]
     (bar,) = at.get("progress")
     assert bar.proto.text.startswith("training, epoch 2/4, batch 30/60, about ")
     at.button(key="stop_run").click().run()
     assert not at.exception
-    assert 1 == store.get_run(live)["stop_requested"]
+    assert 1 == store.get_run(live).stop_requested
     assert (True, "Stopping…") == (at.button(key="stop_run").disabled, at.button(key="stop_run").label)
 
 
@@ -130,7 +130,7 @@ def test_runs_page_opens_the_selected_run_with_curves_and_downloads(tmp_path, ap
     at = start(tmp_path, "runs", selected_run=trained)
     assert not at.exception
     run = store.get_run(trained)
-    assert [plain(run["name"])] == [h.value for h in at.subheader]
+    assert [plain(run.name)] == [h.value for h in at.subheader]
     assert "stop_run" not in [b.key for b in at.button]  # a completed run cannot be stopped
     assert ["download_csv", "download_model"] == [d.key for d in at.get("download_button")]
     # The run's curves, its learning rate under them, its CPU and memory use while training, and the
@@ -184,7 +184,7 @@ def test_runs_page_clone_hands_the_config_to_build(tmp_path, app_store):
     at.button(key="clone_run").click().run()
     assert not at.exception
     (handed_over,) = at.json
-    assert store.get_run(trained)["config"] == json.loads(handed_over.proto.body)
+    assert store.get_run(trained).config.to_dict() == json.loads(handed_over.proto.body)
 
 
 def test_unknown_run_in_the_address_falls_back_with_a_message(tmp_path, app_store):
@@ -211,10 +211,10 @@ def test_runs_page_tags_notes_archive_and_delete(tmp_path, app_store):
     store, trained, live = app_store
     at = start(tmp_path, "runs", selected_run=trained)
     at.multiselect(key=f"tags-{trained}").set_value(["baseline", "keep"]).run()
-    assert ["baseline", "keep"] == store.get_run(trained)["tags"]
+    assert ["baseline", "keep"] == store.get_run(trained).tags
     at.text_area(key=f"note-text-{trained}").input("**bold** ![](http://127.0.0.1:9/x)")
     next(b for b in at.button if b.label == "Save note").click().run()
-    assert "**bold** ![](http://127.0.0.1:9/x)" == store.get_run(trained)["note"]
+    assert "**bold** ![](http://127.0.0.1:9/x)" == store.get_run(trained).note
     assert ["**bold** ![](http://127.0.0.1:9/x)"] == [t.value for t in at.text]  # shown as text, not Markdown
     # Filter by tag: only the tagged run is listed.
     at.multiselect(key="runs_tags").set_value(["baseline"]).run()
@@ -222,7 +222,7 @@ def test_runs_page_tags_notes_archive_and_delete(tmp_path, app_store):
     at.multiselect(key="runs_tags").set_value([]).run()
     # Archive: hidden from the table, found again under 'Archived'.
     at.button(key=f"archive-{trained}").click().run()
-    assert store.get_run(trained)["archived"]
+    assert store.get_run(trained).archived
     assert trained not in list(at.dataframe[0].value["id"])
     at.toggle(key="runs_archived").set_value(True).run()
     assert [trained] == list(at.dataframe[0].value["id"])

@@ -61,7 +61,7 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
     store = Store(env)
     assert "dense width, quick" == store.get_search(1)["name"]
     assert wait_until(lambda: store.get_search(1)["status"] == search.SEARCH_COMPLETED)
-    assert [("completed", None)] * 2 == [(run["status"], run["error"]) for run in store.list_runs(search_id=1)]
+    assert [("completed", None)] * 2 == [(run.status, run.error) for run in store.list_runs(search_id=1)]
     at.run()
     assert not at.exception and not at.error
     table = at.dataframe[0].value
@@ -69,7 +69,7 @@ def test_search_page_launches_a_search_and_opens_its_best_trial(env, tmp_path):
     # Each searched setting against accuracy, then all of them as parallel coordinates.
     assert 2 == len(at.get("vega_lite_chart"))
     best = search.best_trial(store, 1)
-    assert any(plain(best["name"]) in m.value for m in at.markdown)
+    assert any(plain(best.name) in m.value for m in at.markdown)
     open_button = next(b for b in at.button if b.label.startswith("Open the best configuration"))
     open_button.click().run()
     from app_pages.common import CLONE_CONFIG
@@ -89,7 +89,7 @@ def test_a_search_repeating_a_running_one_asks_first(env, tmp_path):
     # Unnamed: named after what it is, not "random search" like every other.
     assert "random, seed-part2 coarse: conv1_filters, conv2_filters, conv3_filters +2 more" == \
         store.get_search(1)["name"]
-    store.request_stop(store.list_runs(search_id=1)[0]["id"])  # nothing needs to train here
+    store.request_stop(store.list_runs(search_id=1)[0].id)  # nothing needs to train here
     at.button[0].click().run()  # the same form again, while search 1 still counts as running
     assert not at.exception and [] == at.success
     (warning,) = at.warning
@@ -126,7 +126,7 @@ def test_opening_the_page_leaves_a_search_another_process_is_training_to_it(env,
         store.db.execute("UPDATE runs SET pid = ? WHERE id = ?", [other.pid, trial])
         at = start(tmp_path, "search")
         assert not at.exception and not at.error
-        assert [(trial, "running")] == [(run["id"], run["status"]) for run in store.list_runs()]
+        assert [(trial, "running")] == [(run.id, run.status) for run in store.list_runs()]
         assert 1 == len(at.dataframe[0].value)
     finally:
         other.kill()
@@ -150,10 +150,10 @@ def test_study_page_queues_the_suite_and_fills_in(env, tmp_path):
     store = Store(env)
     suite = study.latest_suite(store)
     first = suite["runs"]["p1-adam-b32"]
-    assert wait_until(lambda: store.get_run(first)["status"] == "completed"), {k: store.get_run(first)[k] for k in ("status", "error", "progress", "started_at")}
+    assert wait_until(lambda: store.get_run(first).status == "completed"), {k: getattr(store.get_run(first), k) for k in ("status", "error", "progress", "started_at")}
     at.run()
     assert not at.exception and not at.error
-    assert store.get_run(first)["best_val_accuracy"] == pytest.approx(at.dataframe[0].value["our accuracy"][0])
+    assert store.get_run(first).best_val_accuracy == pytest.approx(at.dataframe[0].value["our accuracy"][0])
     # Asking again does not queue the study twice.
     at.button[0].click().run()
     assert 20 == len(store.list_runs())

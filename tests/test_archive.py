@@ -35,8 +35,8 @@ def archived(tmp_path_factory, tiny_data):
     return store, run_id, folder / "run.zip"
 
 
-def same_run(run: dict) -> dict:
-    return {k: v for k, v in run.items() if k not in PER_STORE}
+def same_run(run) -> dict:
+    return {k: v for k, v in vars(run).items() if k not in PER_STORE}
 
 
 def test_import_into_an_empty_store_gives_the_same_run(archived, tmp_path, tiny_data, capsys):
@@ -47,13 +47,13 @@ def test_import_into_an_empty_store_gives_the_same_run(archived, tmp_path, tiny_
     (imported,) = target.list_runs()
     assert same_run(source.get_run(run_id)) == same_run(imported)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "run_id"} for r in rows]  # noqa: E731
-    assert strip(source.epochs(run_id)) == strip(target.epochs(imported["id"]))
-    assert strip(source.system_metrics(run_id)) == strip(target.system_metrics(imported["id"]))
-    ours, theirs = source.load_predictions(run_id), target.load_predictions(imported["id"])
+    assert strip(source.epochs(run_id)) == strip(target.epochs(imported.id))
+    assert strip(source.system_metrics(run_id)) == strip(target.system_metrics(imported.id))
+    ours, theirs = source.load_predictions(run_id), target.load_predictions(imported.id)
     for key in ("probabilities", "fine", "coarse"):
         assert np.array_equal(ours[key], theirs[key])
     # The model travelled into the new store's own artifacts, and predicts as before.
-    assert imported["model_path"].startswith(str(target.artifacts))
+    assert imported.model_path.is_relative_to(target.artifacts)
     images = tiny_data.x_test[:20].astype("float32")
     assert np.allclose(load_run_model(source.get_run(run_id)).predict(images, verbose=0),
                        load_run_model(imported).predict(images, verbose=0))
@@ -66,7 +66,7 @@ def test_a_run_exported_while_running_arrives_interrupted(tmp_path):
     export_run(source, live, tmp_path / "live.zip")
     target = Store(tmp_path / "b.sqlite")
     imported = target.get_run(import_run(target, tmp_path / "live.zip"))
-    assert ("interrupted", 1) == (imported["status"], len(target.epochs(imported["id"])))
+    assert ("interrupted", 1) == (imported.status, len(target.epochs(imported.id)))
 
 
 def rewrite(archive, tmp_path, name, change=None, extra=None):

@@ -27,16 +27,16 @@ def test_each_backbone_trains_a_step_at_its_minimum_size(name, store, tiny_data)
     config = transfer_config(name)
     run_id = store.create_run(config, status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert (COMPLETED, None, [1]) == (run["status"], run["error"], [row["epoch"] for row in store.epochs(run_id)])
-    assert analyze(config).total_params == run["params"]
+    assert (COMPLETED, None, [1]) == (run.status, run.error, [row["epoch"] for row in store.epochs(run_id)])
+    assert analyze(config).total_params == run.params
 
 
 def test_fine_tuning_adds_a_phase_and_the_saved_model_reloads_in_safe_mode(store, tiny_data):
     config = transfer_config("vgg16", fine_tune_epochs=1, fine_tune_layers=4)
     run_id = store.create_run(config, status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert (COMPLETED, [1, 2]) == (run["status"], [row["epoch"] for row in store.epochs(run_id)])
-    model = load_model(run["model_path"])
+    assert (COMPLETED, [1, 2]) == (run.status, [row["epoch"] for row in store.epochs(run_id)])
+    model = load_model(run.model_path)
     assert analyze(config).total_params == model.count_params()
     # The reloaded model carries its own upscaling and preprocessing: raw 32x32 pixels in.
     assert (2, 100) == tuple(model.predict(tiny_data.x_test[:2].astype("float32"), verbose=0).shape)
@@ -81,7 +81,7 @@ def test_offline_imagenet_request_is_one_clear_message_naming_the_real_cause(tmp
         config = RunConfig(backbone=BackboneSpec(name="vgg16", weights="imagenet", image_size=32), epochs=1)
         run = train_run(store, store.create_run(config, status=RUNNING),
                         load_data=lambda: load_cifar100({str(tiny_npz)!r}))
-        print("RUN", run["status"], run["error"])
+        print("RUN", run.status, run.error)
     """)
     # Port 9 (discard) refuses connections: any download attempt fails at once.
     env = {**os.environ, "KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9",

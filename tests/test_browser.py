@@ -134,14 +134,14 @@ def test_build_launch_watch_and_compare(server, page):
     deadline = time.time() + 180
     while time.time() < deadline:
         runs = Store(db).list_runs()
-        if runs and runs[0]["status"] in ("completed", "failed"):
+        if runs and runs[0].status in ("completed", "failed"):
             break
         time.sleep(1)
     (run,) = Store(db).list_runs()
-    assert ("completed", None) == (run["status"], run["error"])
+    assert ("completed", None) == (run.status, run.error)
     page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)  # the live curves
     shot(page, "run")
-    assert run["name"] in page.locator("[data-testid='stMain']").inner_text()
+    assert run.name in page.locator("[data-testid='stMain']").inner_text()
     no_error_text(page)
     shot(page, "run")
 
@@ -150,7 +150,7 @@ def test_build_launch_watch_and_compare(server, page):
     page.get_by_role("tab", name="Compare").click()
     wait_for_app(page)
     page.locator("[data-testid='stVegaLiteChart']:visible").first.wait_for(timeout=30_000)
-    assert run["name"] in page.locator("[data-testid='stMultiSelect']:visible").first.inner_text()
+    assert run.name in page.locator("[data-testid='stMultiSelect']:visible").first.inner_text()
     no_error_text(page)
     shot(page, "compare")
 
@@ -177,7 +177,7 @@ def test_upload_images_and_see_their_labels(server, page, tmp_path, tiny_data):
     config = RunConfig(layers=(LayerSpec.make("conv2d", filters=4), LayerSpec.make("maxpool2d", pool_size=4),
                                LayerSpec.make("flatten")), label_mode="fine", epochs=1, name="for-predict")
     run = train_run(store, store.create_run(config, status=RUNNING), load_data=lambda: tiny_data)
-    assert "completed" == run["status"]
+    assert "completed" == run.status
     good, bad = tmp_path / "photo.png", tmp_path / "notes.png"
     Image.new("RGB", (120, 80), (200, 30, 30)).save(good)
     bad.write_text("this is not an image")
@@ -189,7 +189,7 @@ def test_upload_images_and_see_their_labels(server, page, tmp_path, tiny_data):
     page.locator("[data-testid='stVegaLiteChart']:visible").first.wait_for(timeout=60_000)
     wait_for_app(page)
     text = page.locator("[data-testid='stMain']").inner_text()
-    assert "photo.png" in text and run["name"] in text
+    assert "photo.png" in text and run.name in text
     assert any(name in text for name in tiny_data.fine_names)  # a predicted fine label is shown
     assert "notes.png" in page.locator("[data-testid='stAlertContentError']").first.inner_text()
     shot(page, "predict-upload")
@@ -221,9 +221,9 @@ def prepared(tmp_path_factory, tiny_npz, tiny_data):
     for copy in range(1, 5):  # the same models under other names: picking must show each
         for mode, original in trained.items():
             run_id = store.create_run(config.replace(label_mode=mode, name=f"pick-{mode}-{copy}"), status=RUNNING)
-            store.log_epoch(run_id, 1, {"val_accuracy": original["best_val_accuracy"]}, 1.0)
-            store.set_model_path(run_id, original["model_path"])
-            stored = store.load_predictions(original["id"])
+            store.log_epoch(run_id, 1, {"val_accuracy": original.best_val_accuracy}, 1.0)
+            store.set_model_path(run_id, original.model_path)
+            stored = store.load_predictions(original.id)
             store.save_predictions(run_id, stored["probabilities"], stored["fine"], stored["coarse"], mode)
             store.finish_run(run_id, COMPLETED)
     searches = []
@@ -232,7 +232,7 @@ def prepared(tmp_path_factory, tiny_npz, tiny_data):
         searches.append(search.create_search(store, spec, name=f"search-pick-{number}"))
         store.set_search_status(searches[-1], search.SEARCH_STOPPED)  # nothing to resume or train
     with dashboard(home, tiny_npz) as url:
-        yield url, home / "runs.sqlite", [run["id"] for run in store.list_runs()], searches[::-1]
+        yield url, home / "runs.sqlite", [run.id for run in store.list_runs()], searches[::-1]
 
 
 def main_text(page, waiting_for: str = "") -> str:
@@ -254,18 +254,18 @@ def test_evaluate_shows_each_run_picked_in_turn(prepared, page):
     store = Store(db)
     page.goto(f"{url}/evaluate?run={run_ids[-1]}")  # a shared link opens that run
     wait_for_app(page)
-    main_text(page, store.get_run(run_ids[-1])["name"] + ":")
+    main_text(page, store.get_run(run_ids[-1]).name + ":")
     for run_id in run_ids[1:1 + PICKS]:
         run = store.get_run(run_id)
         choose(page, "Run", views.run_label(run))
-        text = main_text(page, run["name"] + ":")
-        assert ("1%" if run["label_mode"] == "fine" else "5%") in text
+        text = main_text(page, run.name + ":")
+        assert ("1%" if run.label_mode == "fine" else "5%") in text
         page.wait_for_url(f"**?run={run_id}", timeout=10_000)
     shot(page, "pick-evaluate")
     no_error_text(page)
     page.reload()  # the address keeps the last pick
     wait_for_app(page)
-    main_text(page, store.get_run(run_ids[PICKS])["name"] + ":")
+    main_text(page, store.get_run(run_ids[PICKS]).name + ":")
 
 
 def test_search_shows_each_search_picked_in_turn(prepared, page):
@@ -292,7 +292,7 @@ def test_runs_table_opens_each_row_clicked(prepared, page):
     for row in (3, 1, 4, 0, 2):  # rows are the runs newest first; a click in the row marker selects it
         grid.click(position={"x": 12, "y": ROW_PX * (row + 1) + ROW_PX / 2})
         wait_for_app(page)
-        name = store.get_run(run_ids[row])["name"]
+        name = store.get_run(run_ids[row]).name
         page.get_by_role("heading", name=name).wait_for(timeout=10_000)
         page.wait_for_url(f"**?run={run_ids[row]}", timeout=10_000)
     assert box["height"] > ROW_PX * 6
@@ -374,7 +374,7 @@ def test_heatmaps_keep_their_size_and_fit_the_column_at_100_and_20_classes(prepa
     from lsc_core.charts import heatmap_geometry
 
     url, db, run_ids, _ = prepared
-    fine = next(i for i in run_ids if Store(db).get_run(i)["label_mode"] == "fine")
+    fine = next(i for i in run_ids if Store(db).get_run(i).label_mode == "fine")
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, color_scheme=theme)
     page = context.new_page()
     try:
@@ -412,15 +412,15 @@ def test_stop_is_answered_on_screen_and_the_run_ends(server, page, tiny_data):
     page.goto(f"{url}/runs?run={run_id}")  # a first page starts the server's worker, which trains it
     wait_for_app(page)
     deadline = time.time() + 180
-    while (store.get_run(run_id)["progress"] or {}).get("phase") != "training" and time.time() < deadline:
+    while (store.get_run(run_id).progress or {}).get("phase") != "training" and time.time() < deadline:
         time.sleep(0.2)
-    assert "running" == store.get_run(run_id)["status"]
+    assert "running" == store.get_run(run_id).status
     final = page.get_by_text(f"run {run_id} · stopped").first
     main = page.locator("[data-testid='stMain']")  # not the header's Stop, which stops the page's script
     main.get_by_role("button", name="Stop", exact=True).click()
     main.get_by_role("button", name="Stopping…").or_(final).first.wait_for(timeout=10_000)
     final.wait_for(timeout=20_000)
-    assert "stopped" == store.get_run(run_id)["status"]
+    assert "stopped" == store.get_run(run_id).status
     no_error_text(page)
 
 

@@ -25,7 +25,7 @@ def layers_of(panel):
 
 def test_run_chart_has_loss_and_accuracy_panels_with_train_and_test_lines(store, two_runs):
     run = store.get_run(two_runs[0])
-    spec = charts.run_curves_chart(views.curves(store, [run["id"]]), run["best_epoch"]).to_dict()
+    spec = charts.run_curves_chart(views.curves(store, [run.id]), run.best_epoch).to_dict()
     panels = spec["hconcat"]
     assert ["Loss (cross-entropy)", "Accuracy"] == [p["title"] for p in panels]
     for panel in panels:

@@ -25,11 +25,11 @@ def test_train_runs_and_records_a_completed_run(tmp_path, tiny_npz, capsys):
     out = capsys.readouterr().out
     assert 0 == code
     (run,) = Store(db).list_runs()
-    assert (COMPLETED, "fine", 200) == (run["status"], run["label_mode"], run["config"]["limit"])
-    assert f"run {run['id']} completed: best test accuracy {run['best_val_accuracy']:.4f} at epoch 1" in out
-    assert 1 == len(Store(db).epochs(run["id"]))
+    assert (COMPLETED, "fine", 200) == (run.status, run.label_mode, run.config.limit)
+    assert f"run {run.id} completed: best test accuracy {run.best_val_accuracy:.4f} at epoch 1" in out
+    assert 1 == len(Store(db).epochs(run.id))
     assert 0 == main(["runs", "--db", str(db)])
-    assert f"seed-part1-{run['id']}" in capsys.readouterr().out
+    assert f"seed-part1-{run.id}" in capsys.readouterr().out
 
 
 def test_config_file_and_flags_combine(tmp_path, tiny_npz, capsys):
@@ -111,10 +111,10 @@ def test_an_early_stopped_run_says_why(tmp_path, tiny_npz, capsys):
                  "--early-stopping", "1", "--data", str(tiny_npz), "--db", str(db)])
     out = capsys.readouterr().out
     (run,) = Store(db).list_runs()
-    assert (0, COMPLETED, 2) == (code, run["status"], len(Store(db).epochs(run["id"])))
-    assert f"run {run['id']} ended before its last epoch: early stopping: test accuracy did not improve" in out
+    assert (0, COMPLETED, 2) == (code, run.status, len(Store(db).epochs(run.id)))
+    assert f"run {run.id} ended before its last epoch: early stopping: test accuracy did not improve" in out
     assert 0 == main(["runs", "--db", str(db)])
-    assert f"run {run['id']}: early stopping" in capsys.readouterr().out
+    assert f"run {run.id}: early stopping" in capsys.readouterr().out
 
 
 def test_help_texts_describe_the_commands():

@@ -55,7 +55,7 @@ def test_a_queued_twin_is_the_same_config_whatever_its_name(store):
     config = preset("seed-part1", epochs=3)
     assert estimates.queued_twin(store, config) is None
     queued = store.create_run(config.replace(name="first"))
-    assert queued == estimates.queued_twin(store, config.replace(name="again"))["id"]
+    assert queued == estimates.queued_twin(store, config.replace(name="again")).id
     assert estimates.queued_twin(store, config.replace(epochs=4)) is None
     store.request_stop(queued)  # stopped: no longer waiting
     assert estimates.queued_twin(store, config) is None

@@ -196,7 +196,7 @@ def test_the_training_hook_stores_the_best_models_test_predictions(trained, tiny
     assert (tiny_data.y_test_fine == stored["fine"]).all() and (tiny_data.y_test_coarse == stored["coarse"]).all()
     evaluation = ev.evaluate_run(store, fine)
     # The stored predictions are the best epoch's: same accuracy as the run recorded (float16 aside).
-    assert store.get_run(fine)["best_val_accuracy"] == pytest.approx(evaluation.result.top1, abs=0.011)
+    assert store.get_run(fine).best_val_accuracy == pytest.approx(evaluation.result.top1, abs=0.011)
     assert 0 <= evaluation.derived_coarse.top1 <= 1 and evaluation.result.top1 <= evaluation.result.top5
 
 
@@ -206,8 +206,8 @@ def test_an_older_run_is_predicted_on_first_request_from_its_saved_model(trained
     evaluation = ev.evaluate_run(store, coarse, load_data=lambda: tiny_data)
     assert (None, "coarse", (100, 20)) == (evaluation.derived_coarse, evaluation.result.label_mode,
                                            store.load_predictions(coarse)["probabilities"].shape)
-    assert store.get_run(coarse)["best_val_accuracy"] == pytest.approx(evaluation.result.top1, abs=0.011)
-    assert {fine_id for fine_id in (trained[1], coarse)} == {run["id"] for run in ev.evaluable_runs(store)}
+    assert store.get_run(coarse).best_val_accuracy == pytest.approx(evaluation.result.top1, abs=0.011)
+    assert {fine_id for fine_id in (trained[1], coarse)} == {run.id for run in ev.evaluable_runs(store)}
 
 
 def test_a_run_without_a_model_says_so(trained):
@@ -221,13 +221,13 @@ def test_a_run_without_a_model_says_so(trained):
 
 def test_a_stopped_or_interrupted_run_with_a_model_is_evaluated_like_a_completed_one(trained, tiny_data):
     store, fine, _ = trained
-    model_path = store.get_run(fine)["model_path"]
+    model_path = store.get_run(fine).model_path
     ids = {}
     for status in (STOPPED, INTERRUPTED, FAILED):
         ids[status] = store.create_run(RunConfig(layers=SMALL, label_mode="fine", name=status), status=RUNNING)
         store.set_model_path(ids[status], model_path)  # its best epoch's model, saved before it ended
         store.finish_run(ids[status], status)
-    evaluable = {run["id"] for run in ev.evaluable_runs(store)}
+    evaluable = {run.id for run in ev.evaluable_runs(store)}
     assert {ids[STOPPED], ids[INTERRUPTED]} <= evaluable and ids[FAILED] not in evaluable
     evaluation = ev.evaluate_run(store, ids[STOPPED], load_data=lambda: tiny_data)
     assert (100, 100) == evaluation.result.probabilities.shape

@@ -38,7 +38,7 @@ def test_the_metric_counts_wrong_predictions_that_stay_in_the_superclass():
 def test_a_fine_run_records_it_every_epoch_and_the_run_chart_draws_it(store, tiny_data):
     config = RunConfig(layers=SMALL, label_mode="fine", epochs=2, batch_size=64, learning_rate=3e-3)
     run_id = store.create_run(config, status=RUNNING)
-    assert "completed" == train_run(store, run_id, load_data=lambda: tiny_data)["status"]
+    assert "completed" == train_run(store, run_id, load_data=lambda: tiny_data).status
     epochs = store.epochs(run_id)
     assert 2 == len(epochs)
     for epoch in epochs:

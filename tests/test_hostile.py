@@ -233,8 +233,8 @@ def test_disk_full_while_saving_keeps_the_run_completed_and_no_partial_file(smal
     layers = (LayerSpec.make("conv2d", filters=16), LayerSpec.make("flatten"), LayerSpec.make("dense", units=64))
     run_id = store.create_run(RunConfig(layers=layers, epochs=2, batch_size=32), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert COMPLETED == run["status"]
-    assert "No space left on device" in run["error"] and "could not be saved" in run["error"]
+    assert COMPLETED == run.status
+    assert "No space left on device" in run.error and "could not be saved" in run.error
     assert [1, 2] == [epoch["epoch"] for epoch in store.epochs(run_id)]
     assert [] == [path.name for path in folder.rglob("*.keras")]  # no partial file left behind
     with pytest.raises(ModelUnavailable, match="has no saved model: the best model could not be saved"):
@@ -270,7 +270,7 @@ def trained_run(tmp_path_factory, tiny_data):
     run_id = store.create_run(RunConfig(layers=layers, epochs=1, batch_size=32), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
     image = write_good_images(folder / "images")["photo.jpg"]
-    return folder / "runs.sqlite", run_id, Path(run["model_path"]).read_bytes(), image
+    return folder / "runs.sqlite", run_id, Path(run.model_path).read_bytes(), image
 
 
 def stored_rows(db: Path) -> list:
@@ -343,7 +343,7 @@ def hostile_app(tmp_path_factory, tiny_npz, tiny_data):
     for number, name in enumerate(HOSTILE_NAMES):
         ids[name] = store.create_run(RunConfig(layers=layers, epochs=1, batch_size=32, name=name), status=RUNNING)
         if number == 0:  # also proves that any name builds a Keras model
-            assert "completed" == train_run(store, ids[name], load_data=lambda: tiny_data)["status"]
+            assert "completed" == train_run(store, ids[name], load_data=lambda: tiny_data).status
         else:
             store.finish_run(ids[name], FAILED, f"the run {name} failed")
     with pytest.MonkeyPatch.context() as patch:

@@ -32,10 +32,10 @@ def manager(tmp_path, tiny_data):
 
 def test_queued_runs_train_in_order_in_the_background(manager):
     first, second = manager.submit(config(name="first")), manager.submit(config(name="second"))
-    wait_for(lambda: manager.store.get_run(second)["status"] == COMPLETED)
-    runs = {run["id"]: run for run in manager.store.list_runs()}
-    assert (COMPLETED, COMPLETED) == (runs[first]["status"], runs[second]["status"])
-    assert runs[first]["finished_at"] <= runs[second]["started_at"]
+    wait_for(lambda: manager.store.get_run(second).status == COMPLETED)
+    runs = {run.id: run for run in manager.store.list_runs()}
+    assert (COMPLETED, COMPLETED) == (runs[first].status, runs[second].status)
+    assert runs[first].finished_at <= runs[second].started_at
     assert manager.device.startswith(("CPU", "GPU"))
 
 
@@ -45,18 +45,18 @@ def test_stop_ends_the_running_run_and_drops_a_queued_one(manager):
     wait_for(lambda: manager.current_run_id == running)
     manager.stop(queued)
     manager.stop(running)
-    wait_for(lambda: manager.store.get_run(running)["status"] == STOPPED)
-    assert STOPPED == manager.store.get_run(queued)["status"]
+    wait_for(lambda: manager.store.get_run(running).status == STOPPED)
+    assert STOPPED == manager.store.get_run(queued).status
     assert len(manager.store.epochs(running)) < 500
 
 
 def test_a_run_queued_before_a_restart_is_trained_after_it(tmp_path, tiny_data):
     store = Store(tmp_path / "runs.sqlite")
     run_id = store.create_run(config())  # queued by a server that then went away
-    assert QUEUED == store.get_run(run_id)["status"]
+    assert QUEUED == store.get_run(run_id).status
     jobs = JobManager(store.path, load_data=lambda: tiny_data)
     try:
-        wait_for(lambda: jobs.store.get_run(run_id)["status"] == COMPLETED)
+        wait_for(lambda: jobs.store.get_run(run_id).status == COMPLETED)
     finally:
         jobs.shutdown(timeout=60)
 
@@ -73,8 +73,8 @@ def test_the_worker_survives_a_run_it_cannot_read(manager):
     broken = manager.store.create_run(config())
     manager.store.db.execute("UPDATE runs SET config = ? WHERE id = ?", ['{"layers": 7}', broken])
     good = manager.submit(config(name="after-the-broken-one"))
-    wait_for(lambda: manager.store.get_run(good)["status"] == COMPLETED)
-    assert "failed" == manager.store.get_run(broken)["status"]
+    wait_for(lambda: manager.store.get_run(good).status == COMPLETED)
+    assert "failed" == manager.store.get_run(broken).status
     assert manager.alive
 
 

@@ -25,24 +25,24 @@ def test_tags_filter_runs_and_are_checked(store):
     a, b, c = (finished_run(store, name) for name in "abc")
     assert ["baseline", "lr sweep"] == store.set_tags(a, ["lr sweep", " baseline ", "baseline"])
     store.set_tags(b, ["baseline"])
-    assert [b, a] == [run["id"] for run in store.list_runs(tag="baseline")]
-    assert [a] == [run["id"] for run in store.list_runs(tag="lr sweep")]
+    assert [b, a] == [run.id for run in store.list_runs(tag="baseline")]
+    assert [a] == [run.id for run in store.list_runs(tag="lr sweep")]
     assert ["baseline", "lr sweep"] == store.all_tags()
-    assert [] == store.get_run(c)["tags"]
+    assert [] == store.get_run(c).tags
     for bad in ("", "   ", "a,b", "x" * 41):
         with pytest.raises(StoreError, match="a tag must be"):
             store.set_tags(c, [bad])
-    assert [] == store.get_run(c)["tags"]  # a refused tag changes nothing
+    assert [] == store.get_run(c).tags  # a refused tag changes nothing
 
 
 def test_archived_runs_are_hidden_until_asked_for(store):
     kept, archived = finished_run(store, "kept"), finished_run(store, "old")
     store.set_archived(archived, True)
-    assert [kept] == [run["id"] for run in store.list_runs(archived=False)]
-    assert [archived] == [run["id"] for run in store.list_runs(archived=True)]
-    assert {kept, archived} == {run["id"] for run in store.list_runs()}
+    assert [kept] == [run.id for run in store.list_runs(archived=False)]
+    assert [archived] == [run.id for run in store.list_runs(archived=True)]
+    assert {kept, archived} == {run.id for run in store.list_runs()}
     store.set_archived(archived, False)
-    assert {kept, archived} == {run["id"] for run in store.list_runs(archived=False)}
+    assert {kept, archived} == {run.id for run in store.list_runs(archived=False)}
 
 
 def test_delete_removes_everything_of_the_run_and_nothing_else(store, tiny_data):
@@ -77,7 +77,7 @@ def test_command_line_tag_note_archive_delete(tmp_path, capsys):
     assert 0 == main(["tag", str(first), "baseline", "keep", "--db", str(db)])
     assert 0 == main(["tag", str(first), "keep", "--remove", "--db", str(db)])
     assert 0 == main(["note", str(first), "Adam", "beats", "**SGD**", "here", "--db", str(db)])
-    assert (["baseline"], "Adam beats **SGD** here") == (store.get_run(first)["tags"], store.get_run(first)["note"])
+    assert (["baseline"], "Adam beats **SGD** here") == (store.get_run(first).tags, store.get_run(first).note)
     capsys.readouterr()
     assert 0 == main(["runs", "--tag", "baseline", "--db", str(db)])
     listed = capsys.readouterr().out
@@ -88,7 +88,7 @@ def test_command_line_tag_note_archive_delete(tmp_path, capsys):
     assert 0 == main(["runs", "--archived", "--db", str(db)])
     assert "second" in capsys.readouterr().out
     assert 0 == main(["delete", str(second), "--yes", "--db", str(db)])
-    assert [first] == [run["id"] for run in store.list_runs()]
+    assert [first] == [run.id for run in store.list_runs()]
 
 
 def test_command_line_delete_without_confirmation_deletes_nothing(tmp_path):
@@ -100,4 +100,4 @@ def test_command_line_delete_without_confirmation_deletes_nothing(tmp_path):
         assert 1 == result.returncode
         assert 1 == len([line for line in result.stderr.splitlines() if line.startswith("error:")]), result.stderr
         assert "Traceback" not in result.stderr
-    assert [run_id] == [run["id"] for run in Store(db).list_runs()]
+    assert [run_id] == [run.id for run in Store(db).list_runs()]

@@ -133,7 +133,7 @@ def test_a_fine_run_ranks_fine_labels_and_sums_them_into_coarse(runs, good):
 def test_a_coarse_run_gives_coarse_labels_only(runs, good):
     store, ids = runs
     run, model = pr.load_run_model(store, ids["coarse"])
-    [prediction] = pr.classify(model, run["label_mode"], pr.read_files([good["gray.png"]]), top=3)
+    [prediction] = pr.classify(model, run.label_mode, pr.read_files([good["gray.png"]]), top=3)
     assert ((), 3, False) == (prediction.fine, len(prediction.coarse), prediction.coarse_derived)
     assert {name for name, _ in prediction.coarse} <= set(COARSE_LABELS)
 

@@ -20,7 +20,7 @@ def test_each_epoch_stores_the_rate_it_started_with(store, tiny_data):
                           weight_decay=5e-4, label_smoothing=0.1, augment=("flip", "crop", "cutout", "mixup"))
     run_id = store.create_run(config, status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert (COMPLETED, None) == (run["status"], run["error"])
+    assert (COMPLETED, None) == (run.status, run.error)
     steps = schedules.steps_per_epoch(config, len(tiny_data.x_train))
     rates = [row["learning_rate"] for row in store.epochs(run_id)]
     assert schedules.epoch_learning_rates(config, steps) == pytest.approx(rates, rel=1e-6)
@@ -32,10 +32,10 @@ def test_early_stopping_ends_a_run_that_cannot_improve_as_completed_with_its_rea
     config = small_config(epochs=5, learning_rate=1e-9, early_stopping=1)
     run_id = store.create_run(config, status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert COMPLETED == run["status"]
+    assert COMPLETED == run.status
     assert [1, 2] == [row["epoch"] for row in store.epochs(run_id)]
-    assert run["end_reason"].startswith("early stopping: test accuracy did not improve for 1 epoch(s)")
-    assert run["end_reason"].endswith("ended after epoch 2 of 5")
+    assert run.end_reason.startswith("early stopping: test accuracy did not improve for 1 epoch(s)")
+    assert run.end_reason.endswith("ended after epoch 2 of 5")
 
 
 def test_early_stop_reason_counts_epochs_since_the_best():
@@ -57,5 +57,5 @@ def test_reduce_on_plateau_lowers_the_next_epochs_rate(store, tiny_data):
 def test_a_tta_run_stores_its_flip_averaged_accuracy_apart(store, tiny_data):
     run_id = store.create_run(small_config(epochs=1, tta=True), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data, after_training=store_predictions)
-    assert 0 <= run["tta_accuracy"] <= 1
+    assert 0 <= run.tta_accuracy <= 1
     assert store.load_predictions(run_id) is not None

@@ -130,18 +130,18 @@ def test_a_search_runs_in_the_foreground_and_stores_linked_runs(store, tiny_data
                                on_trial=lambda number, total, config: seen.append((number, total, config.name)))
     assert [(1, 2, f"search{search_id}-trial1"), (2, 2, f"search{search_id}-trial2")] == seen
     runs = store.list_runs(search_id=search_id)
-    assert [COMPLETED, COMPLETED] == [run["status"] for run in runs]
-    assert all(len(store.epochs(run["id"])) == 1 and run["model_path"] for run in runs)
+    assert [COMPLETED, COMPLETED] == [run.status for run in runs]
+    assert all(len(store.epochs(run.id)) == 1 and run.model_path for run in runs)
     assert search.SEARCH_COMPLETED == store.get_search(search_id)["status"]
     rows = search.results_rows(store, search_id)
-    assert [run["id"] for run in ranked] == [row["run"] for row in rows]
+    assert [run.id for run in ranked] == [row["run"] for row in rows]
     accuracies = [row["best test accuracy"] for row in rows]
     assert accuracies == sorted(accuracies, reverse=True)
     planned = search.plan_values(tiny_spec())
     assert sorted(planned, key=str) == sorted(({p: row[p] for p in planned[0]} for row in rows), key=str)
-    assert ranked[0]["id"] == search.best_trial(store, search_id)["id"]
+    assert ranked[0].id == search.best_trial(store, search_id).id
     # The best trial opens in Build & Train as its planned config, without the trial's name.
-    planned_best = next(c for c in search.plan_trials(tiny_spec(), search_id) if c.name == ranked[0]["name"])
+    planned_best = next(c for c in search.plan_trials(tiny_spec(), search_id) if c.name == ranked[0].name)
     assert planned_best.replace(name=None) == RunConfig.from_dict(search.trial_config_dict(ranked[0]))
 
 
@@ -156,15 +156,15 @@ def test_trials_run_through_the_background_queue(tmp_path, tiny_data):
     finally:
         manager.shutdown(timeout=60)
     runs = manager.store.list_runs(search_id=search_id)
-    assert [COMPLETED] * 3 == [run["status"] for run in runs]
+    assert [COMPLETED] * 3 == [run.status for run in runs]
     assert search.SEARCH_COMPLETED == manager.store.get_search(search_id)["status"]
 
 
 def test_stop_drops_queued_trials_and_resume_leaves_a_stopped_search_alone(store):
     search_id = search.launch_search(store, tiny_spec(trials=3))
-    assert [QUEUED] * 3 == [run["status"] for run in store.list_runs(search_id=search_id)]
+    assert [QUEUED] * 3 == [run.status for run in store.list_runs(search_id=search_id)]
     search.stop_search(store, search_id)
-    assert [STOPPED] * 3 == [run["status"] for run in store.list_runs(search_id=search_id)]
+    assert [STOPPED] * 3 == [run.status for run in store.list_runs(search_id=search_id)]
     assert [] == search.resume_searches(store)
     assert search.SEARCH_STOPPED == search.trial_finished(store, search_id)
 
@@ -179,7 +179,7 @@ def test_resume_after_a_crash_reruns_only_the_interrupted_trial(store, tiny_data
     from lsc_core.train import train_run
 
     search_id = search.launch_search(store, tiny_spec(trials=3))
-    first, second, third = sorted(run["id"] for run in store.list_runs(search_id=search_id))
+    first, second, third = sorted(run.id for run in store.list_runs(search_id=search_id))
     assert store.claim_run(first)
     train_run(store, first, load_data=lambda: tiny_data)
     finished = store.get_run(first)
@@ -192,13 +192,13 @@ def test_resume_after_a_crash_reruns_only_the_interrupted_trial(store, tiny_data
     requeued = search.resume_searches(store)
     assert second == requeued[0] and len(requeued) == 2  # the interrupted trial, then the missing one
     assert [] == store.epochs(second)
-    runs = {run["name"]: run for run in store.list_runs(search_id=search_id)}
-    assert [COMPLETED, QUEUED, QUEUED] == [runs[f"search{search_id}-trial{n}"]["status"] for n in (1, 2, 3)]
+    runs = {run.name: run for run in store.list_runs(search_id=search_id)}
+    assert [COMPLETED, QUEUED, QUEUED] == [runs[f"search{search_id}-trial{n}"].status for n in (1, 2, 3)]
     assert finished == store.get_run(first)  # kept as it was
 
     search.run_search(store, search_id, load_data=lambda: tiny_data)
-    runs = {run["name"]: run for run in store.list_runs(search_id=search_id)}
-    assert [COMPLETED] * 3 == [runs[f"search{search_id}-trial{n}"]["status"] for n in (1, 2, 3)]
+    runs = {run.name: run for run in store.list_runs(search_id=search_id)}
+    assert [COMPLETED] * 3 == [runs[f"search{search_id}-trial{n}"].status for n in (1, 2, 3)]
     assert finished == store.get_run(first)
     assert search.SEARCH_COMPLETED == store.get_search(search_id)["status"]
 
@@ -206,10 +206,10 @@ def test_resume_after_a_crash_reruns_only_the_interrupted_trial(store, tiny_data
 def test_an_interrupted_trial_keeps_the_search_running(store):
     search_id = search.launch_search(store, tiny_spec(trials=1))
     (run,) = store.list_runs(search_id=search_id)
-    store.claim_run(run["id"])
-    store.finish_run(run["id"], INTERRUPTED)
+    store.claim_run(run.id)
+    store.finish_run(run.id, INTERRUPTED)
     assert search.SEARCH_RUNNING == search.trial_finished(store, search_id)
-    assert [run["id"]] == search.resume_searches(store)
+    assert [run.id] == search.resume_searches(store)
 
 
 def test_space_from_the_form_defaults_is_the_study_space():
@@ -302,14 +302,14 @@ def test_a_stored_spec_is_read_without_checking_it_again(store):
 
 def test_resume_leaves_alone_a_search_a_live_process_is_training(store):
     search_id = search.launch_search(store, tiny_spec(trials=2))
-    first, second = sorted(run["id"] for run in store.list_runs(search_id=search_id))
+    first, second = sorted(run.id for run in store.list_runs(search_id=search_id))
     store.db.execute("DELETE FROM runs WHERE id = ?", [second])  # not created yet by that process
     other = subprocess.Popen(["sleep", "60"])  # the live process training trial 1
     try:
         assert store.claim_run(first)
         store.db.execute("UPDATE runs SET pid = ? WHERE id = ?", [other.pid, first])
         assert [] == search.resume_searches(store)
-        assert [first] == [run["id"] for run in store.list_runs(search_id=search_id)]
+        assert [first] == [run.id for run in store.list_runs(search_id=search_id)]
     finally:
         other.kill()
         other.wait()
@@ -332,7 +332,7 @@ def test_two_processes_queuing_the_same_search_create_each_trial_once(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    names = [run["name"] for run in Store(db).list_runs(search_id=search_id)]
+    names = [run.name for run in Store(db).list_runs(search_id=search_id)]
     assert sorted(f"search{search_id}-trial{n}" for n in range(1, 7)) == sorted(names)
     assert [None] == [Store(db).create_trial_once(search.plan_trials(tiny_spec(trials=6), search_id)[0], search_id)]
 
@@ -351,7 +351,7 @@ def test_ctrl_c_on_a_command_line_search_stops_it_and_resume_continues_it(tmp_pa
         while time.time() < deadline and process.poll() is None:  # until trial 1 has trained an epoch
             store = store or (Store(db) if db.exists() else None)
             running = store.list_runs(status=RUNNING) if store else []
-            if running and store.epochs(running[0]["id"]):
+            if running and store.epochs(running[0].id):
                 break
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
@@ -366,7 +366,7 @@ def test_ctrl_c_on_a_command_line_search_stops_it_and_resume_continues_it(tmp_pa
            f"python -m lsc_core search --resume {search_id}" == err.strip().splitlines()[-1]
     assert search.SEARCH_STOPPED == found["status"]
     (trial,) = store.list_runs(search_id=search_id)
-    assert (f"search{search_id}-trial1", INTERRUPTED) == (trial["name"], trial["status"])
+    assert (f"search{search_id}-trial1", INTERRUPTED) == (trial.name, trial.status)
     # A dashboard starting now takes nothing over.
     assert [] == JobManager(db, load_data=lambda: tiny_data, start=False).store.list_runs(status=QUEUED)
     assert [] == search.resume_searches(store)
@@ -374,17 +374,17 @@ def test_ctrl_c_on_a_command_line_search_stops_it_and_resume_continues_it(tmp_pa
     from lsc_core.cli import main
 
     assert 0 == main(["search", "--resume", str(search_id), "--data", str(tiny_npz), "--db", str(db)])
-    runs = {run["name"]: run for run in store.list_runs(search_id=search_id)}
-    assert [COMPLETED, COMPLETED] == [runs[f"search{search_id}-trial{n}"]["status"] for n in (1, 2)]
-    assert trial["id"] == runs[f"search{search_id}-trial1"]["id"]  # the same run, trained again
+    runs = {run.name: run for run in store.list_runs(search_id=search_id)}
+    assert [COMPLETED, COMPLETED] == [runs[f"search{search_id}-trial{n}"].status for n in (1, 2)]
+    assert trial.id == runs[f"search{search_id}-trial1"].id  # the same run, trained again
     assert search.SEARCH_COMPLETED == store.get_search(search_id)["status"]
 
 
 def test_reading_a_search_never_writes(store):
     search_id = search.launch_search(store, tiny_spec(trials=1))
     (run,) = store.list_runs(search_id=search_id)
-    store.claim_run(run["id"])
-    store.finish_run(run["id"], COMPLETED)  # finished behind the runner's back
+    store.claim_run(run.id)
+    store.finish_run(run.id, COMPLETED)  # finished behind the runner's back
     before = store.db.execute("SELECT total_changes()").fetchone()[0]
     assert search.SEARCH_RUNNING == search.summary(store, search_id)["status"]
     search.summaries(store), search.results_frame(store, search_id), search.best_trial(store, search_id)

@@ -61,9 +61,9 @@ def test_queue_suite_queues_each_config_once_and_links_runs_to_comparisons(store
     assert set(experiments) == set(suite["runs"])
     for key, run_id in suite["runs"].items():
         run = store.get_run(run_id)
-        assert (QUEUED, experiments[key]) == (run["status"], RunConfig.from_dict(run["config"]))
+        assert (QUEUED, experiments[key]) == (run.status, run.config)
     trials = store.list_runs(search_id=suite["search_id"])
-    plain = [run for run in store.list_runs() if run["search_id"] is None]
+    plain = [run for run in store.list_runs() if run.search_id is None]
     assert (10, 10) == (len(plain), len(trials))  # ten distinct configs, ten trials: nothing twice
     # seed-part1 with Adam, lr 1e-3, batch 64 is one run in four comparisons.
     shared = suite["runs"]["p1-adam-b64"]
@@ -85,7 +85,7 @@ def test_the_table_fills_in_as_runs_complete(store, tiny_data):
     assert store.claim_run(run_id)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
     row = next(r for r in study.study_table(store, suite) if r["run"] == run_id)
-    assert (COMPLETED, run["best_val_accuracy"], 0.469) == (row["status"], row["our accuracy"], row["study accuracy"])
+    assert (COMPLETED, run.best_val_accuracy, 0.469) == (row["status"], row["our accuracy"], row["study accuracy"])
     curves = study.comparison_curves(store, suite, study.COMPARISONS[0][0])
     assert {"SGD"} == set(curves["run"])
     assert {("test", "loss"), ("test", "accuracy"), ("train", "loss"), ("train", "accuracy")} == \
@@ -97,9 +97,9 @@ def test_the_search_line_shows_the_best_trials_filters(store, tiny_data):
     study.queue_suite(store, epochs_scale=0.01, limit=64)
     suite = study.latest_suite(store)
     trial = store.list_runs(search_id=suite["search_id"])[-1]  # trial 1
-    store.claim_run(trial["id"])
-    train_run(store, trial["id"], load_data=lambda: tiny_data)
-    row = next(r for r in study.study_table(store, suite) if r["run"] == trial["id"])
+    store.claim_run(trial.id)
+    train_run(store, trial.id, load_data=lambda: tiny_data)
+    row = next(r for r in study.study_table(store, suite) if r["run"] == trial.id)
     values = search.plan_values(study.study_search_spec(0.01, 64))[0]
     assert f"filters {values['conv1_filters']}/{values['conv2_filters']}/{values['conv3_filters']}/" \
            f"{values['conv4_filters']}, dense {values['dense_units']}" == row["our note"]

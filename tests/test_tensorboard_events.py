@@ -50,7 +50,7 @@ def test_search_trials_carry_their_hyperparameters(store):
     trial = store.create_trial_once(preset("seed-part1", learning_rate=3e-3), search_id)
     store.log_epoch(trial, 1, {"loss": 2.5, "accuracy": 0.2, "val_loss": 2.6, "val_accuracy": 0.19}, 3.0)
     logdir = tensorboard_events.write_run_events(store, trial)
-    name = store.get_run(trial)["name"]
+    name = store.get_run(trial).name
     session = tensorboard_runs(store.artifacts)[f"{trial}/tensorboard/{logdir.name}"]
     content = session.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info

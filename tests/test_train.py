@@ -31,27 +31,27 @@ def test_keras_model_has_the_analyzed_parameter_count(name, mode):
 def test_a_run_trains_logs_every_epoch_and_saves_the_best_model(store, tiny_data):
     run_id = store.create_run(small_config(), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert (COMPLETED, None) == (run["status"], run["error"])
+    assert (COMPLETED, None) == (run.status, run.error)
     epochs = store.epochs(run_id)
     assert [1, 2] == [row["epoch"] for row in epochs]
     assert all(row["seconds"] > 0 and 0 <= row["val_accuracy"] <= 1 for row in epochs)
     best = max(epochs, key=lambda row: (row["val_accuracy"], -row["epoch"]))
-    assert (best["epoch"], best["val_accuracy"]) == (run["best_epoch"], run["best_val_accuracy"])
-    assert run["params"] == analyze(small_config()).total_params
-    assert {"tensorflow", "keras", "numpy", "python"} <= set(run["versions"])
-    assert run["device"].startswith(("CPU", "GPU"))
-    model = load_model(run["model_path"])
-    assert model.count_params() == run["params"]
+    assert (best["epoch"], best["val_accuracy"]) == (run.best_epoch, run.best_val_accuracy)
+    assert run.params == analyze(small_config()).total_params
+    assert {"tensorflow", "keras", "numpy", "python"} <= set(run.versions)
+    assert run.device.startswith(("CPU", "GPU"))
+    model = load_model(run.model_path)
+    assert model.count_params() == run.params
     # The saved model is the best epoch's: it reproduces that epoch's validation accuracy.
     x, y = tiny_data.x_test.astype("float32"), tiny_data.labels("test", "coarse")
     accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y))
-    assert run["best_val_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert run.best_val_accuracy == pytest.approx(accuracy, abs=1e-6)
 
 
 def test_tiny_learnable_data_beats_chance(store, tiny_data):
     run_id = store.create_run(small_config(epochs=8, label_mode="fine"), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data)
-    assert run["best_val_accuracy"] > 0.1  # chance is 0.01 on 100 classes
+    assert run.best_val_accuracy > 0.1  # chance is 0.01 on 100 classes
 
 
 def test_stop_request_ends_the_run_after_the_current_batch(store, tiny_data):
@@ -67,14 +67,14 @@ def test_stop_request_ends_the_run_after_the_current_batch(store, tiny_data):
     run = train_run(store, run_id, load_data=lambda: tiny_data, stop_event=stop,
                     after_training=stop_after_first_epoch)
     timer.cancel()
-    assert STOPPED == run["status"]
+    assert STOPPED == run.status
     assert len(store.epochs(run_id)) < 50
 
 
 def test_stop_requested_through_the_store_also_stops(store, tiny_data):
     run_id = store.create_run(small_config(epochs=50, batch_size=8), status=RUNNING)
     threading.Timer(3.0, store.request_stop, args=[run_id]).start()
-    assert STOPPED == train_run(store, run_id, load_data=lambda: tiny_data)["status"]
+    assert STOPPED == train_run(store, run_id, load_data=lambda: tiny_data).status
 
 
 def test_a_failing_run_is_recorded_with_its_message(store):
@@ -83,7 +83,7 @@ def test_a_failing_run_is_recorded_with_its_message(store):
 
     run_id = store.create_run(small_config(), status=RUNNING)
     run = train_run(store, run_id, load_data=broken_loader)
-    assert (FAILED, "OSError: disk on fire") == (run["status"], run["error"])
+    assert (FAILED, "OSError: disk on fire") == (run.status, run.error)
 
 
 def test_holdout_validation_and_limit(store, tiny_data):
@@ -97,7 +97,7 @@ def test_holdout_validation_and_limit(store, tiny_data):
 
 def test_any_run_name_builds(store, tiny_data):
     run_id = store.create_run(small_config(epochs=1, name="a/b c:d"), status=RUNNING)
-    assert COMPLETED == train_run(store, run_id, load_data=lambda: tiny_data)["status"]
+    assert COMPLETED == train_run(store, run_id, load_data=lambda: tiny_data).status
 
 
 def test_a_failing_after_training_step_keeps_the_run_completed(store, tiny_data):
@@ -106,8 +106,8 @@ def test_a_failing_after_training_step_keeps_the_run_completed(store, tiny_data)
 
     run_id = store.create_run(small_config(epochs=1), status=RUNNING)
     run = train_run(store, run_id, load_data=lambda: tiny_data, after_training=broken_hook)
-    assert (COMPLETED, None) == (run["status"], run["error"])
-    assert Path(run["model_path"]).exists()
+    assert (COMPLETED, None) == (run.status, run.error)
+    assert Path(run.model_path).exists()
 
 
 def test_a_stop_ends_a_long_epoch_midway_and_keeps_no_partial_epoch(store, tmp_path):
@@ -121,7 +121,7 @@ def test_a_stop_ends_a_long_epoch_midway_and_keeps_no_partial_epoch(store, tmp_p
     def stop_once_training():
         deadline = time.time() + 60
         while time.time() < deadline:
-            progress = store.get_run(run_id)["progress"] or {}
+            progress = store.get_run(run_id).progress or {}
             if progress.get("phase") == "training" and (progress.get("batch") or 0) > 0:
                 seen.append(progress)
                 store.request_stop(run_id)
@@ -133,7 +133,7 @@ def test_a_stop_ends_a_long_epoch_midway_and_keeps_no_partial_epoch(store, tmp_p
     watcher.start()
     run = train_run(store, run_id, load_data=lambda: data)
     watcher.join()
-    assert (STOPPED, []) == (run["status"], store.epochs(run_id))
+    assert (STOPPED, []) == (run.status, store.epochs(run_id))
     assert seen and seen[0]["batch"] < seen[0]["batches"] == 4000
 
 
@@ -151,7 +151,7 @@ def test_a_stop_while_validating_ends_the_run_and_keeps_no_partly_validated_epoc
     def stop_once_validating():
         deadline = time.time() + 60
         while time.time() < deadline and not seen:
-            progress = store.get_run(run_id)["progress"] or {}
+            progress = store.get_run(run_id).progress or {}
             if progress.get("phase") == "validating":
                 seen.append(progress)
                 stop.set()
@@ -163,7 +163,7 @@ def test_a_stop_while_validating_ends_the_run_and_keeps_no_partly_validated_epoc
     watcher.join()
     assert seen, "the run was never seen validating"
     # Before, validation went on to its end and the epoch was kept.
-    assert (STOPPED, []) == (run["status"], store.epochs(run_id))
+    assert (STOPPED, []) == (run.status, store.epochs(run_id))
 
 
 def test_each_epoch_records_images_per_second_of_training_and_validation(store, tiny_data):

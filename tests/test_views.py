@@ -1,5 +1,7 @@
 """views: the runs table, curves, smoothing, progress and best runs, read from a real store."""
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,6 +22,12 @@ def log(store, run_id, epochs=EPOCHS):
     for number, (loss, acc, val_loss, val_acc, seconds) in enumerate(epochs, start=1):
         store.log_epoch(run_id, number, {"loss": loss, "accuracy": acc, "val_loss": val_loss,
                                          "val_accuracy": val_acc}, seconds)
+
+
+@pytest.fixture
+def a_run(store):
+    """A queued run as the store hands it out, to vary with dataclasses.replace."""
+    return store.get_run(store.create_run(preset("seed-part1", epochs=2)))
 
 
 @pytest.fixture
@@ -53,11 +61,11 @@ def test_runs_table_matches_the_store(store, runs):
     assert rows.loc[runs["done"], "duration_s"] >= 0
 
 
-def test_duration_of_a_finished_and_of_a_running_run():
-    finished = {"status": COMPLETED, "started_at": "2025-01-01T10:00:00+00:00",
-                "finished_at": "2025-01-01T11:02:05+00:00"}
+def test_duration_of_a_finished_and_of_a_running_run(a_run):
+    finished = replace(a_run, status=COMPLETED, started_at="2025-01-01T10:00:00+00:00",
+                       finished_at="2025-01-01T11:02:05+00:00")
     assert 3725.0 == views.run_duration(finished)
-    running = {"status": RUNNING, "started_at": "2025-01-01T10:00:00+00:00", "finished_at": None}
+    running = replace(a_run, status=RUNNING, started_at="2025-01-01T10:00:00+00:00", finished_at=None)
     start = pd.Timestamp("2025-01-01T10:00:00+00:00").timestamp()
     assert 90.0 == views.run_duration(running, now=start + 90)
     assert ["1h 02m", "3m 05s", "12s", ""] == [views.format_duration(s) for s in (3725, 185, 12, None)]
@@ -72,14 +80,14 @@ def test_filter_runs_by_status_label_mode_and_name(store, runs):
     assert 4 == len(views.filter_runs(table))
 
 
-def test_source_is_search_for_search_trials_and_unknown_otherwise():
-    assert ["search", None, "cli"] == [views.run_source(r) for r in
-                                       ({"search_id": 3}, {"search_id": None}, {"source": "cli", "search_id": 2})]
+def test_source_is_search_for_search_trials_and_unknown_otherwise(a_run):
+    runs = (replace(a_run, search_id=3), replace(a_run, search_id=None), replace(a_run, source="cli", search_id=2))
+    assert ["search", None, "cli"] == [views.run_source(r) for r in runs]
 
 
-def test_source_from_the_store_column_wins_and_an_empty_one_falls_back():
-    runs = ({"source": "dashboard", "search_id": None}, {"source": "study", "search_id": None},
-            {"source": None, "search_id": 4}, {"source": "", "search_id": None})
+def test_source_from_the_store_column_wins_and_an_empty_one_falls_back(a_run):
+    runs = (replace(a_run, source="dashboard", search_id=None), replace(a_run, source="study", search_id=None),
+            replace(a_run, source=None, search_id=4), replace(a_run, source="", search_id=None))
     assert ["dashboard", "study", "search", None] == [views.run_source(r) for r in runs]
 
 
@@ -88,7 +96,7 @@ def test_status_line_names_status_labels_params_and_best_epoch(store, runs):
     assert f"run {runs['done']} · completed · coarse labels · best test accuracy 40.00% at epoch 2" == \
         views.status_line(done)
     assert f"run {runs['waiting']} · queued · coarse labels · 1,234 parameters" == \
-        views.status_line({**store.get_run(runs["waiting"]), "params": 1234})
+        views.status_line(replace(store.get_run(runs["waiting"]), params=1234))
 
 
 def test_curves_are_long_form_per_run_split_and_metric(store, runs):
@@ -107,8 +115,9 @@ def test_curves_of_several_runs_keep_the_order_asked_for(store, runs):
     assert views.curves(store, []).empty
 
 
-def test_runs_with_the_same_name_get_their_id_in_the_legend():
-    labels = views.run_labels([{"id": 1, "name": "a"}, {"id": 2, "name": "a"}, {"id": 3, "name": "b"}])
+def test_runs_with_the_same_name_get_their_id_in_the_legend(a_run):
+    labels = views.run_labels([replace(a_run, id=1, name="a"), replace(a_run, id=2, name="a"),
+                               replace(a_run, id=3, name="b")])
     assert {1: "a #1", 2: "a #2", 3: "b"} == labels
 
 
@@ -164,7 +173,7 @@ def test_progress_of_a_running_run_from_heartbeat_and_epochs(store, runs):
     store.heartbeat(runs["live"], {"phase": "training", "epoch": 2, "epochs": 4, "batch": 25, "batches": 100,
                                    "epoch_started": now - 3.0})
     live = views.running_now(store, now=now)
-    assert [runs["live"]] == [item.run["id"] for item in live]
+    assert [runs["live"]] == [item.run.id for item in live]
     p = live[0].progress
     assert ("training", 1, 4, 2, 25, 100) == (p.phase, p.epochs_done, p.epochs_planned, p.epoch, p.batch, p.batches)
     assert pytest.approx((1 + 0.25) / 4) == p.fraction
@@ -172,15 +181,15 @@ def test_progress_of_a_running_run_from_heartbeat_and_epochs(store, runs):
     assert "training, epoch 2/4, batch 25/100, about 27s left" == p.describe()
 
 
-def test_progress_before_the_first_epoch_never_trusts_the_first_batches_alone():
+def test_progress_before_the_first_epoch_never_trusts_the_first_batches_alone(a_run):
     now = 1000.0
-    run = {"status": RUNNING, "epochs_planned": 2,
-           "progress": {"phase": "training", "epoch": 1, "batch": 10, "batches": 40, "epoch_started": now - 5}}
+    run = replace(a_run, status=RUNNING, epochs_planned=2, progress={
+        "phase": "training", "epoch": 1, "batch": 10, "batches": 40, "epoch_started": now - 5})
     early = views.progress(run, [], now=now)
     assert (0.125, None, "training, epoch 1/2, batch 10/40") == (early.fraction, early.eta_s, early.describe())
-    run["progress"] |= {"batch": 25, "epoch_started": now - 12.5}  # past half of the first epoch
+    run = replace(run, progress=run.progress | {"batch": 25, "epoch_started": now - 12.5})  # past half the first epoch
     assert pytest.approx(20.0 * 2 - 12.5) == views.progress(run, [], now=now).eta_s  # 20 s per epoch
-    finished = views.progress({"status": COMPLETED, "epochs_planned": 3, "progress": None},
+    finished = views.progress(replace(a_run, status=COMPLETED, epochs_planned=3, progress={}),
                               [{"seconds": 1.0}] * 3, now=now)
     assert (1.0, None, COMPLETED) == (finished.fraction, finished.eta_s, finished.phase)
 
@@ -191,7 +200,7 @@ def test_queued_runs_in_training_order(store, runs):
 
 
 def test_best_runs_are_completed_runs_with_the_highest_test_accuracy(store, runs):
-    assert {"coarse": runs["done"], "fine": None} == {m: r and r["id"] for m, r in views.best_runs(store).items()}
+    assert {"coarse": runs["done"], "fine": None} == {m: r and r.id for m, r in views.best_runs(store).items()}
     better = store.create_run(preset("seed-part2", epochs=1), status=RUNNING)
     log(store, better, [(1.0, 0.6, 1.2, 0.57, 5.0)])
     store.finish_run(better, COMPLETED)
@@ -200,7 +209,7 @@ def test_best_runs_are_completed_runs_with_the_highest_test_accuracy(store, runs
     store.finish_run(fine, COMPLETED)
     best = views.best_runs(store)
     assert {"coarse": (better, 0.57), "fine": (fine, 0.21)} == {
-        mode: (run["id"], run["best_val_accuracy"]) for mode, run in best.items()}
+        mode: (run.id, run.best_val_accuracy) for mode, run in best.items()}
     assert {"coarse": 0.552, "fine": 0.385} == STUDY_BEST
 
 
@@ -240,25 +249,27 @@ def test_model_file_only_when_saved(store, runs, tmp_path):
     assert views.model_file(run) is None
     path = tmp_path / "best.keras"
     path.write_bytes(b"model bytes")
-    store.set_model_path(run["id"], str(path))
-    assert (b"model bytes", f"seed-part1-{run['id']}.keras") == views.model_file(store.get_run(run["id"]))
-    read, name = views.model_download(store.get_run(run["id"]))
+    store.set_model_path(run.id, str(path))
+    assert (b"model bytes", f"seed-part1-{run.id}.keras") == views.model_file(store.get_run(run.id))
+    read, name = views.model_download(store.get_run(run.id))
     path.write_bytes(b"newer bytes")  # read on click, not when the button is drawn
-    assert (b"newer bytes", f"seed-part1-{run['id']}.keras") == (read(), name)
+    assert (b"newer bytes", f"seed-part1-{run.id}.keras") == (read(), name)
 
 
-def test_best_of_takes_completed_runs_and_can_ask_for_a_model():
-    runs = [{"id": 1, "status": "completed", "label_mode": "fine", "model_path": "a", "best_val_accuracy": 0.3},
-            {"id": 2, "status": "completed", "label_mode": "fine", "model_path": "b", "best_val_accuracy": 0.4},
-            {"id": 3, "status": "failed", "label_mode": "coarse", "model_path": "c", "best_val_accuracy": 0.9},
-            {"id": 4, "status": "completed", "label_mode": "coarse", "model_path": None, "best_val_accuracy": 0.8},
-            {"id": 5, "status": "completed", "label_mode": "coarse", "model_path": "e", "best_val_accuracy": 0.5}]
-    assert {"fine": 2, "coarse": 5} == {mode: run["id"] for mode, run in views.best_of(runs, need_model=True).items()}
-    assert {"fine": 2, "coarse": 4} == {mode: run["id"] for mode, run in views.best_of(runs).items()}
+def _runs_like(a_run, rows):
+    return [replace(a_run, id=run_id, status=status, label_mode=mode, model_path=path and Path(path),
+                    best_val_accuracy=accuracy) for run_id, status, mode, path, accuracy in rows]
+
+
+def test_best_of_takes_completed_runs_and_can_ask_for_a_model(a_run):
+    runs = _runs_like(a_run, [(1, "completed", "fine", "a", 0.3), (2, "completed", "fine", "b", 0.4),
+                              (3, "failed", "coarse", "c", 0.9), (4, "completed", "coarse", None, 0.8),
+                              (5, "completed", "coarse", "e", 0.5)])
+    assert {"fine": 2, "coarse": 5} == {mode: run.id for mode, run in views.best_of(runs, need_model=True).items()}
+    assert {"fine": 2, "coarse": 4} == {mode: run.id for mode, run in views.best_of(runs).items()}
     # A stopped or interrupted run keeps its best epoch's model: as good as a completed one.
-    runs += [{"id": 6, "status": "stopped", "label_mode": "fine", "model_path": "f", "best_val_accuracy": 0.45},
-             {"id": 7, "status": "interrupted", "label_mode": "coarse", "model_path": "g", "best_val_accuracy": 0.6}]
-    assert {"fine": 6, "coarse": 7} == {mode: run["id"] for mode, run in views.best_of(runs, need_model=True).items()}
+    runs += _runs_like(a_run, [(6, "stopped", "fine", "f", 0.45), (7, "interrupted", "coarse", "g", 0.6)])
+    assert {"fine": 6, "coarse": 7} == {mode: run.id for mode, run in views.best_of(runs, need_model=True).items()}
 
 
 
@@ -284,10 +295,10 @@ def test_a_hold_out_runs_validation_split_is_labelled_hold_out(store, runs, hold
 
 
 def test_hold_out_runs_are_not_held_against_the_studys_test_figures(store, runs, holdout):
-    assert {"coarse": runs["done"], "fine": None} == {m: r and r["id"] for m, r in views.best_runs(store).items()}
+    assert {"coarse": runs["done"], "fine": None} == {m: r and r.id for m, r in views.best_runs(store).items()}
     # Predict may still pick it: it only needs a good model.
     store.set_model_path(holdout, "held.keras")
-    assert {"coarse": holdout} == {m: r["id"] for m, r in
+    assert {"coarse": holdout} == {m: r.id for m, r in
                                    views.best_of(store.list_runs(status=COMPLETED), need_model=True).items()}
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ..config import RunConfig, validate
-from ..store import ACTIVE_STATES, COMPLETED, FINISHED_STATES, INTERRUPTED, QUEUED, RUNNING, STOPPED, Store
+from ..store import ACTIVE_STATES, COMPLETED, FINISHED_STATES, INTERRUPTED, QUEUED, RUNNING, STOPPED, Run, Store
 from .space import SearchSpec, check_spec, default_search_name, param_value, plan_trials, plan_values
 
 __all__ = ["SEARCH_RUNNING", "SEARCH_STOPPED", "SEARCH_COMPLETED", "create_search", "launch_search",
@@ -40,8 +40,8 @@ def get_spec(store: Store, search_id: int) -> SearchSpec:
     return SearchSpec.from_json(store.get_search(search_id)["spec"], check=False)
 
 
-def _trials_by_name(store: Store, search_id: int) -> dict[str, dict]:
-    return {run["name"]: run for run in store.list_runs(search_id=search_id)}
+def _trials_by_name(store: Store, search_id: int) -> dict[str, Run]:
+    return {run.name: run for run in store.list_runs(search_id=search_id)}
 
 
 def queue_missing_trials(store: Store, search_id: int) -> list[int]:
@@ -71,8 +71,8 @@ def resume_searches(store: Store) -> list[int]:
         if store.list_runs(search_id=search["id"], status=RUNNING):
             continue
         for run in store.list_runs(search_id=search["id"], status=INTERRUPTED):
-            store.requeue(run["id"])
-            queued.append(run["id"])
+            store.requeue(run.id)
+            queued.append(run.id)
         queued += queue_missing_trials(store, search["id"])
     return queued
 
@@ -81,8 +81,8 @@ def stop_search(store: Store, search_id: int, stop_run: Callable[[int], None] | 
     """Stop a search: its queued trials are dropped, its running trial stops after the batch."""
     store.set_search_status(search_id, SEARCH_STOPPED)
     for run in store.list_runs(search_id=search_id):
-        if run["status"] in ACTIVE_STATES:
-            (stop_run or store.request_stop)(run["id"])
+        if run.status in ACTIVE_STATES:
+            (stop_run or store.request_stop)(run.id)
 
 
 def interrupt_search(store: Store, search_id: int, trial_name: str | None = None) -> None:
@@ -91,8 +91,8 @@ def interrupt_search(store: Store, search_id: int, trial_name: str | None = None
     `--resume` (reopen_search + run_search) trains that trial again."""
     stop_search(store, search_id)
     run = _trials_by_name(store, search_id).get(trial_name) if trial_name else None
-    if run is not None and run["status"] in (STOPPED, RUNNING):
-        store.finish_run(run["id"], INTERRUPTED, "interrupted from the keyboard; resuming the search trains it again")
+    if run is not None and run.status in (STOPPED, RUNNING):
+        store.finish_run(run.id, INTERRUPTED, "interrupted from the keyboard; resuming the search trains it again")
 
 
 def reopen_search(store: Store, search_id: int) -> list[int]:
@@ -101,9 +101,9 @@ def reopen_search(store: Store, search_id: int) -> list[int]:
     store.set_search_status(search_id, SEARCH_RUNNING)
     requeued = []
     for run in store.list_runs(search_id=search_id, status=STOPPED):
-        if run["started_at"] is None:  # stopped while queued: it never trained
-            store.requeue(run["id"])
-            requeued.append(run["id"])
+        if run.started_at is None:  # stopped while queued: it never trained
+            store.requeue(run.id)
+            requeued.append(run.id)
     return requeued
 
 
@@ -115,7 +115,7 @@ def trial_finished(store: Store, search_id: int) -> str:
         return search["status"] if search else SEARCH_STOPPED
     runs = store.list_runs(search_id=search_id)
     planned = len(plan_values(get_spec(store, search_id)))
-    if len(runs) >= planned and all(run["status"] in FINISHED_STATES and run["status"] != INTERRUPTED
+    if len(runs) >= planned and all(run.status in FINISHED_STATES and run.status != INTERRUPTED
                                     for run in runs):
         store.set_search_status(search_id, SEARCH_COMPLETED)
         return SEARCH_COMPLETED
@@ -139,12 +139,12 @@ def run_search(store: Store, search_id: int, *, load_data: Callable, on_trial: C
         run = _trials_by_name(store, search_id).get(config.name)
         if run is None:
             run_id = store.create_run(config, status=RUNNING, search_id=search_id)
-        elif run["status"] in (QUEUED, INTERRUPTED):
-            if run["status"] == INTERRUPTED:
-                store.requeue(run["id"])
-            if not store.claim_run(run["id"]):
+        elif run.status in (QUEUED, INTERRUPTED):
+            if run.status == INTERRUPTED:
+                store.requeue(run.id)
+            if not store.claim_run(run.id):
                 continue  # another worker took it
-            run_id = run["id"]
+            run_id = run.id
         else:
             continue  # finished (or running elsewhere): kept as it is
         if on_trial is not None:
@@ -158,8 +158,8 @@ def run_search(store: Store, search_id: int, *, load_data: Callable, on_trial: C
 def ranked_trials(store: Store, search_id: int) -> list[dict]:
     """The search's trial runs, best test accuracy first (runs without one last, by trial)."""
     runs = store.list_runs(search_id=search_id)
-    return sorted(runs, key=lambda run: (run["best_val_accuracy"] is None, -(run["best_val_accuracy"] or 0),
-                                         run["id"]))
+    return sorted(runs, key=lambda run: (run.best_val_accuracy is None, -(run.best_val_accuracy or 0),
+                                         run.id))
 
 
 def results_rows(store: Store, search_id: int) -> list[dict]:
@@ -167,11 +167,11 @@ def results_rows(store: Store, search_id: int) -> list[dict]:
     spec = get_spec(store, search_id)
     rows = []
     for run in ranked_trials(store, search_id):
-        config = RunConfig.from_dict(run["config"])
-        row = {"trial": int(run["name"].rsplit("trial", 1)[-1]), "run": run["id"], "status": run["status"]}
+        config = run.config
+        row = {"trial": int(run.name.rsplit("trial", 1)[-1]), "run": run.id, "status": run.status}
         row.update({p.name: param_value(p, config) for p in spec.space.params})
-        row.update({"best test accuracy": run["best_val_accuracy"], "best epoch": run["best_epoch"],
-                    "params": run["params"]})
+        row.update({"best test accuracy": run.best_val_accuracy, "best epoch": run.best_epoch,
+                    "params": run.params})
         rows.append(row)
     return rows
 
@@ -186,9 +186,9 @@ def results_frame(store: Store, search_id: int):
     return pd.DataFrame(results_rows(store, search_id), columns=columns)
 
 
-def best_trial(store: Store, search_id: int) -> dict | None:
+def best_trial(store: Store, search_id: int) -> Run | None:
     """The completed (or stopped) trial with the best test accuracy, or None yet."""
-    scored = [run for run in ranked_trials(store, search_id) if run["best_val_accuracy"] is not None]
+    scored = [run for run in ranked_trials(store, search_id) if run.best_val_accuracy is not None]
     return scored[0] if scored else None
 
 
@@ -200,8 +200,8 @@ def summary(store: Store, search_id: int) -> dict:
     spec = get_spec(store, search_id)
     return {"id": search_id, "name": search["name"], "status": search["status"],
             "strategy": spec.strategy, "labels": spec.label_mode, "epochs": spec.epochs,
-            "completed": sum(run["status"] == COMPLETED for run in runs), "planned": len(plan_values(spec)),
-            "best test accuracy": best["best_val_accuracy"] if best else None, "created": search["created_at"]}
+            "completed": sum(run.status == COMPLETED for run in runs), "planned": len(plan_values(spec)),
+            "best test accuracy": best.best_val_accuracy if best else None, "created": search["created_at"]}
 
 
 def summaries(store: Store) -> list[dict]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import layers as registry  # each layer kind says what a search can vary in it
 from ..config import ConfigError, LayerSpec, RunConfig, parse_json, preset, typed_fields, validate
+from ..runs import Run
 
 __all__ = ["STRATEGIES", "CONFIG_FIELDS", "GRID_LOG_POINTS", "MAX_TRIALS", "MAX_DRAWS_PER_TRIAL",
            "MAX_CHOICES", "BATCH_SIZES", "Param", "SearchSpace", "check_space", "apply_values", "param_value",
@@ -376,6 +377,6 @@ def space_from_form(base: RunConfig, layer_values: dict[int, list], batch_sizes:
     return check_space(SearchSpace(base.replace(layers=tuple(layers), **fixed), tuple(params)))
 
 
-def trial_config_dict(run: dict) -> dict:
+def trial_config_dict(run: Run) -> dict:
     """A trial's config for the Build page: its own, without the trial's name."""
-    return RunConfig.from_dict(run["config"]).replace(name=None).to_dict()
+    return run.config.replace(name=None).to_dict()
