@@ -70,10 +70,6 @@ class Run:
     archived: bool  # hidden from the default lists
 
     @property
-    def finished(self) -> bool:
-        return self.status in FINISHED_STATES
-
-    @property
     def speed(self) -> dict:
         """The recorded speed settings, column -> value (as acceleration.describe_speed reads them)."""
         return {name: getattr(self, name) for name in SPEED_FIELDS}
