@@ -20,13 +20,19 @@ def test_residual_presets_carry_their_recipe_and_no_invented_measurement():
     from lsc_core.config import PRESETS, measured_text
 
     fast = preset("resnet-fast", label_mode="fine")
-    assert ("sgd", 0.9, 128) == (fast.optimizer, fast.momentum, fast.batch_size)
+    # No warm-up of its own: one-cycle rises over 30% of the epochs, so --epochs N needs nothing else.
+    assert ("sgd", 0.9, True, 0.1, "onecycle", 0, 0.1, ("flip", "crop"), 128, 20) == (
+        fast.optimizer, fast.momentum, fast.nesterov, fast.learning_rate, fast.schedule, fast.warmup_epochs,
+        fast.label_smoothing, fast.augment, fast.batch_size, fast.epochs)
+    assert fast == RunConfig.from_json(fast.to_json())
     assert [(4, 4, 256), (256,)] == [row.output_shape for row in analyze(fast).rows][-3:-1]
     nine = preset("resnet9")
     assert ["conv_bn", "conv_bn", "maxpool2d", "residual", "conv_bn", "maxpool2d", "conv_bn", "maxpool2d", "residual",
             "global_max_pool", "scale"] == [layer.kind for layer in nine.layers]
     assert [64, 128, 128, 256, 512, 512] == [layer.params["filters"] for layer in nine.layers if "filters" in layer.params]
-    assert (512, 0.4) == (nine.batch_size, nine.learning_rate)
+    assert (512, 0.4, "onecycle", 5, 0.2, ("flip", "crop", "cutout"), 24) == (
+        nine.batch_size, nine.learning_rate, nine.schedule, nine.warmup_epochs, nine.label_smoothing, nine.augment,
+        nine.epochs)
     # A figure appears only once a benchmark has been recorded in the preset.
     assert all(measured_text(name) == "not measured yet" for name in PRESETS if not PRESETS[name].measured)
     assert preset("seed-part2") == RunConfig(layers=preset("seed-part2").layers, preset="seed-part2")
