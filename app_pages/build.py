@@ -100,13 +100,22 @@ def _number(label: str, value, key: str, on_change, args, **limits):
     return st.number_input(label, value=shown, key=key, on_change=on_change, args=args, **limits)
 
 
+def _shown(key: str, options, value) -> None:
+    """Drive a choice widget through st.session_state[key]: it shows `value` when first drawn
+    (its key is new with each fresh network), then the person's choice; never an index=
+    recomputed on every rerun, which makes Streamlit see a new widget and drop the choice."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = value if value in options else options[0]
+
+
 def _param_widget(state: editor.EditorState, layer: dict, name: str, spec) -> None:
     key = f"{state.token}-L{layer['uid']}-{name}"
     value = layer["params"].get(name)
     args = (layer["uid"], name, key)
     if spec.kind == "choice":
         options = list(spec.options) + ([] if value in spec.options else [value])
-        st.selectbox(spec.label, options, index=options.index(value), key=key, on_change=_set_param, args=args,
+        _shown(key, options, value)
+        st.selectbox(spec.label, options, key=key, on_change=_set_param, args=args,
                      help=spec.help or None)
     elif spec.kind == "int":
         _number(spec.label, value, key, _set_param, args, step=1, format="%d", help=spec.help or None)
@@ -166,7 +175,8 @@ def _backbone_editor(state: editor.EditorState, analysis) -> None:
     spec, token = state.backbone, state.token
     key = f"{token}-bb-name"
     names = list(BACKBONES)
-    st.selectbox("Backbone", names, index=names.index(spec["name"]) if spec["name"] in names else 0, key=key,
+    _shown(key, names, spec["name"])
+    st.selectbox("Backbone", names, key=key,
                  format_func=lambda n: f"{BACKBONES[n].application} (from {BACKBONES[n].min_size} px, "
                                        f"{BACKBONES[n].params:,} params)",
                  on_change=_set_backbone, args=("name", key))
@@ -174,8 +184,8 @@ def _backbone_editor(state: editor.EditorState, analysis) -> None:
     left, right = st.columns(2)
     with left:
         key = f"{token}-bb-weights"
-        st.radio("Weights", WEIGHTS, index=WEIGHTS.index(spec["weights"]) if spec["weights"] in WEIGHTS else 0,
-                 key=key, horizontal=True, on_change=_set_backbone, args=("weights", key),
+        _shown(key, WEIGHTS, spec["weights"])
+        st.radio("Weights", WEIGHTS, key=key, horizontal=True, on_change=_set_backbone, args=("weights", key),
                  help="imagenet: pretrained, from the Keras cache or downloaded once; none: random start")
         key = f"{token}-bb-image_size-{spec['name']}"  # a new backbone gets a new widget with its default
         _number("Image size (px)", spec["image_size"], key, _set_backbone, ("image_size", key), min_value=low,
@@ -211,10 +221,12 @@ def _hyperparameters(state: editor.EditorState, analysis) -> None:
 
     first, second, third = st.columns(3)
     with first:
-        st.radio("Labels", LABEL_MODES, index=LABEL_MODES.index(s["label_mode"]), horizontal=True,
+        _shown(key("label_mode"), LABEL_MODES, s["label_mode"])
+        st.radio("Labels", LABEL_MODES, horizontal=True,
                  format_func=LABEL_MODE_NAMES.get,
                  **bind("label_mode"))
-        st.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(s["optimizer"]), **bind("optimizer"))
+        _shown(key("optimizer"), OPTIMIZERS, s["optimizer"])
+        st.selectbox("Optimizer", OPTIMIZERS, **bind("optimizer"))
         _number("Learning rate", s["learning_rate"], key("learning_rate"), _set_setting,
                 ("learning_rate", key("learning_rate")), min_value=0.0, max_value=10.0, step=1e-4, format="%g")
         if s["optimizer"] == "sgd":
@@ -229,8 +241,8 @@ def _hyperparameters(state: editor.EditorState, analysis) -> None:
         _number("Seed", s["seed"], key("seed"), _set_setting, ("seed", key("seed")), min_value=0, step=1,
                 help="weights, shuffling, hold-out and augmentation all follow it")
     with third:
-        st.radio("Validate on", list(VALIDATION_LABELS), format_func=VALIDATION_LABELS.get,
-                 index=list(VALIDATION_LABELS).index(s["validation"]), **bind("validation"))
+        _shown(key("validation"), list(VALIDATION_LABELS), s["validation"])
+        st.radio("Validate on", list(VALIDATION_LABELS), format_func=VALIDATION_LABELS.get, **bind("validation"))
         if s["validation"] == "holdout":
             _number("Hold-out fraction", s["holdout_fraction"], key("holdout_fraction"), _set_setting,
                     ("holdout_fraction", key("holdout_fraction")), min_value=0.0, max_value=1.0, step=0.05)
@@ -272,8 +284,9 @@ if EDITOR not in st.session_state:
 with st.container(border=True):
     st.markdown("**Start from**")
     preset_col, run_col, scratch_col, reset_col = st.columns([3, 3, 1, 1], vertical_alignment="bottom")
+    _shown("start_preset", list(PRESETS), DEFAULT_PRESET)
     preset_col.selectbox("A preset (the study's networks, or residual networks with a modern recipe)",
-                         list(PRESETS), key="start_preset", index=list(PRESETS).index(DEFAULT_PRESET),
+                         list(PRESETS), key="start_preset",
                          format_func=lambda n: f"{n}: {PRESETS[n].summary}")
     preset_col.button("Load preset", on_click=_load_preset, key="load_preset")
     runs = {run.id: run for run in common.store().list_runs()}
@@ -299,8 +312,9 @@ if draft != st.session_state.get(SAVED_DRAFT) and not common.store().read_only: 
 analysis = analyze(state.to_config())
 
 network_key = f"{state.token}-network"
+_shown(network_key, list(NETWORK_LABELS), state.network)
 st.radio("Network", list(NETWORK_LABELS), format_func=NETWORK_LABELS.get, horizontal=True, key=network_key,
-         index=list(NETWORK_LABELS).index(state.network), on_change=_set_network, args=(network_key,))
+         on_change=_set_network, args=(network_key,))
 # The summary's four columns need 376 px (+ borders) to show in full beside the editor: 3/7 of
 # the ~940 px main column at 1400 px gives ~390.
 editor_col, summary_col = st.columns([4, 3], gap="medium")

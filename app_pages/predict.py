@@ -6,6 +6,8 @@ from lsc_core.evaluate import evaluable_runs
 from lsc_core.markup import plain
 from app_pages import common
 
+PICK = "predict_runs"  # the key of the run picker
+
 HEAT_PX = 160  # each heatmap overlay's width on the page
 
 
@@ -83,8 +85,12 @@ if not runs:
             "Train, or with "
             "`python -m lsc_core train`.")
     st.stop()
-best = [run.id for run in views.best_of(list(runs.values()), need_model=True).values()]
-chosen = st.multiselect("Runs", list(runs), default=best, format_func=lambda i: views.run_label(runs[i]),
+# Driven through session state: the best runs are the first choice, then the person's is kept.
+if PICK not in st.session_state:
+    st.session_state[PICK] = [run.id for run in views.best_of(list(runs.values()), need_model=True).values()]
+elif any(i not in runs for i in st.session_state[PICK]):  # a run deleted meanwhile
+    st.session_state[PICK] = [i for i in st.session_state[PICK] if i in runs]
+chosen = st.multiselect("Runs", list(runs), key=PICK, format_func=lambda i: views.run_label(runs[i]),
                         help="Default: the best completed run of each label mode. A fine run also gives "
                              "coarse labels, by summing its fine probabilities within each superclass.")
 tta = st.toggle("Flip averaging (test-time augmentation)", key="predict_tta",

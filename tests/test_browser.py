@@ -122,7 +122,7 @@ def test_build_launch_watch_and_compare(server, page):
     url, db = server
     page.goto(f"{url}/build")
     wait_for_app(page)
-    page.get_by_text("2,165,428").first.wait_for(timeout=30_000)  # seed-part2, the default preset
+    page.get_by_text("2,165,428").filter(visible=True).first.wait_for()  # seed-part2, the default preset
     set_number(page, "Epochs", "2")
     set_number(page, "Training images (empty: all)", "200")
     shot(page, "build")
@@ -307,9 +307,10 @@ def queued_work(db) -> tuple[int, int, int]:
 
 
 def press_enter_in_each_number_field(page, values: dict[str, str] | None = None) -> int:
-    """Type into every number field of the page (`values` by label, else its own value again)
-    and press Enter, as a person finishing a field would; returns how many there were."""
-    fields = page.locator("[data-testid='stNumberInputField']")
+    """Type into every number field on view (`values` by label, else its own value again; those
+    in closed expanders cannot be typed in) and press Enter, as a person finishing a field
+    would; returns how many there were."""
+    fields = page.locator("[data-testid='stNumberInputField']").filter(visible=True)
     count = fields.count()
     for index in range(count):
         field = fields.nth(index)
