@@ -256,7 +256,8 @@ def _hyperparameters(state: editor.EditorState, analysis) -> None:
 def _speed_settings(state: editor.EditorState, analysis) -> None:
     """The speed settings, each automatic unless set: on with a GPU, off on a CPU."""
     with st.expander("Speed: mixed precision, XLA, data on the GPU, several GPUs"):
-        st.caption("Automatic turns each on when TensorFlow sees a GPU and off on a CPU. The batch size above is "
+        st.caption("Automatic turns each on when TensorFlow sees a GPU; on a CPU only 8 steps per execution. "
+                   "The batch size above is "
                    "the total, split evenly over the replicas. The run records what it trained with.")
         columns = st.columns(len(editor.SPEED_SWITCHES) + len(editor.SPEED_COUNTS))
         for column, (name, label) in zip(columns, editor.SPEED_SWITCHES.items()):

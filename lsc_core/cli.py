@@ -123,13 +123,14 @@ def speed_from_args(args, speed):
 
 def _add_speed(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "speed", "Each is automatic unless given: on when TensorFlow sees a GPU, off on a CPU. The run records "
+        "speed", "Each is automatic unless given: on when TensorFlow sees a GPU; on a CPU all off but 8 steps "
+                 "per execution. The run records "
                  "what it trained with; `train` prints it at the end.")
     group.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction,
                        help="compute in float16 with float32 weights and a float32 softmax head")
     group.add_argument("--xla", action=argparse.BooleanOptionalAction, help="compile each training step with XLA")
     group.add_argument("--steps-per-execution", type=whole_number, metavar="N",
-                       help="training steps per call from Python (automatic: 16 on a GPU, 1 on a CPU)")
+                       help="training steps per call from Python (automatic: 16 on a GPU, 8 on a CPU)")
     group.add_argument("--data-on-device", action=argparse.BooleanOptionalAction,
                        help="hold the training set on the GPU, shuffle and augment it there")
     group.add_argument("--replicas", type=whole_number, metavar="N",

@@ -102,7 +102,8 @@ class BackboneSpec:
 
 @dataclass(frozen=True)
 class SpeedSettings:
-    """How a run should use the machine (lsc_core/acceleration.py); None = automatic: on with a GPU, off on a CPU.
+    """How a run should use the machine (lsc_core/acceleration.py); None = automatic: on with a GPU,
+    off on a CPU except several steps per execution.
 
     None of these change what is learnt beyond float rounding, so they are asked here and
     what a run really got is recorded beside it in the store.
@@ -110,7 +111,7 @@ class SpeedSettings:
 
     mixed_precision: bool | None = None  # float16 compute, float32 weights and softmax head
     xla: bool | None = None  # compile each step with XLA (jit_compile)
-    steps_per_execution: int | None = None  # training steps per call from Python (auto: 16 on GPU, 1 on CPU)
+    steps_per_execution: int | None = None  # training steps per call from Python (auto: 16 on GPU, 8 on CPU)
     data_on_device: bool | None = None  # training set held on the GPU, shuffled and augmented there
     replicas: int | None = None  # devices trained on together (MirroredStrategy); auto: every GPU
 
