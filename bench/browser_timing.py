@@ -154,7 +154,9 @@ def time_stop(browser, url: str, db: Path, phase: str) -> dict[str, float]:
     page = context.new_page()
     page.goto(f"{url}/runs?run={run_id}")
     deadline = time.time() + 300
-    while (store.get_run(run_id).progress or {}).get("phase") != phase:
+    # Past the first batches: the first one waits for TensorFlow to build the training step
+    # (seconds), which no stop can cut short; a person stops a run that has been training.
+    while not _in_phase(store.get_run(run_id).progress or {}, phase):
         if time.time() > deadline:
             raise SystemExit(f"run {run_id} never reached {phase}: {store.get_run(run_id).status}")
         time.sleep(0.05)
@@ -174,6 +176,11 @@ def time_stop(browser, url: str, db: Path, phase: str) -> dict[str, float]:
     watcher.join(timeout=120)
     context.close()
     return {"stopping": stopping, "ended": ended.get("at", float("nan")) - started, "stopped on screen": shown}
+
+
+def _in_phase(progress: dict, phase: str) -> bool:
+    """In `phase`, and (training) past the first few batches."""
+    return progress.get("phase") == phase and (phase != "training" or (progress.get("batch") or 0) >= 5)
 
 
 def _watch_end(db: Path, run_id: int, ended: dict) -> None:
