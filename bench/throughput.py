@@ -65,8 +65,13 @@ def plain(data, config) -> list[dict]:
     from lsc_core.data import split_data
     from lsc_core.model import build_model, compile_model
 
+    from lsc_core import recipe
+
     split = split_data(data, config.label_mode, limit=config.limit, seed=config.seed)
     x_train, x_val = split.x_train.astype("float32"), split.x_val.astype("float32")
+    y_train, y_val = split.y_train, split.y_val
+    if recipe.soft_labels(config):  # label smoothing compiles a loss on one-hot labels
+        y_train, y_val = (keras.utils.to_categorical(y, config.num_classes) for y in (y_train, y_val))
     keras.utils.set_random_seed(config.seed)
     model = build_model(config)
     compile_model(model, config)
@@ -84,8 +89,8 @@ def plain(data, config) -> list[dict]:
             rows.append({"seconds": now - self.started, "train_ips": len(x_train) / (self.validating - self.started),
                          "val_ips": len(x_val) / (now - self.validating)})
 
-    model.fit(x_train, split.y_train, batch_size=config.batch_size, epochs=config.epochs,
-              validation_data=(x_val, split.y_val), callbacks=[Timer()], verbose=0)
+    model.fit(x_train, y_train, batch_size=config.batch_size, epochs=config.epochs,
+              validation_data=(x_val, y_val), callbacks=[Timer()], verbose=0)
     return rows
 
 
@@ -172,7 +177,7 @@ def main() -> None:
     print(f"data: {data.source}; device: {device}; {args.epochs} epochs x {args.rounds} rounds per path, "
           f"{'separate processes' if args.separate_processes else 'one process'}, alternated")
     for name in args.preset:
-        config = preset(name, label_mode=args.labels, epochs=args.epochs, limit=args.limit, augment=False)
+        config = preset(name, label_mode=args.labels, epochs=args.epochs, limit=args.limit, augment=())
         if args.batch_size:
             config = config.replace(batch_size=args.batch_size)
         images = min(args.limit or len(data.x_train), len(data.x_train))
