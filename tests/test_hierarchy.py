@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 
+from old_stores import OLD_EPOCH, OLD_RUN, write_migration_4_store
 from lsc_core import charts, hierarchy, views
 from lsc_core.config import LayerSpec, RunConfig
 from lsc_core.data import FINE_TO_COARSE
 from lsc_core.evaluate import within_superclass_error_share
 from lsc_core import store as store_module
-from lsc_core.store import MIGRATIONS, RUNNING, Store
+from lsc_core.store import RUNNING, Store
 from lsc_core.train import train_run
 
 SMALL = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
@@ -59,18 +60,7 @@ def test_a_coarse_run_has_no_such_column_value_nor_panel(store, tiny_data):
 
 
 def test_a_migration_4_store_gains_the_columns_and_keeps_its_epochs(tmp_path):
-    import sqlite_utils
-
-    path = tmp_path / "v4.sqlite"
-    old = sqlite_utils.Database(path)
-    for step in MIGRATIONS[:4]:
-        step(old)
-    old.execute("PRAGMA user_version = 4")
-    old["runs"].insert({"id": 1, "name": "old", "status": "completed", "config": "{}", "created_at": "x"})
-    old["epochs"].insert({"run_id": 1, "epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 2.1,
-                          "val_accuracy": 0.25, "seconds": 30.0})
-    old.conn.commit()
-    old.conn.close()
+    path = write_migration_4_store(tmp_path / "v4.sqlite", runs=[OLD_RUN], epochs=[OLD_EPOCH])
     upgraded = Store(path)
     assert [(2.0, None, None)] == [(e["loss"], e["within_superclass"], e["val_within_superclass"])
                                    for e in upgraded.epochs(1)]

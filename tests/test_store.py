@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from old_stores import OLD_EPOCH, OLD_RUN, write_migration_4_store
 from lsc_core.config import RunConfig, preset
 from lsc_core.store import (COMPLETED, INTERRUPTED, QUEUED, RUNNING, STATUSES, STOPPED, MIGRATIONS, Run, Store,
                              StoreError)
@@ -134,18 +135,7 @@ def test_an_older_store_is_upgraded_in_place(tmp_path):
 
 
 def test_a_migration_4_store_gains_throughput_and_speed_columns_with_its_epochs_kept(tmp_path):
-    import sqlite_utils
-
-    path = tmp_path / "v4.sqlite"
-    old = sqlite_utils.Database(path)
-    for step in MIGRATIONS[:4]:
-        step(old)
-    old.execute("PRAGMA user_version = 4")
-    old["runs"].insert({"id": 1, "name": "old", "status": "completed", "config": "{}", "created_at": "x"})
-    old["epochs"].insert({"run_id": 1, "epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 2.1,
-                          "val_accuracy": 0.25, "seconds": 30.0})
-    old.conn.commit()
-    old.conn.close()
+    path = write_migration_4_store(tmp_path / "v4.sqlite", runs=[OLD_RUN], epochs=[OLD_EPOCH])
     upgraded = Store(path)
     assert [{"run_id": 1, "epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 2.1, "val_accuracy": 0.25,
              "seconds": 30.0, "train_images_per_s": None, "val_images_per_s": None, "within_superclass": None,
@@ -206,15 +196,7 @@ def test_model_paths_are_kept_relative_to_the_artifacts(store, tmp_path):
 
 
 def test_drafts_are_kept_by_name_and_a_migration_4_store_gains_them(tmp_path):
-    import sqlite_utils
-
-    path = tmp_path / "v4.sqlite"
-    old = sqlite_utils.Database(path)
-    for step in MIGRATIONS[:4]:
-        step(old)
-    old.execute("PRAGMA user_version = 4")
-    old.conn.commit()
-    old.conn.close()
+    path = write_migration_4_store(tmp_path / "v4.sqlite")
     store = Store(path)
     assert store.load_draft("build") is None
     store.save_draft("build", '{"a": 1}')
@@ -229,15 +211,8 @@ def test_a_migration_4_store_gains_the_recipe_columns_and_keeps_its_epochs(tmp_p
 
     from lsc_core import store as store_module
 
-    path = tmp_path / "v4.sqlite"
+    path = write_migration_4_store(tmp_path / "v4.sqlite", runs=[OLD_RUN], epochs=[OLD_EPOCH])
     old = sqlite_utils.Database(path)
-    for step in MIGRATIONS[:4]:
-        step(old)
-    old.execute("PRAGMA user_version = 4")
-    old["runs"].insert({"id": 1, "name": "old", "status": "completed", "config": "{}", "created_at": "x"})
-    old["epochs"].insert({"run_id": 1, "epoch": 1, "loss": 2.0, "accuracy": 0.3, "val_loss": 2.1,
-                          "val_accuracy": 0.25, "seconds": 3.0})
-    old.conn.commit()
     store_module._migration_recipe(old)  # so that Store runs it a second time (e.g. two processes racing): it adds nothing
     old.conn.close()
     upgraded = Store(path)
@@ -273,20 +248,13 @@ def test_the_schema_refuses_an_unknown_status(store):
 
 
 def test_a_migration_4_store_gets_the_status_check_keeping_runs_epochs_and_references(tmp_path):
-    import sqlite_utils
-
-    path = tmp_path / "v4.sqlite"
-    old = sqlite_utils.Database(path)
-    for step in MIGRATIONS[:4]:
-        step(old)
-    old.execute("PRAGMA user_version = 4")
-    old["runs"].insert({"id": 7, "name": "old", "status": "completed", "config": preset("seed-part1").to_json(),
-                        "created_at": "2026-01-01T00:00:00+00:00", "best_epoch": 1, "source": "cli"})
-    old["epochs"].insert({"run_id": 7, "epoch": 1, "loss": 1.0, "val_accuracy": 0.3})
-    old["suites"].insert({"id": 1, "name": "s", "spec": "{}", "created_at": "x"})
-    old["suite_runs"].insert({"suite_id": 1, "key": "k", "run_id": 7})
-    old.conn.commit()
-    old.conn.close()
+    path = write_migration_4_store(
+        tmp_path / "v4.sqlite",
+        runs=[{"id": 7, "name": "old", "status": "completed", "config": preset("seed-part1").to_json(),
+               "created_at": "2026-01-01T00:00:00+00:00", "best_epoch": 1, "source": "cli"}],
+        epochs=[{"run_id": 7, "epoch": 1, "loss": 1.0, "val_accuracy": 0.3}],
+        suites=[{"id": 1, "name": "s", "spec": "{}", "created_at": "x"}],
+        suite_runs=[{"suite_id": 1, "key": "k", "run_id": 7}])
     upgraded = Store(path)
     run = upgraded.get_run(7)
     assert ("old", COMPLETED, 1, "cli", [1]) == (run.name, run.status, run.best_epoch, run.source,
