@@ -1,6 +1,5 @@
 """LSC dashboard: `streamlit run app.py`. Routes over the pages and draws the shared sidebar."""
 import os
-import sqlite3
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
 
@@ -8,7 +7,7 @@ import streamlit as st  # noqa: E402
 
 from app_pages.common import HOME, PAGES, db_path, sidebar  # noqa: E402
 from lsc_core.markup import plain  # noqa: E402
-from lsc_core.store import StoreError  # noqa: E402
+from lsc_core.store import STORE_ERRORS  # noqa: E402
 
 st.set_page_config(page_title="LSC dashboard", page_icon=":material/neurology:", layout="wide")
 
@@ -22,5 +21,5 @@ navigation = st.navigation(sections)
 try:
     sidebar()
     navigation.run()
-except (StoreError, sqlite3.DatabaseError) as exc:  # a store that is not one, or damaged: one line, no traceback
+except STORE_ERRORS as exc:  # a store that is not one, or damaged: one line, no traceback
     st.error(plain(f"The run store {db_path()} cannot be used: {exc}"))

@@ -36,6 +36,11 @@ class StoreError(RuntimeError):
     """The store cannot be used (locked for too long, not a database, newer schema)."""
 
 
+# What a page may get from a store that is not one or is damaged (sqlite3's own error for
+# damage found mid-query): app.py turns these into one line, without importing sqlite3.
+STORE_ERRORS = (StoreError, sqlite3.DatabaseError)
+
+
 def default_db_path() -> Path:
     return Path(os.environ.get("LSC_DB", "runs.sqlite"))
 
