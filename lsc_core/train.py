@@ -29,10 +29,6 @@ from .store import COMPLETED, FAILED, STOPPED, Run, Store
 
 HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks in the store, this often
 STOP_POLL_S = 0.1  # how often this process's own stop event (the dashboard's Stop) is read
-# The best model is kept in memory at every improvement but written to disk at most this
-# often (and at the end): a 2M-parameter .keras file takes ~0.5 s to write, which would
-# cost several percent of throughput if written after every short epoch.
-CHECKPOINT_EVERY_S = 60.0
 BEST_MODEL_FILE = "best.keras"
 
 
@@ -85,7 +81,6 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self.best_weights = None
             self._best_saved = True
             self.save_error: str | None = None  # why the best model is not on disk, while it is not
-            self._last_save = 0.0
             self.epochs_done = 0  # epochs logged over all phases
             self.stop_asked = False
             # A stop that arrives before an epoch's validation has ended drops that epoch
@@ -186,8 +181,9 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 self.best_accuracy = float(accuracy)
                 self.best_weights = self.model.get_weights()
                 self._best_saved = False
-                if time.time() - self._last_save >= CHECKPOINT_EVERY_S:
-                    self.save_best()
+                # Written at once, not later: the file on disk is the store's best epoch
+                # whenever the run dies, at the price of one save per improvement.
+                self.save_best()
             if self.stop_asked or self._should_stop():
                 self.stop_asked = True
                 self.model.stop_training = True
@@ -212,7 +208,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             finally:
                 if current is not None:
                     self.model.set_weights(current)
-            self._best_saved, self._last_save, self.save_error = True, time.time(), None
+            self._best_saved, self.save_error = True, None
             store.set_model_path(run_id, str(model_path))
 
     return StoreCallback()

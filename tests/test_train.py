@@ -173,3 +173,30 @@ def test_each_epoch_records_images_per_second_of_training_and_validation(store, 
     assert epoch["train_images_per_s"] > 0 and epoch["val_images_per_s"] > 0
     # Each phase takes part of the epoch's wall time, so each runs faster than the whole.
     assert epoch["train_images_per_s"] > len(tiny_data.x_train) / epoch["seconds"]
+
+
+def test_the_file_on_disk_is_the_best_epoch_at_every_epoch_end(store, tmp_path, tiny_data):
+    """A run killed after any epoch leaves the store's best epoch on disk, not an older one."""
+    import keras
+
+    from lsc_core.model import compile_model
+    from lsc_core.train import make_callback
+
+    config = small_config(epochs=6, learning_rate=1e-2)
+    run_id = store.create_run(config, status=RUNNING)
+    model, path = build_model(config), tmp_path / "best.keras"
+    compile_model(model, config)
+    saved = make_callback(store, run_id, path, config.epochs)
+    seen = []
+
+    class Checker(keras.callbacks.Callback):  # runs after the store's callback, as a kill would find things
+        def on_epoch_end(self, epoch, logs=None):
+            on_disk = load_model(path).get_weights()
+            assert all(np.array_equal(a, b) for a, b in zip(saved.best_weights, on_disk))
+            seen.append(store.get_run(run_id).best_epoch)
+
+    x, y = tiny_data.x_train.astype("float32"), tiny_data.labels("train", "coarse")
+    x_val, y_val = tiny_data.x_test.astype("float32"), tiny_data.labels("test", "coarse")
+    model.fit(x, y, batch_size=32, epochs=config.epochs, validation_data=(x_val, y_val), verbose=0,
+              callbacks=[saved, Checker()])
+    assert 6 == len(seen) and len(set(seen)) > 1  # several improvements, each on disk at its epoch's end
