@@ -403,11 +403,14 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            "filters at 32, 16, 8 and 4 pixels, residual blocks at 8 and 4 pixels, global average pooling, "
            "weight decay 5e-4 (L2 2.5e-4 on the conv kernels). Its recipe: SGD with Nesterov momentum 0.9, "
            "batch 128, one cycle of the learning rate (up to 0.1 over the first 30% of the epochs, down to 0 "
-           "at the last), label smoothing 0.1, random flips and 4-pixel crops. 20 epochs of about 66 s each on two busy "
-           "CPU cores: meant to reach 0.60 fine test accuracy within 30 minutes there.",
+           "at the last), label smoothing 0.1, random flips and 4-pixel crops. 20 epochs of about a minute each on two "
+           "CPU cores: 0.645 fine test accuracy in 18 minutes there.",
            recipe={"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "learning_rate": 0.1,
                    "schedule": "onecycle", "warmup_epochs": 0, "label_smoothing": 0.1,
-                   "augment": ("flip", "crop"), "batch_size": 128, "epochs": 20}),
+                   "augment": ("flip", "crop"), "batch_size": 128, "epochs": 20},
+           # bench/recipe.py on the full data, test set as validation; the last three epochs
+           # shared the machine with the test suite.
+           measured=(Measurement("fine", 0.6452, 18.0, 20, "2-core AMD EPYC CPU, no GPU", "2026-11-27"),)),
     Preset("resnet9", "the fast CIFAR ResNet-9 (64-128-256-512, two residual blocks), for GPUs", _resnet9,
            "The ResNet-9 of Myrtle.ai's DAWNBench CIFAR-10 record: prep conv 64; conv 128, pool and a residual "
            "block; conv 256, pool; conv 512, pool and a residual block; global max pooling and logits scaled by "
