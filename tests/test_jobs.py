@@ -70,8 +70,11 @@ def test_an_impossible_config_is_refused_before_it_is_queued(manager):
 
 
 def test_the_worker_survives_a_run_it_cannot_read(manager):
-    broken = manager.store.create_run(config())
-    manager.store.db.execute("UPDATE runs SET config = ? WHERE id = ?", ['{"layers": 7}', broken])
+    store = manager.store
+    with store.db.conn:  # one transaction: the worker cannot claim the run before its config is broken
+        store.db.execute("BEGIN IMMEDIATE")
+        broken = store.create_run(config())
+        store.db.execute("UPDATE runs SET config = ? WHERE id = ?", ['{"layers": 7}', broken])
     good = manager.submit(config(name="after-the-broken-one"))
     wait_for(lambda: manager.store.get_run(good).status == COMPLETED)
     assert "failed" == manager.store.get_run(broken).status
