@@ -126,6 +126,9 @@ def test_evaluate_shows_galleries_with_heatmaps_mcnemar_an_ensemble_and_calibrat
     url, ids = served
     page.goto(f"{url}/evaluate?run={ids[0]}")
     page.get_by_text("McNemar p = ").first.wait_for(timeout=120_000)
+    # The page draws top to bottom: wait for its last sections before reading it.
+    page.get_by_text("Against other runs").first.wait_for(timeout=60_000)
+    page.get_by_text("is a run as often right as it is confident?").first.wait_for(timeout=60_000)
     wait_for_app(page)
     text = main_text(page, "McNemar p = ")
     assert "Against other runs" in text and "Calibration" in text
