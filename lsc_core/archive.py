@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .markup import one_line
 from .config import NUM_CLASSES, ConfigError, RunConfig, validate
 
 FORMAT = "lsc-run-archive"
@@ -77,7 +78,7 @@ def import_run(store, archive_path: str | Path) -> int:
             predictions = _read_predictions(archive.read(PREDICTIONS)) if PREDICTIONS in members else None
             model = archive.read(MODEL) if MODEL in members else None
     except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, RuntimeError) as exc:
-        raise ArchiveError(f"{archive_path} is not a readable run archive: {_one_line(exc)}") from None
+        raise ArchiveError(f"{archive_path} is not a readable run archive: {one_line(exc, 200)}") from None
     label_mode = manifest["run"]["label_mode"]
     if predictions is not None and predictions["probabilities"].shape[1] != NUM_CLASSES[label_mode]:
         raise ArchiveError(f"{PREDICTIONS} has {predictions['probabilities'].shape[1]} classes, a {label_mode} "
@@ -113,7 +114,7 @@ def _read_manifest(raw: bytes) -> dict:
     try:
         manifest = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ArchiveError(f"{MANIFEST} is not valid JSON: {_one_line(exc)}") from None
+        raise ArchiveError(f"{MANIFEST} is not valid JSON: {one_line(exc, 200)}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArchiveError(f"not an LSC run archive ({MANIFEST} has no format {FORMAT!r})")
     if manifest.get("version") != VERSION:
@@ -125,7 +126,7 @@ def _read_manifest(raw: bytes) -> dict:
     try:
         config = validate(RunConfig.from_dict(run.get("config")))
     except (ConfigError, TypeError, ValueError) as exc:
-        raise ArchiveError(f"the archived run's config is not valid: {_one_line(exc)}") from None
+        raise ArchiveError(f"the archived run's config is not valid: {one_line(exc, 200)}") from None
     if run.get("label_mode") != config.label_mode:
         raise ArchiveError("the archived run's label mode does not match its config")
     return {"run": {**_scalars(run, "run", json_columns=("config", "versions")), "config": config.to_json()},
@@ -163,7 +164,7 @@ def _read_predictions(raw: bytes) -> dict:
             probabilities = np.asarray(arrays["probabilities"], dtype=np.float16)
             fine, coarse = np.asarray(arrays["fine"]), np.asarray(arrays["coarse"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise ArchiveError(f"{PREDICTIONS} is not usable: {_one_line(exc)}") from None
+        raise ArchiveError(f"{PREDICTIONS} is not usable: {one_line(exc, 200)}") from None
     count = len(probabilities)
     if probabilities.ndim != 2 or fine.shape != (count,) or coarse.shape != (count,) or \
             count and (fine.max() >= NUM_CLASSES["fine"] or coarse.max() >= NUM_CLASSES["coarse"]):
@@ -193,9 +194,4 @@ def _json_default(value):
 
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "..."
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .markup import one_line
 from .runtime import import_tensorflow
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -75,7 +76,7 @@ def export_model(model, fmt: str, out: str | Path, images: np.ndarray) -> Export
     except ExportError:
         raise
     except Exception as exc:  # converters raise many types; the person needs the reason, in one line
-        raise ExportError(f"this network cannot be exported as {fmt}: {_one_line(exc)}") from None
+        raise ExportError(f"this network cannot be exported as {fmt}: {one_line(exc)}") from None
     finally:
         _remove(partial)
     return check
@@ -159,7 +160,3 @@ def _remove(out: Path) -> None:
     else:
         out.unlink(missing_ok=True)
 
-
-def _one_line(exc: BaseException, limit: int = 240) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -22,3 +22,10 @@ _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
 def plain(text: object) -> str:
     """Markdown source that renders as exactly `text`, on one line (line breaks become spaces)."""
     return _PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(text)))
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """An exception's message on one line, at most `limit` characters (then "..."); its type
+    when it has no message. How a failure is said to a person in one line."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
