@@ -83,15 +83,18 @@ def import_run(store, archive_path: str | Path) -> int:
     if predictions is not None and predictions["probabilities"].shape[1] != NUM_CLASSES[label_mode]:
         raise ArchiveError(f"{PREDICTIONS} has {predictions['probabilities'].shape[1]} classes, a {label_mode} "
                            f"run {NUM_CLASSES[label_mode]}")
-    run_id = store.import_run(manifest["run"], manifest["epochs"], manifest["system_metrics"])
+    fields = dict(manifest["run"])
+    epoch = fields.pop("model_epoch", None)  # recorded below with the model it describes, if there is one
+    run_id = store.import_run(fields, manifest["epochs"], manifest["system_metrics"])
     if predictions is not None:
         store.save_predictions(run_id, predictions["probabilities"], predictions["fine"], predictions["coarse"],
                                label_mode)
     if model is not None:
+        # Into the importing store's own artifacts folder, whatever the exporting store's was.
         path = store.artifacts / str(run_id) / "best.keras"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(model)
-        store.set_model_path(run_id, path)
+        store.set_model_path(run_id, path, epoch=epoch if isinstance(epoch, int) and epoch > 0 else None)
     return run_id
 
 

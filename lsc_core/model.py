@@ -96,7 +96,8 @@ def load_run_model(run: Run | None, run_id: int | None = None):
     if run is None:
         raise ModelUnavailable(f"run {run_id} does not exist")
     if not run.model_path:
-        why = run.error or "it never finished an epoch"  # e.g. the disk was full when it was saved
+        # A stored path refused as outside the store's folder, else e.g. a disk full when it was saved.
+        why = run.model_problem or run.error or "it never finished an epoch"
         raise ModelUnavailable(f"run {run.id} ({run.name}, {run.status}) has no saved model: {why}")
     where = f"the model of run {run.id} cannot be loaded from {run.model_path}"
     path = Path(run.model_path)

@@ -11,9 +11,12 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import ConfigError, RunConfig
+
+if TYPE_CHECKING:
+    from .artifacts import StoreFolder
 
 # Run states. A run is queued until a worker claims it; the schema's CHECK constraint
 # refuses any other value.
@@ -54,7 +57,11 @@ class Run:
     heartbeat_at: float | None
     progress: dict  # the latest heartbeat: phase, epoch, batch, batches, epoch_started
     stop_requested: bool
-    model_path: Path | None  # absolute; None when the run has no saved model
+    # Absolute, inside the store's artifacts folder; None when the run has no usable saved model
+    # (model_problem then says why, when a stored path was refused).
+    model_path: Path | None
+    model_problem: str | None  # e.g. 'stored model path /etc/shadow is outside this store's artifacts folder; not used'
+    model_epoch: int | None  # the epoch the saved model is (None: not recorded, e.g. saved by an older version)
     search_id: int | None
     source: str | None  # 'cli', 'dashboard', 'search' or 'study'; None for runs from before it was kept
     # The speed settings it trained with (store.SPEED_COLUMNS; None before they were recorded).
@@ -84,17 +91,22 @@ _FIELDS = {f.name for f in dataclasses.fields(Run)}
 SPEED_FIELDS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
 
 
-def run_from_row(row: dict[str, Any], artifacts: Path) -> Run:
-    """A Run from a `runs` row; columns this code does not know (a newer schema) are left out."""
+def run_from_row(row: dict[str, Any], folder: StoreFolder) -> Run:
+    """A Run from a `runs` row; columns this code does not know (a newer schema) are left out.
+
+    Its stored model path is used only inside the store's artifacts `folder`
+    (lsc_core.artifacts); otherwise `model_path` is None and `model_problem` says why.
+    """
     values = {key: value for key, value in row.items() if key in _FIELDS}
     config, problem = _parse_config(row.get("config"))
-    model_path = row.get("model_path")
+    model_path, model_problem = folder.model_path(row.get("model_path"))
+    epoch = row.get("model_epoch")
     values.update(config=config, config_error=problem, stored_config=json_object(row.get("config")),
                   versions=json_object(row.get("versions")), progress=json_object(row.get("progress")),
                   stop_requested=bool(row.get("stop_requested")), tags=json_list(row.get("tags")),
-                  archived=bool(row.get("archived")),
-                  # a relative path is inside the artifacts folder; an absolute one stays as it is
-                  model_path=artifacts / model_path if model_path else None)
+                  archived=bool(row.get("archived")), model_path=model_path, model_problem=model_problem,
+                  # only a whole epoch number is one (the column is typeless to SQLite)
+                  model_epoch=epoch if isinstance(epoch, int) and epoch > 0 else None)
     return Run(**values)
 
 

@@ -15,12 +15,14 @@ import socket
 import sqlite3
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 import sqlite_utils
 
+from . import artifacts
 # The statuses live with Run; importing them from here keeps one import line for callers.
 from .runs import (ACTIVE_STATES, COMPLETED, FAILED, FINISHED_STATES, INTERRUPTED, MODEL_STATES,  # noqa: F401
                    QUEUED, RUNNING, STATUSES, STOPPED, Run, json_list, json_object, run_from_row)
@@ -43,12 +45,6 @@ STORE_ERRORS = (StoreError, sqlite3.DatabaseError)
 
 def default_db_path() -> Path:
     return Path(os.environ.get("LSC_DB", "runs.sqlite"))
-
-
-def artifacts_dir(db_path: str | os.PathLike) -> Path:
-    """$LSC_ARTIFACTS, else artifacts/ beside the database, so a store and its models travel together."""
-    env = os.environ.get("LSC_ARTIFACTS")
-    return Path(env).resolve() if env else Path(db_path).resolve().parent / "artifacts"
 
 
 def now_iso() -> str:
@@ -173,12 +169,31 @@ def _migration_keeping_order(db: sqlite_utils.Database) -> None:
         if column not in db["runs"].columns_dict:
             db["runs"].add_column(column, kind)
     db.execute("UPDATE runs SET archived = 0 WHERE archived IS NULL")
+
+
+def _migration_store_info(db: sqlite_utils.Database) -> None:
+    # The store's identity: a random id made once, and the name of its own artifacts folder
+    # (lsc_core/artifacts.py). A store with runs already keeps the shared root it used so far:
+    # its model paths are relative to it, and moving files on open could mix two stores'.
+    db.execute("CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    store_id = uuid.uuid4().hex
+    file = next((row[2] for row in db.execute("PRAGMA database_list") if row[1] == "main"), "") or "store"
+    had_runs = db.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is not None
+    folder = artifacts.SHARED_ROOT if had_runs else artifacts.new_folder_name(file, store_id)
+    db.execute("INSERT OR IGNORE INTO store_info (key, value) VALUES (?, ?), (?, ?)",
+               [artifacts.STORE_ID, store_id, artifacts.FOLDER, folder])
+
+
+def _migration_model_epoch(db: sqlite_utils.Database) -> None:
+    # Which epoch a run's saved model is (NULL for models saved before it was recorded).
+    if "model_epoch" not in db["runs"].columns_dict:
+        db["runs"].add_column("model_epoch", int)
 # The speed settings recorded per run (see lsc_core/acceleration.py): 0/1 flags and counts.
 SPEED_COLUMNS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
 MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics,
               _migration_throughput, _migration_drafts, _migration_within_superclass, _migration_keeping_order,
               _migration_recipe,
-              _migration_status_check)
+              _migration_status_check, _migration_store_info, _migration_model_epoch)
 
 
 # Tables every store has from migration 1 on: what tells a store from another application's
@@ -306,6 +321,11 @@ class Store:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable SQLite database ({exc}); it was left as it is") from None
+        self._folder_name = self._stored_folder_name()
+        try:  # a tampered name is refused when the store is opened, not at each use
+            artifacts.StoreFolder.of(self.path, self._folder_name)
+        except artifacts.FolderError as exc:
+            raise StoreError(str(exc)) from None
         self.mark_dead_runs_interrupted()
 
     @property
@@ -316,8 +336,21 @@ class Store:
         return db
 
     @property
+    def folder(self) -> artifacts.StoreFolder:
+        """This store's artifacts folder under the root of now ($LSC_ARTIFACTS is read at each use)."""
+        return artifacts.StoreFolder.of(self.path, self._folder_name)
+
+    @property
     def artifacts(self) -> Path:
-        return artifacts_dir(self.path)
+        """This store's own artifacts folder (absolute): its runs' files live in `<artifacts>/<run id>/`."""
+        return self.folder.path
+
+    def _stored_folder_name(self) -> str | None:
+        """store_info's artifacts folder name; None in a read-only store older than store_info."""
+        if "store_info" not in self.db.table_names():
+            return None
+        row = self.db.execute("SELECT value FROM store_info WHERE key = ?", [artifacts.FOLDER]).fetchone()
+        return row[0] if row else None
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
         """One write statement; a lock held past the busy timeout becomes a StoreError."""
@@ -429,13 +462,15 @@ class Store:
                 "WHERE run_id = ? AND val_accuracy IS NOT NULL ORDER BY val_accuracy DESC, epoch LIMIT 1), "
                 "heartbeat_at = ? WHERE id = ?", [run_id, time.time(), run_id])
 
-    def set_model_path(self, run_id: int, path: str | os.PathLike) -> None:
-        """Record a run's model, relative to the artifacts folder when inside it, so that a
-        store and its artifacts can be moved together."""
-        path = Path(path).resolve()
-        if path.is_relative_to(self.artifacts):
-            path = path.relative_to(self.artifacts)
-        self._write("UPDATE runs SET model_path = ? WHERE id = ?", [str(path), run_id])
+    def set_model_path(self, run_id: int, path: str | os.PathLike, epoch: int | None = None) -> None:
+        """Record a run's saved model and the epoch it is (None: not known), relative to the
+        store's artifacts folder (a relative `path` is taken inside it), so that a store and
+        its artifacts can be moved together. A path outside that folder is refused."""
+        try:
+            stored = self.folder.stored_form(path)
+        except artifacts.FolderError as exc:
+            raise StoreError(f"run {run_id}: {exc}") from None
+        self._write("UPDATE runs SET model_path = ?, model_epoch = ? WHERE id = ?", [stored, epoch, run_id])
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         assert status in FINISHED_STATES, status
@@ -493,7 +528,7 @@ class Store:
     def get_run(self, run_id: int) -> Run | None:
         """The run `run_id`, or None when the store has no such run."""
         rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
-        return run_from_row(rows[0], self.artifacts) if rows else None
+        return run_from_row(rows[0], self.folder) if rows else None
 
     def list_runs(self, status: str | None = None, search_id: int | None = None, tag: str | None = None,
                   archived: bool | None = None) -> list[Run]:
@@ -513,7 +548,8 @@ class Store:
             where.append("COALESCE(archived, 0) = ?")
             params.append(int(archived))
         sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
-        return [run_from_row(row, self.artifacts) for row in self.db.query(sql, params)]
+        folder = self.folder
+        return [run_from_row(row, folder) for row in self.db.query(sql, params)]
 
     def run_record(self, run_id: int) -> dict | None:
         """Every stored column of a run, newer ones included, JSON columns decoded: what an
@@ -585,7 +621,8 @@ class Store:
                 self._write(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
             self._write("DELETE FROM runs WHERE id = ?", [run_id])
         folder = self.artifacts / str(run_id)
-        if folder.resolve().parent == self.artifacts.resolve():  # never anything outside the store's own folder
+        # Only a direct child of the store's own folder (not a link leading elsewhere).
+        if not folder.is_symlink() and folder.resolve().parent == self.artifacts:
             shutil.rmtree(folder, ignore_errors=True)
 
     def _update_run(self, run_id: int, assignment: str, params: list) -> None:

@@ -79,6 +79,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self.epoch_offset = 0
             self.best_accuracy = -1.0
             self.best_weights = None
+            self.best_epoch = None  # the epoch number of best_weights, recorded with the saved model
             self._best_saved = True
             self.save_error: str | None = None  # why the best model is not on disk, while it is not
             self.epochs_done = 0  # epochs logged over all phases
@@ -180,6 +181,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             if accuracy is not None and accuracy > self.best_accuracy:
                 self.best_accuracy = float(accuracy)
                 self.best_weights = self.model.get_weights()
+                self.best_epoch = self._epoch
                 self._best_saved = False
                 # Written at once, not later: the file on disk is the store's best epoch
                 # whenever the run dies, at the price of one save per improvement.
@@ -189,7 +191,8 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 self.model.stop_training = True
 
         def save_best(self) -> None:
-            """Write the best epoch's model to disk (once per improvement at most).
+            """Write the best epoch's model to disk (once per improvement at most) and record
+            it, with its epoch number, in the store.
 
             A failed write (disk full) does not end the run: the best weights stay in
             memory, the next save tries again, and `save_error` says why until one succeeds.
@@ -209,7 +212,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 if current is not None:
                     self.model.set_weights(current)
             self._best_saved, self.save_error = True, None
-            store.set_model_path(run_id, str(model_path))
+            store.set_model_path(run_id, str(model_path), epoch=self.best_epoch)
 
     return StoreCallback()
 

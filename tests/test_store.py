@@ -191,8 +191,9 @@ def test_model_paths_are_kept_relative_to_the_artifacts(store, tmp_path):
     moved.mkdir()
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything into the main file before copying it
     shutil.copy(store.path, moved / "runs.sqlite")
-    assert moved / "artifacts" / str(run_id) / "best.keras" == Store(moved / "runs.sqlite").get_run(
-        run_id).model_path
+    # The copy keeps the store's folder name, under artifacts/ beside its new place.
+    assert moved / "artifacts" / store.artifacts.name / str(run_id) / "best.keras" == Store(
+        moved / "runs.sqlite").get_run(run_id).model_path
 
 
 def test_drafts_are_kept_by_name_and_a_migration_4_store_gains_them(tmp_path):

@@ -175,7 +175,7 @@ def test_each_epoch_records_images_per_second_of_training_and_validation(store, 
     assert epoch["train_images_per_s"] > len(tiny_data.x_train) / epoch["seconds"]
 
 
-def test_the_file_on_disk_is_the_best_epoch_at_every_epoch_end(store, tmp_path, tiny_data):
+def test_the_file_on_disk_is_the_best_epoch_at_every_epoch_end(store, tiny_data):
     """A run killed after any epoch leaves the store's best epoch on disk, not an older one."""
     import keras
 
@@ -184,7 +184,7 @@ def test_the_file_on_disk_is_the_best_epoch_at_every_epoch_end(store, tmp_path, 
 
     config = small_config(epochs=6, learning_rate=1e-2)
     run_id = store.create_run(config, status=RUNNING)
-    model, path = build_model(config), tmp_path / "best.keras"
+    model, path = build_model(config), store.artifacts / str(run_id) / "best.keras"
     compile_model(model, config)
     saved = make_callback(store, run_id, path, config.epochs)
     seen = []
@@ -193,7 +193,9 @@ def test_the_file_on_disk_is_the_best_epoch_at_every_epoch_end(store, tmp_path, 
         def on_epoch_end(self, epoch, logs=None):
             on_disk = load_model(path).get_weights()
             assert all(np.array_equal(a, b) for a, b in zip(saved.best_weights, on_disk))
-            seen.append(store.get_run(run_id).best_epoch)
+            run = store.get_run(run_id)
+            assert run.best_epoch == run.model_epoch  # and the store says which epoch the file is
+            seen.append(run.best_epoch)
 
     x, y = tiny_data.x_train.astype("float32"), tiny_data.labels("train", "coarse")
     x_val, y_val = tiny_data.x_test.astype("float32"), tiny_data.labels("test", "coarse")

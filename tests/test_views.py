@@ -244,10 +244,11 @@ def test_run_config_view_lists_layers_hyperparameters_and_provenance(store, runs
                                          view["provenance"]["speed settings"])
 
 
-def test_model_file_only_when_saved(store, runs, tmp_path):
+def test_model_file_only_when_saved(store, runs):
     run = store.get_run(runs["done"])
     assert views.model_file(run) is None
-    path = tmp_path / "best.keras"
+    path = store.artifacts / "best.keras"
+    path.parent.mkdir(parents=True)
     path.write_bytes(b"model bytes")
     store.set_model_path(run.id, str(path))
     assert (b"model bytes", f"seed-part1-{run.id}.keras") == views.model_file(store.get_run(run.id))

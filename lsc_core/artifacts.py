@@ -1,0 +1,135 @@
+"""Each store's own artifacts folder, and which stored model paths may be used.
+
+A store's files (best models, checkpoints, TensorBoard events) live in its artifacts
+folder, `<root>/<db file stem>-<first 8 hex of its store id>/`, where root is
+$LSC_ARTIFACTS or `artifacts/` beside the database. The folder's name is made once, when
+the store is created, and kept in the store (`store_info`), so two stores in one folder,
+or two stores sharing LSC_ARTIFACTS, never share a file, and a store keeps its folder when
+its file is renamed.
+
+A store that already had runs when stores got their own folders keeps the root itself
+(its stored model paths are relative to it, and moving files on open could mix two
+stores' files); it is a *shared-root* store, whose models are used only inside its run
+folders `<root>/<run id>/` (the rest of the root may be newer stores' folders). Such a
+store's runs move into a store of their own with `export-run` / `import-run`.
+
+A model path read from the store is used only when it resolves (symlinks followed) to a
+file inside the store's folder; anything else (`/etc/shadow`, `../../x`, a link leading
+out) is refused with one line saying so, and nothing reads it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .runs import RUNNING
+
+# store_info keys
+STORE_ID, FOLDER = "store_id", "artifacts_folder"
+# What store_info holds as FOLDER for a store that keeps the root itself (see above).
+SHARED_ROOT = ""
+_FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")  # one plain path component
+_STEM_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+_SHOWN_PATH = 200  # characters of a hostile stored path quoted in a message
+
+
+class FolderError(ValueError):
+    """The store names an artifacts folder that is not a plain folder name (a tampered store)."""
+
+
+def artifacts_root(db_path: str | os.PathLike) -> Path:
+    """$LSC_ARTIFACTS, else artifacts/ beside the database, so a store and its models travel together."""
+    env = os.environ.get("LSC_ARTIFACTS")
+    return Path(env).resolve() if env else Path(db_path).resolve().parent / "artifacts"
+
+
+def new_folder_name(db_path: str | os.PathLike, store_id: str) -> str:
+    """`<db file stem>-<first 8 hex of the store id>`: readable, and unique per store."""
+    stem = _STEM_CHARACTERS.sub("_", Path(db_path).stem).strip("._-")[:40] or "store"
+    return f"{stem}-{store_id[:8]}"
+
+
+@dataclass(frozen=True)
+class StoreFolder:
+    """A store's artifacts folder (absolute, symlinks resolved) and whether it is a shared root."""
+
+    path: Path
+    shared_root: bool
+
+    @classmethod
+    def of(cls, db_path: str | os.PathLike, name: str | None) -> "StoreFolder":
+        """The folder that store_info's `name` means (None: a store older than store_info; it
+        keeps the root, as SHARED_ROOT)."""
+        root = artifacts_root(db_path)
+        if name is None or name == SHARED_ROOT:
+            return cls(root, shared_root=True)
+        if not isinstance(name, str) or not _FOLDER_NAME.fullmatch(name) or name in (".", ".."):
+            raise FolderError(f"the store names its artifacts folder {_shown(name)}, which is not a plain folder "
+                              "name; the store was left as it is")
+        return cls((root / name).resolve(), shared_root=False)
+
+    def model_path(self, stored) -> tuple[Path | None, str | None]:
+        """(the usable absolute path, None) of a stored model path, or (None, why it is not used).
+
+        A relative path is taken inside this folder; an absolute one must lead into it.
+        """
+        if stored is None or stored == "":
+            return None, None
+        if not isinstance(stored, str):
+            return None, f"stored model path {_shown(stored)} is not a path; not used"
+        try:
+            resolved = (self.path / stored).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+            return None, f"stored model path {_shown(stored)} cannot be resolved ({exc}); not used"
+        if self._holds(resolved):
+            return resolved, None
+        lexical = Path(os.path.normpath(self.path / stored))
+        if self._holds(lexical):  # inside by name, outside once links are followed
+            return None, (f"stored model path {_shown(stored)} links outside this store's artifacts folder "
+                          f"(to {_shown(str(resolved))}); not used")
+        return None, f"stored model path {_shown(stored)} is outside this store's artifacts folder; not used"
+
+    def _holds(self, path: Path) -> bool:
+        if path == self.path or not path.is_relative_to(self.path):
+            return False
+        inside = path.relative_to(self.path).parts
+        # A shared root also holds newer stores' folders: its own files are in its run folders.
+        return not self.shared_root or (len(inside) > 1 and inside[0].isdigit())
+
+    def stored_form(self, path: str | os.PathLike) -> str:
+        """How set_model_path records `path`: relative to this folder, so a store and its
+        artifacts can be moved together. FolderError when it does not lead inside."""
+        resolved, problem = self.model_path(str(path))
+        if resolved is None:
+            raise FolderError(problem.replace("stored model path", "model path", 1).replace("; not used",
+                                                                                             "; not recorded"))
+        return resolved.relative_to(self.path).as_posix()
+
+
+def _shown(value) -> str:
+    text = value if isinstance(value, str) and value.isprintable() else repr(value)
+    return text if len(text) <= _SHOWN_PATH else text[:_SHOWN_PATH] + "..."
+
+
+def describe_model(run) -> str:
+    """One line on the model that a run's pages and commands use: which epoch it is and how good,
+    or why there is none ('best model: epoch 7 of 20, test acc 0.642')."""
+    if run.model_problem:
+        return run.model_problem
+    if run.model_path is None:
+        return "no saved model" + (f": {run.error}" if run.error else " yet")
+    split = "hold-out" if run.validation == "holdout" else "test"
+    best, saved = run.best_epoch, run.model_epoch
+    of = f" of {run.epochs_planned}" if run.epochs_planned else ""
+    accuracy = f", {split} acc {run.best_val_accuracy:.3f}" if run.best_val_accuracy is not None else ""
+    if best is None:
+        return f"saved model: epoch {saved}{of}" if saved else "saved model: its epoch is not recorded"
+    if saved is None:
+        return (f"saved model: its epoch is not recorded (saved by an older version); the store's best is "
+                f"epoch {best}{of}{accuracy}")
+    if saved == best:
+        return f"best model: epoch {saved}{of}{accuracy}"
+    why = run.error or ("its model is not saved yet" if run.status == RUNNING else "its model was not saved")
+    return f"saved model is epoch {saved}; the store's best is epoch {best}{of}{accuracy} ({why})"

@@ -1,0 +1,197 @@
+"""Each store owns its artifacts folder; a stored model path is used only inside it; the saved
+model's epoch is recorded. Real stores, real tiny Keras training."""
+import os
+import sqlite3
+
+import pytest
+from old_stores import OLD_RUN, write_migration_4_store
+
+from lsc_core import artifacts
+from lsc_core.config import LayerSpec, RunConfig
+from lsc_core.model import ModelUnavailable, load_run_model
+from lsc_core.store import COMPLETED, RUNNING, Store, StoreError
+from lsc_core.train import train_run
+
+SMALL = (LayerSpec.make("conv2d", filters=8), LayerSpec.make("maxpool2d", pool_size=4),
+         LayerSpec.make("flatten"), LayerSpec.make("dense", units=32))
+
+
+def train_small(store, tiny_data, epochs=2):
+    run_id = store.create_run(RunConfig(layers=SMALL, epochs=epochs, batch_size=32, learning_rate=3e-3),
+                              status=RUNNING)
+    return train_run(store, run_id, load_data=lambda: tiny_data)
+
+
+def store_id(store) -> str:
+    return store.db.execute("SELECT value FROM store_info WHERE key = 'store_id'").fetchone()[0]
+
+
+def tamper_model_path(store, run_id, value) -> None:
+    """Write a model path straight into the store, as an attacker with the file would."""
+    conn = sqlite3.connect(store.path)
+    with conn:
+        conn.execute("UPDATE runs SET model_path = ? WHERE id = ?", [value, run_id])
+    conn.close()
+
+
+# -- whose folder -----------------------------------------------------------------------------
+def test_a_new_store_gets_a_folder_of_its_own_under_the_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("LSC_ARTIFACTS", raising=False)
+    store = Store(tmp_path / "my runs.sqlite")
+    assert 32 == len(store_id(store))
+    assert tmp_path.resolve() / "artifacts" / f"my_runs-{store_id(store)[:8]}" == store.artifacts
+    monkeypatch.setenv("LSC_ARTIFACTS", str(tmp_path / "shared"))
+    again = Store(tmp_path / "my runs.sqlite")  # the name is kept in the store; the root follows LSC_ARTIFACTS
+    assert (store_id(store), tmp_path.resolve() / "shared" / store.artifacts.name) == (store_id(again),
+                                                                                      again.artifacts)
+
+
+def test_two_stores_in_one_folder_keep_their_own_models(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.delenv("LSC_ARTIFACTS", raising=False)
+    first, second = Store(tmp_path / "runs.sqlite"), Store(tmp_path / "other.sqlite")
+    one = train_small(first, tiny_data)
+    before = one.model_path.read_bytes()
+    two = train_small(second, tiny_data, epochs=1)
+    assert (1, 1) == (one.id, two.id)  # the same run id in both stores...
+    assert one.model_path != two.model_path  # ...and two files,
+    assert before == first.get_run(1).model_path.read_bytes()  # neither overwritten
+    assert first.artifacts.parent == second.artifacts.parent == tmp_path.resolve() / "artifacts"
+    assert [one.params, two.params] == [load_run_model(run).count_params()
+                                        for run in (first.get_run(1), second.get_run(1))]
+    second.delete_run(1)  # removes its own run folder only
+    assert (False, True) == ((second.artifacts / "1").exists(), first.get_run(1).model_path.is_file())
+
+
+# -- which model paths are used ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data):
+    """A store with one really trained run: (store, run)."""
+    store = Store(tmp_path_factory.mktemp("contained") / "runs.sqlite")
+    return store, train_small(store, tiny_data)
+
+
+def hostile_path(store, name, outside):
+    """A model path an attacker could write into the store, and the end of the line that refuses it."""
+    if name == "a link leading out":
+        link = store.artifacts / "9" / "best.keras"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(outside)
+        return "9/best.keras", f"links outside this store's artifacts folder (to {outside}); not used"
+    value = {"/etc/shadow": "/etc/shadow", "../../x": "../../x", "a real .keras file outside": str(outside)}[name]
+    return value, "is outside this store's artifacts folder; not used"
+
+
+@pytest.mark.parametrize("name", ["/etc/shadow", "../../x", "a link leading out", "a real .keras file outside"])
+def test_a_stored_model_path_outside_the_stores_folder_is_not_used(trained, tmp_path, name):
+    store, run = trained
+    outside = tmp_path.resolve() / "elsewhere.keras"
+    outside.write_bytes(run.model_path.read_bytes())  # a usable model: only where it lies is wrong
+    value, why = hostile_path(store, name, outside)
+    good = store.db.execute("SELECT model_path FROM runs WHERE id = ?", [run.id]).fetchone()[0]
+    tamper_model_path(store, run.id, value)
+    try:
+        refused = store.get_run(run.id)
+        assert (None, f"stored model path {value} {why}") == (refused.model_path, refused.model_problem)
+        with pytest.raises(ModelUnavailable, match="outside this store's artifacts folder"):
+            load_run_model(refused)
+        assert refused.model_problem == artifacts.describe_model(refused)
+        with pytest.raises(StoreError, match="not recorded"):
+            store.set_model_path(run.id, value)
+    finally:
+        tamper_model_path(store, run.id, good)
+    assert store.get_run(run.id).model_path == run.model_path
+
+
+def test_a_stored_model_path_that_is_not_text_is_not_used(trained):
+    store, run = trained
+    good = store.db.execute("SELECT model_path FROM runs WHERE id = ?", [run.id]).fetchone()[0]
+    tamper_model_path(store, run.id, b"\x00/etc/shadow")
+    try:
+        assert (None, "stored model path b'\\x00/etc/shadow' is not a path; not used") == (
+            store.get_run(run.id).model_path, store.get_run(run.id).model_problem)
+    finally:
+        tamper_model_path(store, run.id, good)
+
+
+def test_a_tampered_folder_name_is_one_line_and_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv("LSC_ARTIFACTS", raising=False)
+    path = Store(tmp_path / "runs.sqlite").path
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE store_info SET value = '../..' WHERE key = 'artifacts_folder'")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"names its artifacts folder \.\./\.\., which is not a plain folder name"):
+        Store(path)
+    assert before == path.read_bytes()
+
+
+# -- the saved model's epoch ------------------------------------------------------------------
+def test_the_saved_models_epoch_is_recorded_and_is_the_best(trained):
+    store, run = trained
+    assert (COMPLETED, run.best_epoch) == (run.status, run.model_epoch)
+    assert run.model_path.is_relative_to(store.artifacts)
+    assert f"best model: epoch {run.best_epoch} of 2, test acc {run.best_val_accuracy:.3f}" == \
+        artifacts.describe_model(run)
+
+
+def test_a_model_older_than_the_best_is_said_plainly(trained):
+    from dataclasses import replace
+
+    store, run = trained
+    behind = replace(run, model_epoch=1, best_epoch=2, error="the best model could not be saved to x: disk full")
+    assert (f"saved model is epoch 1; the store's best is epoch 2 of 2, test acc {run.best_val_accuracy:.3f} "
+            "(the best model could not be saved to x: disk full)") == artifacts.describe_model(behind)
+    unknown = replace(run, model_epoch=None)
+    assert artifacts.describe_model(unknown).startswith("saved model: its epoch is not recorded (saved by an older")
+
+
+# -- stores from before stores had their own folder -------------------------------------------
+def test_an_old_store_keeps_the_root_and_its_models_stay_usable(tmp_path, trained, monkeypatch):
+    monkeypatch.delenv("LSC_ARTIFACTS", raising=False)
+    _, run = trained
+    path = write_migration_4_store(tmp_path / "runs.sqlite", runs=[{**OLD_RUN, "model_path": "1/best.keras",
+                                                                     "label_mode": "coarse"}])
+    model = tmp_path / "artifacts" / "1" / "best.keras"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(run.model_path.read_bytes())
+    old = Store(path)
+    assert (tmp_path.resolve() / "artifacts", model.resolve(), None) == (old.artifacts, old.get_run(1).model_path,
+                                                                         old.get_run(1).model_epoch)
+    assert load_run_model(old.get_run(1)).count_params() == run.params
+    # A new store beside it gets a folder inside that root; the old store never uses it.
+    new = Store(tmp_path / "new.sqlite")
+    assert new.artifacts.parent == old.artifacts
+    tamper_model_path(old, 1, f"{new.artifacts.name}/1/best.keras")
+    assert "outside this store's artifacts folder" in old.get_run(1).model_problem
+
+
+def test_migration_is_safe_to_run_twice(tmp_path):
+    import sqlite_utils
+
+    from lsc_core import store as store_module
+
+    path = write_migration_4_store(tmp_path / "v4.sqlite", runs=[OLD_RUN])
+    db = sqlite_utils.Database(path)
+    for step in store_module.MIGRATIONS[4:]:
+        step(db)
+    made = dict(db.execute("SELECT key, value FROM store_info").fetchall())
+    store_module._migration_store_info(db)  # e.g. two processes racing: the first one's identity stays
+    store_module._migration_model_epoch(db)
+    assert made == dict(db.execute("SELECT key, value FROM store_info").fetchall())
+    assert artifacts.SHARED_ROOT == made[artifacts.FOLDER]  # it had a run: it keeps the root
+    db.conn.close()
+
+
+def test_an_imported_run_lands_in_the_importing_stores_folder_with_its_epoch(trained, tmp_path, monkeypatch):
+    from lsc_core.archive import export_run, import_run
+
+    monkeypatch.delenv("LSC_ARTIFACTS", raising=False)
+    source, run = trained
+    export_run(source, run.id, tmp_path / "run.zip")
+    target = Store(tmp_path / "target.sqlite")
+    imported = target.get_run(import_run(target, tmp_path / "run.zip"))
+    assert (target.artifacts / str(imported.id) / "best.keras", run.model_epoch) == (imported.model_path,
+                                                                                      imported.model_epoch)
+    assert os.path.samefile(target.artifacts.parent, tmp_path / "artifacts")
