@@ -10,10 +10,9 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from lsc_core.data import DataError, load_cifar100, resolve_data_path
-from lsc_core.evaluate import store_predictions
+from lsc_core.data import DataError, resolve_data_path
 from lsc_core import estimates, views
-from lsc_core.jobs import JobManager, manager_for
+from lsc_core.jobs import JobManager, dashboard_manager
 from lsc_core.markup import plain
 from lsc_core.store import ACTIVE_STATES, default_db_path
 
@@ -63,10 +62,9 @@ def data_path() -> str | None:
 
 
 def manager() -> JobManager:
-    """The job manager of this server process for $LSC_DB; completed runs get their
-    test-set predictions stored, so the Evaluate page opens fast."""
-    data = data_path()
-    return manager_for(db_path(), load_data=lambda: load_cifar100(data), after_training=store_predictions)
+    """The job manager of this server process for $LSC_DB (started here at the first page view
+    unless serve.py started it with the server)."""
+    return dashboard_manager()
 
 
 def store():
@@ -150,10 +148,17 @@ def stop_button(run: dict, key: str) -> None:
         follow_stop(run.id)
 
 
+def recheck_live_runs() -> None:
+    """Runs whose trainer has died (a killed command line, say) become interrupted now, while a
+    page watches, not at the next server start: the store's liveness verdict, a cheap query."""
+    store().mark_dead_runs_interrupted()
+
+
 @st.fragment(run_every=STOP_FOLLOW_S)
 def follow_stop(run_id: int) -> None:
-    """Rerun the page as soon as a stopping run has ended, so its final status shows within
-    STOP_FOLLOW_S of the end instead of at the next live refresh (LIVE_REFRESH_S)."""
+    """Rerun the page as soon as a stopping run has ended (or its trainer died), so its final
+    status shows within STOP_FOLLOW_S of the end instead of at the next live refresh (LIVE_REFRESH_S)."""
+    recheck_live_runs()
     run = store().get_run(run_id)
     if run is None or run.status not in ACTIVE_STATES:
         st.rerun()

@@ -38,6 +38,7 @@ def best_metric(mode: str, run: dict | None) -> None:
 @st.fragment(run_every=common.LIVE_REFRESH_S)
 def live() -> None:
     store = common.store()
+    common.recheck_live_runs()
     st.subheader("Training now")
     running = views.running_now(store)
     if not running:

@@ -54,6 +54,7 @@ def open_clicked_row(key: str, ids: list[int]) -> None:
 def runs_view(statuses: list, label_modes: list, text: str, tags: list, archived: bool) -> None:
     """The table and the selected run below it, one fragment: a click reruns just this, at once,
     and a live refresh re-reads both without touching the selection."""
+    common.recheck_live_runs()
     table = views.filter_runs(views.runs_table(store), statuses, label_modes, text, tags, archived)
     ids = [int(i) for i in table["id"]]
     st.caption(f"{len(table)} run(s). Select a row to open it below.")

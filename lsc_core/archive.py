@@ -28,7 +28,7 @@ MANIFEST, PREDICTIONS, MODEL = "manifest.json", "predictions.npz", "model.keras"
 LIMITS = {MANIFEST: 64 * 2**20, PREDICTIONS: 256 * 2**20, MODEL: 2 * 2**30}
 # Columns that describe this store's process and files, not the run: never carried over.
 LOCAL_COLUMNS = {"id", "pid", "host", "heartbeat_at", "progress", "stop_requested", "model_path", "search_id",
-                 "boot_id", "process_started", "owner"}
+                 "boot_id", "pid_ns", "process_started", "owner"}
 
 
 class ArchiveError(ValueError):

@@ -12,6 +12,7 @@ import math
 import os
 import sqlite3
 import sys
+import threading
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .config import (LABEL_MODES, MAX_JSON_BYTES, OPTIMIZERS, PRESETS, ConfigErr
                      RunConfig, analyze, preset, validate)
 from .evaluate import store_predictions
 from .schedules import SCHEDULES
+from .shutdown import StopOnSignals
 from .store import COMPLETED, Run, Store, StoreError, default_db_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -163,7 +165,7 @@ def _load_data_or_fail(path):
 
 def cmd_train(args) -> int:
     from .acceleration import describe_speed
-    from .store import RUNNING
+    from .store import RUNNING, STOPPED
     from .train import train_run
 
     config = config_from_args(args)
@@ -172,11 +174,17 @@ def cmd_train(args) -> int:
     run_id = store.create_run(config, status=RUNNING, source="cli")
     print(f"run {run_id}: {config.display_name()}, {config.label_mode} labels, {config.total_epochs} epoch(s), "
           f"data: {data.source}", flush=True)
-    run = train_run(store, run_id, load_data=lambda: data, verbose=1 if sys.stdout.isatty() else 2,
-                    after_training=store_predictions)
+    stop = threading.Event()
+    with StopOnSignals(stop) as signals:  # SIGTERM/SIGINT: stopped after the current batch, model saved
+        run = train_run(store, run_id, load_data=lambda: data, verbose=1 if sys.stdout.isatty() else 2,
+                        after_training=store_predictions, stop_event=stop)
+    if signals.received and run.status == STOPPED:
+        print(f"run {run_id} stopped: best so far {_best_text(run)}", flush=True)
+        print(f"stopped by {signals.name} {_after_epochs(store, run_id)}; resume with: "
+              f"python -m lsc_core train --resume {run_id}", file=sys.stderr)
+        return signals.exit_code
     which = "test" if config.validation == "test" else "hold-out"
-    best = run.best_val_accuracy
-    best_text = f"{best:.4f} at epoch {run.best_epoch}" if best is not None else "none"
+    best_text = _best_text(run)
     if run.tta_accuracy is not None:
         best_text += f"; test accuracy with flip averaging (TTA) {run.tta_accuracy:.4f}"
     print(f"run {run_id} {run.status}: best {which} accuracy {best_text}")
@@ -187,6 +195,17 @@ def cmd_train(args) -> int:
     if run.error:
         print(f"error: {run.error}", file=sys.stderr)
     return EXIT_OK if run.status == COMPLETED and not run.error else EXIT_FAILED  # e.g. model not saved
+
+
+def _best_text(run: Run) -> str:
+    best = run.best_val_accuracy
+    return f"{best:.4f} at epoch {run.best_epoch}" if best is not None else "none"
+
+
+def _after_epochs(store: Store, run_id: int) -> str:
+    """'after epoch N' (the last one stored), or 'before its first epoch ended'."""
+    epochs = store.epochs(run_id)
+    return f"after epoch {epochs[-1]['epoch']}" if epochs else "before its first epoch ended"
 
 
 # -- runs ---------------------------------------------------------------------------------
@@ -431,15 +450,19 @@ def cmd_search(args) -> int:
         values = ", ".join(f"{p.name}={search.param_value(p, config)}" for p in spec.space.params)
         print(f"trial {number}/{total} ({config.name}): {values}", flush=True)
 
-    try:
-        search.run_search(store, search_id, load_data=lambda: data, on_trial=announce,
-                          verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)
-    except KeyboardInterrupt:
+    stop = threading.Event()
+    try:  # SIGTERM/SIGINT: the trial in training stops after its batch (its model saved), no other starts
+        with StopOnSignals(stop) as signals:
+            search.run_search(store, search_id, load_data=lambda: data, on_trial=announce, stop_event=stop,
+                              verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)
+    except KeyboardInterrupt:  # a second signal while stopping; the first is in signals.received
+        pass
+    if signals.received:
         # Left 'running', the next dashboard start would queue all the remaining trials unasked.
         search.interrupt_search(store, search_id, current["trial"])
         print(f"\nsearch {search_id} stopped. Continue it (the interrupted trial runs again) with: "
               f"python -m lsc_core search --resume {search_id}", file=sys.stderr, flush=True)
-        return 130
+        return signals.exit_code
     rows = search.results_rows(store, search_id)
     _print_table(rows)
     best = search.best_trial(store, search_id)
@@ -497,8 +520,14 @@ def cmd_study(args) -> int:
         def announce(number, total, run):
             print(f"run {number}/{total}: {run.name} (run {run.id})", flush=True)
 
-        study.run_suite(store, suite, load_data=lambda: data, on_run=announce,
-                        verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)
+        stop = threading.Event()
+        with StopOnSignals(stop) as signals:  # SIGTERM/SIGINT: the run in training stops cleanly, no other starts
+            study.run_suite(store, suite, load_data=lambda: data, on_run=announce, stop_event=stop,
+                            verbose=1 if sys.stdout.isatty() else 2, after_training=store_predictions)
+        if signals.received:
+            print(f"suite {suite_id} stopped by {signals.name}; the run in training ended `stopped`, its best "
+                  "model saved; the rest stay queued", file=sys.stderr)
+            return signals.exit_code
     _print_table([{k: row[k] for k in ("part", "experiment", "study accuracy", "our accuracy", "status", "run")}
                   for row in study.study_table(store, suite)])
     return EXIT_OK
@@ -536,7 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run in the foreground",
                        description="Train one run in the foreground with a progress bar; prints the run id "
                                    "and the best test accuracy. Settings: --config JSON first, then --preset's "
-                                   "layers, then each flag given.")
+                                   "layers, then each flag given. SIGTERM or Ctrl-C (SIGINT) stops the run "
+                                   "after its current batch: status 'stopped', its best model saved, exit "
+                                   "status 143 or 130 (a second signal exits at once).")
     p.add_argument("--preset", choices=list(PRESETS), help="network to start from (default: seed-part2)")
     p.add_argument("--config", metavar="FILE.json", help="a RunConfig as JSON (as stored with every run)")
     p.add_argument("--labels", choices=LABEL_MODES, help="20 superclasses or 100 classes (default coarse)")

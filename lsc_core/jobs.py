@@ -6,18 +6,22 @@ of its own. The worker never touches Streamlit; pages read the store.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from pathlib import Path
 from typing import Callable
 
 from .config import RunConfig, validate
-from .store import Store
+from .store import Store, default_db_path
 from .runtime import configure_device
 from .train import train_run
 
 logger = logging.getLogger(__name__)
 IDLE_POLL_S = 2.0  # how often an idle worker looks for runs queued by other processes
+# When the server exits (SIGTERM, Ctrl-C), how long the current run may take to stop after its
+# batch and save its best model; a run still going then is left to the liveness check.
+SHUTDOWN_WAIT_S = 120.0
 
 
 class JobManager:
@@ -44,6 +48,9 @@ class JobManager:
             resume_searches(self.store)
         if start:
             self._thread.start()
+            # At interpreter exit (after Streamlit's own SIGTERM/SIGINT handler has stopped the
+            # server), the current run is stopped cleanly before the daemon worker is killed.
+            atexit.register(self.shutdown, SHUTDOWN_WAIT_S)
 
     # -- what pages call ----------------------------------------------------------------
     def submit(self, config: RunConfig, search_id: int | None = None, source: str = "dashboard") -> int:
@@ -127,6 +134,18 @@ class JobManager:
             from .search import trial_finished
 
             trial_finished(self.store, run.search_id)
+
+
+def dashboard_manager() -> JobManager:
+    """The dashboard's job manager for $LSC_DB and $LSC_DATA (started at first use: by serve.py at
+    server start, by the first page view under `streamlit run app.py`). Completed runs get their
+    test-set predictions stored, so the Evaluate page opens fast."""
+    from .data import load_cifar100, resolve_data_path
+    from .evaluate import store_predictions
+
+    data = resolve_data_path()
+    return manager_for(default_db_path(), load_data=lambda: load_cifar100(str(data) if data else None),
+                       after_training=store_predictions)
 
 
 _MANAGERS: dict[str, JobManager] = {}

@@ -11,7 +11,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import sqlite3
 import threading
 import time
@@ -23,19 +22,28 @@ from typing import Any, Iterable
 import sqlite_utils
 
 from . import artifacts
+from . import liveness
+from .liveness import STALE_HEARTBEAT_S  # noqa: F401  (re-exported: how long an unaskable owner may be silent)
 # The statuses live with Run; importing them from here keeps one import line for callers.
 from .runs import (ACTIVE_STATES, COMPLETED, FAILED, FINISHED_STATES, INTERRUPTED, MODEL_STATES,  # noqa: F401
                    QUEUED, RUNNING, STATUSES, STOPPED, Run, json_list, json_object, run_from_row)
 
 BUSY_TIMEOUT_S = 30  # how long a write waits for another writer before giving up
-# A running run whose process is gone (same host), or on another host that has not
-# written a heartbeat for this long, is shown as interrupted. Heartbeats come every
-# second or so while training.
-STALE_HEARTBEAT_S = 300
 
 
 class StoreError(RuntimeError):
     """The store cannot be used (locked for too long, not a database, newer schema)."""
+
+
+class NotOwner(StoreError):
+    """A trainer's write about a run it no longer owns (another process marked it interrupted,
+    requeued or deleted it): refused, nothing written; the trainer must stop."""
+
+    def __init__(self, run_id: int, status: str | None):
+        now = f"now {status}" if status else "deleted"
+        super().__init__(f"run {run_id} is no longer owned by this process ({now}, changed by another); "
+                         "training stopped, nothing written")
+        self.run_id = run_id
 
 
 # What a page may get from a store that is not one or is damaged (sqlite3's own error for
@@ -188,12 +196,26 @@ def _migration_model_epoch(db: sqlite_utils.Database) -> None:
     # Which epoch a run's saved model is (NULL for models saved before it was recorded).
     if "model_epoch" not in db["runs"].columns_dict:
         db["runs"].add_column("model_epoch", int)
+
+
+# Who owns a running run (lsc_core/liveness.py): beside pid and host, the kernel's boot id, the
+# PID namespace and the process's start time, and the token of them all that guarded writes check.
+OWNER_COLUMNS = {"owner": str, "boot_id": str, "pid_ns": str, "process_started": float}
+
+
+def _migration_owner(db: sqlite_utils.Database) -> None:
+    for column, kind in OWNER_COLUMNS.items():
+        if column not in db["runs"].columns_dict:  # safe on a store that has them already
+            db["runs"].add_column(column, kind)
+
+
 # The speed settings recorded per run (see lsc_core/acceleration.py): 0/1 flags and counts.
 SPEED_COLUMNS = ("mixed_precision", "xla", "steps_per_execution", "data_on_device", "replicas")
 MIGRATIONS = (_migration_1, _migration_2, _migration_3, _migration_4, _migration_system_metrics,
               _migration_throughput, _migration_drafts, _migration_within_superclass, _migration_keeping_order,
               _migration_recipe,
-              _migration_status_check, _migration_store_info, _migration_model_epoch)
+              _migration_status_check, _migration_store_info, _migration_model_epoch,
+              _migration_owner)
 
 
 # Tables every store has from migration 1 on: what tells a store from another application's
@@ -291,16 +313,19 @@ def migrate(db: sqlite_utils.Database, read_only: bool = False) -> None:
         db.execute("PRAGMA foreign_keys = ON")
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _ownership() -> dict[str, Any]:
+    """The owner columns of a run this process takes (claims, creates running, starts)."""
+    me = liveness.this_process()
+    return {"pid": me.pid, "host": me.host, "boot_id": me.boot_id, "pid_ns": me.pid_ns,
+            "process_started": me.started, "owner": me.token}
+
+
+def _owner_of(row: dict) -> liveness.Identity | None:
+    """The recorded owner of a running run, None for a row written before owners were recorded."""
+    if not row.get("owner") or row.get("pid") is None or row.get("process_started") is None:
+        return None
+    return liveness.Identity(host=row["host"], boot_id=row["boot_id"], pid_ns=row["pid_ns"], pid=row["pid"],
+                             started=row["process_started"])
 
 
 class Store:
@@ -378,13 +403,13 @@ class Store:
         created = now_iso()
         # A run trained in this process right away is owned by it from the start, so
         # that no other process takes it for a dead one.
-        owner = [os.getpid(), socket.gethostname(), time.time(), created] if status == RUNNING else [None] * 4
-        cursor = self._write(
-            "INSERT INTO runs (name, status, label_mode, config, seed, epochs_planned, created_at, search_id, "
-            "source, stop_requested, pid, host, heartbeat_at, started_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-            [config.display_name(), status, config.label_mode, config.to_json(), config.seed,
-             config.total_epochs, created, search_id, source or ("search" if search_id else None), *owner])
+        owner = {**_ownership(), "heartbeat_at": time.time(), "started_at": created} if status == RUNNING else {}
+        fields = {"name": config.display_name(), "status": status, "label_mode": config.label_mode,
+                  "config": config.to_json(), "seed": config.seed, "epochs_planned": config.total_epochs,
+                  "created_at": created, "search_id": search_id,
+                  "source": source or ("search" if search_id else None), "stop_requested": 0, **owner}
+        cursor = self._write(f"INSERT INTO runs ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                             list(fields.values()))
         run_id = cursor.lastrowid
         if not config.name:  # a short distinguishing suffix: the run id
             self._write("UPDATE runs SET name = ? WHERE id = ?", [f"{config.display_name()}-{run_id}", run_id])
@@ -425,24 +450,47 @@ class Store:
             if self.claim_run(row[0]):  # else another worker took it first: try the next
                 return self.get_run(row[0])
 
-    def start_run(self, run_id: int, *, params: int, versions: dict, device: str, speed: dict | None = None) -> None:
+    # -- the trainer's writes ---------------------------------------------------------------
+    # Each takes `owner`: the trainer passes its token (liveness.this_process().token) and the
+    # write happens only while the run is still running under that owner, else NotOwner and
+    # nothing is written. Without it (other processes, tests) the write is unconditional.
+    def _update_run_as(self, run_id: int, owner: str | None, assignment: str, params: list) -> None:
+        if owner is None:
+            self._write(f"UPDATE runs SET {assignment} WHERE id = ?", [*params, run_id])
+        elif self._write(f"UPDATE runs SET {assignment} WHERE id = ? AND status = ? AND owner = ?",
+                         [*params, run_id, RUNNING, owner]).rowcount == 0:
+            raise self._not_owner(run_id)
+
+    def _not_owner(self, run_id: int) -> NotOwner:
+        row = self.db.execute("SELECT status FROM runs WHERE id = ?", [run_id]).fetchone()
+        return NotOwner(run_id, row[0] if row else None)
+
+    def check_owner(self, run_id: int, owner: str) -> None:
+        """NotOwner unless the run is still running under `owner` (e.g. before writing its model file)."""
+        if not self.db.execute("SELECT 1 FROM runs WHERE id = ? AND status = ? AND owner = ?",
+                               [run_id, RUNNING, owner]).fetchone():
+            raise self._not_owner(run_id)
+
+    def start_run(self, run_id: int, *, params: int, versions: dict, device: str, speed: dict | None = None,
+                  owner: str | None = None) -> None:
         """Mark a run as training here, with its provenance: parameter count, library versions,
         device, and the speed settings it trains with ({column: int} of SPEED_COLUMNS)."""
         speed = speed or {}
         settings = [int(speed[c]) if speed.get(c) is not None else None for c in SPEED_COLUMNS]
-        self._write(
-            "UPDATE runs SET status = ?, params = ?, versions = ?, device = ?, pid = ?, host = ?, "
-            "heartbeat_at = ?, started_at = COALESCE(started_at, ?), "
-            + ", ".join(f"{c} = ?" for c in SPEED_COLUMNS) + " WHERE id = ?",
-            [RUNNING, params, json.dumps(versions), device, os.getpid(), socket.gethostname(), time.time(),
-             now_iso(), *settings, run_id])
+        ownership = _ownership()
+        self._update_run_as(
+            run_id, owner,
+            "status = ?, params = ?, versions = ?, device = ?, heartbeat_at = ?, started_at = COALESCE(started_at, ?), "
+            + ", ".join(f"{c} = ?" for c in (*SPEED_COLUMNS, *ownership)),
+            [RUNNING, params, json.dumps(versions), device, time.time(), now_iso(), *settings, *ownership.values()])
 
-    def heartbeat(self, run_id: int, progress: dict) -> None:
-        self._write("UPDATE runs SET heartbeat_at = ?, progress = ? WHERE id = ?",
-                    [time.time(), json.dumps(progress), run_id])
+    def heartbeat(self, run_id: int, progress: dict, owner: str | None = None) -> None:
+        """The trainer is alive: the time now and where it is (phase, epoch, batch...)."""
+        self._update_run_as(run_id, owner, "heartbeat_at = ?, progress = ?", [time.time(), json.dumps(progress)])
 
     def log_epoch(self, run_id: int, epoch: int, metrics: dict, seconds: float, *,
-                  train_images_per_s: float | None = None, val_images_per_s: float | None = None) -> None:
+                  train_images_per_s: float | None = None, val_images_per_s: float | None = None,
+                  owner: str | None = None) -> None:
         """Write one epoch's metrics (losses, accuracies and, for fine runs, the within-superclass
         error shares), its wall seconds (validation included), the images per second of its
         training and validation phases, and the learning rate it started with (the recipe's
@@ -452,6 +500,7 @@ class Store:
         hierarchy = [_finite(metrics.get(k)) for k in HIERARCHY_COLUMNS]
         with self.db.conn:
             self._write("BEGIN IMMEDIATE")
+            self._update_run_as(run_id, owner, "heartbeat_at = ?", [time.time()])  # NotOwner rolls back
             self._write("INSERT OR REPLACE INTO epochs (run_id, epoch, loss, accuracy, val_loss, val_accuracy, "
                         "seconds, train_images_per_s, val_images_per_s, within_superclass, val_within_superclass, "
                         "learning_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -462,7 +511,8 @@ class Store:
                 "WHERE run_id = ? AND val_accuracy IS NOT NULL ORDER BY val_accuracy DESC, epoch LIMIT 1), "
                 "heartbeat_at = ? WHERE id = ?", [run_id, time.time(), run_id])
 
-    def set_model_path(self, run_id: int, path: str | os.PathLike, epoch: int | None = None) -> None:
+    def set_model_path(self, run_id: int, path: str | os.PathLike, epoch: int | None = None,
+                       owner: str | None = None) -> None:
         """Record a run's saved model and the epoch it is (None: not known), relative to the
         store's artifacts folder (a relative `path` is taken inside it), so that a store and
         its artifacts can be moved together. A path outside that folder is refused."""
@@ -470,16 +520,17 @@ class Store:
             stored = self.folder.stored_form(path)
         except artifacts.FolderError as exc:
             raise StoreError(f"run {run_id}: {exc}") from None
-        self._write("UPDATE runs SET model_path = ?, model_epoch = ? WHERE id = ?", [stored, epoch, run_id])
+        self._update_run_as(run_id, owner, "model_path = ?, model_epoch = ?", [stored, epoch])
 
-    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+    def finish_run(self, run_id: int, status: str, error: str | None = None, owner: str | None = None) -> None:
+        """A run's final status (and why, for a failure)."""
         assert status in FINISHED_STATES, status
-        self._write("UPDATE runs SET status = ?, error = ?, finished_at = ?, progress = NULL WHERE id = ?",
-                    [status, error, now_iso(), run_id])
+        self._update_run_as(run_id, owner, "status = ?, error = ?, finished_at = ?, progress = NULL",
+                            [status, error, now_iso()])
 
-    def set_end_reason(self, run_id: int, reason: str) -> None:
+    def set_end_reason(self, run_id: int, reason: str, owner: str | None = None) -> None:
         """Why a run ends before its planned epochs (e.g. early stopping); kept when it finishes."""
-        self._write("UPDATE runs SET end_reason = ? WHERE id = ?", [reason, run_id])
+        self._update_run_as(run_id, owner, "end_reason = ?", [reason])
 
     def set_tta_accuracy(self, run_id: int, accuracy: float) -> None:
         """The run's test accuracy with test-time augmentation (flip averaging), kept apart from the plain one."""
@@ -506,23 +557,23 @@ class Store:
                         "WHERE id = ?", [QUEUED, run_id])
 
     def mark_dead_runs_interrupted(self) -> list[int]:
-        """Runs left 'running' by a process that died (or went silent) become interrupted
-        (in a read-only store they are left as they are: it can be shown, not changed)."""
+        """Runs left 'running' by a process that died become interrupted, judged by
+        liveness.is_dead (heartbeat, boot id, PID namespace, process start time); returns their
+        ids. Cheap enough for every live refresh of a page. A read-only store is left as it is."""
         if self.read_only:
             return []
         dead = []
-        host = socket.gethostname()
-        for run in self.db.query("SELECT id, pid, host, heartbeat_at FROM runs WHERE status = ?", [RUNNING]):
-            if run["host"] == host:  # the process can be asked; a long silent phase is not death
-                dead_now = not _pid_alive(run["pid"])
-            else:
-                dead_now = time.time() - (run["heartbeat_at"] or 0) > STALE_HEARTBEAT_S
-            if dead_now:
-                dead.append(run["id"])
-        for run_id in dead:
-            self._write("UPDATE runs SET status = ?, finished_at = ?, progress = NULL, "
-                        "error = 'the process training this run ended before it finished' "
-                        "WHERE id = ? AND status = ?", [INTERRUPTED, now_iso(), run_id, RUNNING])
+        rows = self.db.query(f"SELECT id, heartbeat_at, pid, host, {', '.join(OWNER_COLUMNS)} FROM runs "
+                             "WHERE status = ?", [RUNNING])
+        for row in list(rows):
+            if not liveness.is_dead(_owner_of(row), row["heartbeat_at"]):
+                continue
+            # Only if nothing changed since it was judged: a heartbeat written meanwhile keeps it running.
+            if self._write("UPDATE runs SET status = ?, finished_at = ?, progress = NULL, "
+                           "error = 'the process training this run ended before it finished' "
+                           "WHERE id = ? AND status = ? AND heartbeat_at IS ? AND owner IS ?",
+                           [INTERRUPTED, now_iso(), row["id"], RUNNING, row["heartbeat_at"], row["owner"]]).rowcount:
+                dead.append(row["id"])
         return dead
 
     def get_run(self, run_id: int) -> Run | None:
@@ -575,11 +626,16 @@ class Store:
         return list(self.db.query(f"SELECT * FROM epochs WHERE run_id IN ({marks}) ORDER BY run_id, epoch", ids))
 
     # -- system metrics ----------------------------------------------------------------
-    def log_system(self, run_id: int, sample: dict) -> None:
+    def log_system(self, run_id: int, sample: dict, owner: str | None = None) -> None:
         """One sample of the training process's CPU, memory (and GPU) use (see sysmetrics)."""
         columns = ("seconds", "cpu_percent", "memory_mb", "system_memory_percent", "gpu_percent", "gpu_memory_mb")
-        self._write(f"INSERT INTO system_metrics (run_id, {', '.join(columns)}) VALUES (?{', ?' * len(columns)})",
-                    [run_id, *(sample.get(c) for c in columns)])
+        values = [run_id, *(sample.get(c) for c in columns)]
+        insert = f"INSERT INTO system_metrics (run_id, {', '.join(columns)}) SELECT ?{', ?' * len(columns)}"
+        if owner is None:
+            self._write(insert, values)
+        elif self._write(insert + " WHERE EXISTS (SELECT 1 FROM runs WHERE id = ? AND status = ? AND owner = ?)",
+                         [*values, run_id, RUNNING, owner]).rowcount == 0:
+            raise self._not_owner(run_id)
 
     def system_metrics(self, run_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM system_metrics WHERE run_id = ? ORDER BY seconds", [run_id]))
@@ -693,10 +749,11 @@ class Store:
 
     def claim_run(self, run_id: int) -> bool:
         """Atomically take one queued run for this process; False if another process took it."""
+        ownership = _ownership()
         cursor = self._write(
-            "UPDATE runs SET status = ?, pid = ?, host = ?, heartbeat_at = ?, started_at = ? "
-            "WHERE id = ? AND status = ?",
-            [RUNNING, os.getpid(), socket.gethostname(), time.time(), now_iso(), run_id, QUEUED])
+            "UPDATE runs SET status = ?, heartbeat_at = ?, started_at = ?, "
+            + ", ".join(f"{c} = ?" for c in ownership) + " WHERE id = ? AND status = ?",
+            [RUNNING, time.time(), now_iso(), *ownership.values(), run_id, QUEUED])
         return cursor.rowcount == 1
 
     # -- drafts -------------------------------------------------------------------------

@@ -231,19 +231,24 @@ def run_suite(store: Store, suite: dict, *, load_data: Callable, on_run: Callabl
               **train_options) -> None:
     """Train a suite's queued runs here, one after another, then its search's trials.
 
-    A run another worker has already claimed is left to it.
+    A run another worker has already claimed is left to it. A `stop_event` in `train_options`
+    (set by SIGTERM/SIGINT in the command line) stops the run in training and starts no other.
     """
     from .train import train_run
 
+    stop_event = train_options.get("stop_event")
     run_ids = list(dict.fromkeys(suite["runs"].values()))
     for number, run_id in enumerate(run_ids, start=1):
+        if stop_event is not None and stop_event.is_set():
+            return
         run = store.get_run(run_id)
         if run is None or run.status != QUEUED or not store.claim_run(run_id):  # None: deleted
             continue
         if on_run is not None:
             on_run(number, len(run_ids), run)
         train_run(store, run_id, load_data=load_data, **train_options)
-    run_search(store, suite["search_id"], load_data=load_data, **train_options)
+    if stop_event is None or not stop_event.is_set():
+        run_search(store, suite["search_id"], load_data=load_data, **train_options)
 
 
 # -- results ---------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
 """One training run: data -> model -> Keras fit -> the store.
 
 `StoreCallback` is the only bridge between Keras and the store: it writes each epoch,
-keeps a heartbeat and progress, saves the best epoch's model, and turns a stop request
-into a clean stop after the current batch. The recipe's callback (lsc_core.recipe) runs
+keeps progress, saves the best epoch's model, and turns a stop request into a clean stop
+after the current batch. A heartbeat thread (`_Pulse`) beats for the whole run, from data
+loading to the last save. Every write about the run carries this process's owner token
+(lsc_core/liveness.py): once another process has taken the run from it (marked it
+interrupted as dead, say), the store refuses the write (NotOwner) and training ends at
+once, with nothing more written and no model overwritten. The recipe's callback (lsc_core.recipe) runs
 before it: it adds each epoch's learning rate, reduces the rate on plateaus and ends a
 run early, recording why. Nothing here knows about Streamlit.
 """
@@ -21,11 +25,11 @@ from .backbones import WeightsUnavailable
 from .config import ConfigError, RunConfig, validate
 
 logger = logging.getLogger(__name__)
-from . import acceleration
+from . import acceleration, liveness
 from .runtime import import_tensorflow, library_versions
 from . import tensorboard_events
 from .sysmetrics import SystemSampler
-from .store import COMPLETED, FAILED, STOPPED, Run, Store
+from .store import COMPLETED, FAILED, QUEUED, STOPPED, NotOwner, Run, Store
 
 HEARTBEAT_EVERY_S = 1.0  # progress/heartbeat writes and stop checks in the store, this often
 STOP_POLL_S = 0.1  # how often this process's own stop event (the dashboard's Stop) is read
@@ -60,16 +64,16 @@ class StopRun(Exception):
 
 def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int,
                   stop_event: threading.Event | None = None, *, saved_model=None, train_images: int = 0,
-                  val_images: int = 0):
+                  val_images: int = 0, owner: str | None = None):
     """The Keras callback that writes a run's progress and epochs to the store.
 
-    It has no batch hooks: a thread of its own (`_Pulse`) writes the heartbeat and looks
-    for stop requests once a second, so training pays nothing per batch. `train_images`
-    and `val_images` (per epoch) turn the phases' seconds into images per second.
-    Built inside a function so that importing this module does not import Keras.
-    `saved_model` (default: the trained model) is the model the best weights are saved
-    through. `epoch_offset` is raised between the phases of a fine-tuned run so that epoch
-    numbers continue.
+    It has no batch hooks: the run's heartbeat thread (`_Pulse`, attached while a fit runs)
+    reads its progress and looks for stop requests once a second, so training pays nothing
+    per batch. `train_images` and `val_images` (per epoch) turn the phases' seconds into
+    images per second. Built inside a function so that importing this module does not
+    import Keras. `saved_model` (default: the trained model) is the model the best weights
+    are saved through. `epoch_offset` is raised between the phases of a fine-tuned run so
+    that epoch numbers continue. `owner` (this process's token) guards every write.
     """
     import keras
 
@@ -94,7 +98,9 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self._epoch_started = self._validation_started = time.time()
             self._train_seconds = self._val_seconds = None
             self._first_step = 0  # optimizer steps before this epoch, to count its batches
-            self._pulse = None
+            self.pulse: _Pulse | None = None  # the run's heartbeat thread, attached by train_run
+            self.lost = False  # the run was taken from this process: write nothing more
+            self._own_pulse = False
 
         # -- heartbeats and stop requests (on the pulse thread) -------------------------------
         def _should_stop(self) -> bool:
@@ -110,17 +116,24 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
         def _steps_done(self) -> int:
             return int(self.model.optimizer.iterations.numpy()) - self._first_step
 
-        def beat(self) -> None:
-            """Write the heartbeat and progress; on a stop request, end training or validation now."""
+        def progress(self) -> dict:
+            """Where training is, for the heartbeat: phase, epoch, batch."""
             with self._lock:
                 phase, batch = self._phase, None
                 if phase == "training":
                     batch = min(self._steps_done(), self.params.get("steps") or 0)
-            store.heartbeat(run_id, {"phase": phase, "epoch": self._epoch, "epochs": total_epochs,
-                                     "batch": batch, "batches": self.params.get("steps"),
-                                     "epoch_started": self._epoch_started})
+            return {"phase": phase, "epoch": self._epoch, "epochs": total_epochs, "batch": batch,
+                    "batches": self.params.get("steps"), "epoch_started": self._epoch_started}
+
+        def after_beat(self) -> None:
+            """On a stop request (this process's or one through the store), end training or validation now."""
             if not self.stop_asked and self._should_stop():
                 self.stop()
+
+        def abandon(self) -> None:
+            """The run is no longer this process's: end training now, writing and saving nothing more."""
+            self.lost = True
+            self.stop()
 
         def stop(self) -> None:
             """End the run after the current batch; the epoch in progress is not kept."""
@@ -133,11 +146,17 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
 
         # -- Keras hooks (on the training thread) -------------------------------------------
         def on_train_begin(self, logs=None):
-            self._pulse = _Pulse(self)
-            self._pulse.start()
+            if self.pulse is None:  # used on its own, outside train_run: a pulse of its own for this fit
+                self.pulse = _Pulse(store, run_id, owner)
+                self.pulse.start()
+                self._own_pulse = True
+            self.pulse.attach(self)
 
         def on_train_end(self, logs=None):
-            self._pulse.finish()
+            self.pulse.detach()
+            if self._own_pulse:
+                self.pulse.finish()
+                self.pulse, self._own_pulse = None, False
 
         def on_epoch_begin(self, epoch, logs=None):
             with self._lock:
@@ -147,7 +166,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 self._phase = "training"
                 self._epoch_cut = self.stop_asked
                 self._train_seconds = self._val_seconds = None
-            self._pulse.wake()
+            self.pulse.wake()
 
         def on_test_begin(self, logs=None):
             with self._lock:
@@ -166,15 +185,19 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
 
         def on_epoch_end(self, epoch, logs=None):
             with self._lock:
-                if self._epoch_cut:
+                if self._epoch_cut or self.lost:
                     return
                 self._phase = "logging"
                 now = time.time()
                 train_seconds = self._train_seconds or now - self._epoch_started
             logs = logs or {}
-            store.log_epoch(run_id, self._epoch, logs, now - self._epoch_started,
-                            train_images_per_s=_rate(train_images, train_seconds),
-                            val_images_per_s=_rate(val_images, self._val_seconds))
+            try:
+                store.log_epoch(run_id, self._epoch, logs, now - self._epoch_started,
+                                train_images_per_s=_rate(train_images, train_seconds),
+                                val_images_per_s=_rate(val_images, self._val_seconds), owner=owner)
+            except NotOwner:
+                self.abandon()
+                raise
             tensorboard_events.refresh(store, run_id)
             self.epochs_done += 1
             accuracy = logs.get("val_accuracy")
@@ -197,8 +220,14 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             A failed write (disk full) does not end the run: the best weights stay in
             memory, the next save tries again, and `save_error` says why until one succeeds.
             """
-            if self._best_saved or self.best_weights is None:
+            if self._best_saved or self.best_weights is None or self.lost:
                 return
+            if owner is not None:  # the file belongs to whoever owns the run now: never overwrite theirs
+                try:
+                    store.check_owner(run_id, owner)
+                except NotOwner:
+                    self.abandon()
+                    raise
             target = self.model if saved_model is None else saved_model
             current = target.get_weights() if target is self.model else None
             target.set_weights(self.best_weights)
@@ -212,7 +241,7 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 if current is not None:
                     self.model.set_weights(current)
             self._best_saved, self.save_error = True, None
-            store.set_model_path(run_id, str(model_path), epoch=self.best_epoch)
+            store.set_model_path(run_id, str(model_path), epoch=self.best_epoch, owner=owner)
 
     return StoreCallback()
 
@@ -223,19 +252,27 @@ def _rate(images: int, seconds: float | None) -> float | None:
 
 
 class _Pulse(threading.Thread):
-    """Calls `callback.beat()` every HEARTBEAT_EVERY_S while a fit runs, off the training thread.
+    """The run's heartbeat, every HEARTBEAT_EVERY_S from train_run's start to its end, off the
+    training thread: data loading, model building, saving and evaluation beat too, so that a
+    long silent phase never looks like a dead process.
 
-    A batch hook runs Python for every step (on Keras's callback thread, competing with
-    training for the GIL and the cores; without `async_safe` Keras even waits for each
-    step's results before it); a clock-driven thread costs nothing per step and still
-    keeps heartbeats, progress and stops within a second.
+    While a fit runs the store callback is attached: the beat carries its progress and acts
+    on stop requests (this process's stop event read every STOP_POLL_S). A batch hook would
+    run Python for every step (competing with training for the GIL and the cores; without
+    `async_safe` Keras even waits for each step's results before it); a clock-driven thread
+    costs nothing per step and still keeps heartbeats, progress and stops within a second.
+    A beat the store refuses (NotOwner: the run was taken from this process) ends the beats
+    and the fit; `check()` raises it on the training thread.
     """
 
-    def __init__(self, callback):
+    def __init__(self, store: Store, run_id: int, owner: str | None):
         super().__init__(name="lsc-heartbeat", daemon=True)
-        self._callback = callback
+        self._store, self._run_id, self._owner = store, run_id, owner
         self._done = threading.Event()
         self._soon = threading.Event()
+        self._phase = {"phase": "starting"}
+        self._callback = None
+        self.lost: NotOwner | None = None
 
     def run(self) -> None:
         next_beat = time.monotonic() + HEARTBEAT_EVERY_S
@@ -244,13 +281,41 @@ class _Pulse(threading.Thread):
             self._soon.clear()
             if self._done.is_set():
                 return
-            self._callback.check_stop_event()
+            callback = self._callback
+            if callback is not None:
+                callback.check_stop_event()
             if woken or time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + HEARTBEAT_EVERY_S
                 try:
-                    self._callback.beat()
+                    self._store.heartbeat(self._run_id, callback.progress() if callback else self._phase,
+                                          owner=self._owner)
+                    if callback is not None:
+                        callback.after_beat()
+                except NotOwner as exc:
+                    self.lost = exc
+                    if callback is not None:
+                        callback.abandon()
+                    return
                 except Exception:  # a locked store must not kill heartbeats; the next beat retries
                     logger.exception("heartbeat failed")
+
+    def phase(self, name: str) -> None:
+        """Beat now with the phase the run enters outside a fit (e.g. 'loading data')."""
+        self._phase = {"phase": name}
+        self.wake()
+
+    def attach(self, callback) -> None:
+        """While a fit runs, beats carry the store callback's progress and act on stops."""
+        self._callback = callback
+        self.wake()
+
+    def detach(self) -> None:
+        self._callback = None
+
+    def check(self) -> None:
+        """NotOwner on the training thread once a beat was refused."""
+        if self.lost is not None:
+            raise self.lost
 
     def wake(self) -> None:
         """Beat now (e.g. at an epoch's start, so the page shows the new epoch at once)."""
@@ -267,46 +332,71 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
               after_training: Callable | None = None) -> Run:
     """Train the stored run `run_id` to its end, recording everything; returns the run row.
 
-    `load_data` returns a Cifar100 (default: `data.load_cifar100()`), so tests and the
-    dashboard can pass data they hold. `after_training(store, run_id, model, data, split)`
-    runs on the best model of a completed run (e.g. to store its test-set predictions).
-    Never raises for a failing run: the failure is recorded as the run's status.
+    The run is this process's: claimed or created running by the caller (a queued run is
+    claimed here). `load_data` returns a Cifar100 (default: `data.load_cifar100()`), so
+    tests and the dashboard can pass data they hold. `after_training(store, run_id, model,
+    data, split)` runs on the best model of a completed run (e.g. to store its test-set
+    predictions). Never raises for a failing run: the failure is recorded as the run's
+    status. A run taken from this process meanwhile (NotOwner) is left as its new owner
+    set it: nothing more is written, and its status says what happened.
     """
+    owner = liveness.this_process().token
+    pulse = _Pulse(store, run_id, owner)
     try:
         run = store.get_run(run_id)
+        if run.status == QUEUED:
+            store.claim_run(run_id)  # if another process claims it first, the first write says so
+        pulse.start()
         if run.config is None:
             raise ConfigError(run.config_error)
         config = run.config
         # A model that could not be saved leaves the run's status as it is, with the reason.
-        status, save_error = _train(store, run_id, config, load_data, stop_event, verbose, after_training)
-        store.finish_run(run_id, status, save_error)
+        status, save_error = _train(store, run_id, config, load_data, stop_event, verbose, after_training, pulse)
+        _finish(store, run_id, pulse, status, save_error)
+    except NotOwner as exc:
+        logger.warning("%s", exc)
     except StopRun:
-        store.finish_run(run_id, STOPPED)
+        _finish(store, run_id, pulse, STOPPED)
     except KeyboardInterrupt:
-        store.finish_run(run_id, STOPPED, "interrupted from the keyboard")
+        _finish(store, run_id, pulse, STOPPED, "interrupted from the keyboard")
         raise
     except ConfigError as exc:
-        store.finish_run(run_id, FAILED, f"invalid configuration: {exc}")
+        _finish(store, run_id, pulse, FAILED, f"invalid configuration: {exc}")
     except WeightsUnavailable as exc:  # the config is fine: say what is missing, not "invalid"
-        store.finish_run(run_id, FAILED, str(exc))
+        _finish(store, run_id, pulse, FAILED, str(exc))
     except Exception as exc:  # recorded for the person, never lost in a thread
-        store.finish_run(run_id, FAILED, f"{type(exc).__name__}: {exc}")
+        _finish(store, run_id, pulse, FAILED, f"{type(exc).__name__}: {exc}")
+    finally:
+        if pulse.is_alive():
+            pulse.finish()
     return store.get_run(run_id)
 
 
-def _train(store, run_id, config, load_data, stop_event, verbose, after_training) -> tuple[str, str | None]:
+def _finish(store: Store, run_id: int, pulse: _Pulse, status: str, error: str | None = None) -> None:
+    """The run's final status, written only while it is still this process's (heartbeats end first,
+    so that none lands after it)."""
+    if pulse.is_alive():
+        pulse.finish()
+    try:
+        store.finish_run(run_id, status, error, owner=liveness.this_process().token)
+    except NotOwner as exc:
+        logger.warning("%s", exc)
+
+
+def _train(store, run_id, config, load_data, stop_event, verbose, after_training, pulse) -> tuple[str, str | None]:
     """The run's final status, and why its best model is not saved (None when it is)."""
     from . import data as data_module
     from .model import build_model, count_params
 
     validate(config)
     keras = import_tensorflow()
-    store.heartbeat(run_id, {"phase": "loading data"})
+    pulse.phase("loading data")
     dataset = (load_data or data_module.load_cifar100)()
     split = data_module.split_data(dataset, config.label_mode, validation=config.validation,
                                    holdout_fraction=config.holdout_fraction, limit=config.limit,
                                    seed=config.seed)
-    store.heartbeat(run_id, {"phase": "building model"})
+    pulse.check()
+    pulse.phase("building model")
     plan = acceleration.plan_speed(config.speed, config.batch_size)
     keras.utils.set_random_seed(config.seed)
     distribution = acceleration.strategy(plan)
@@ -317,16 +407,19 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
     # full precision (and the model in training never has its weights swapped).
     twin = plan.mixed_precision or plan.replicas > 1 or plan.data_on_device
     saved = build_model(config) if twin else model
+    pulse.check()
     store.start_run(run_id, params=count_params(model), versions=library_versions(), device=plan.device,
-                    speed=plan.columns())
+                    speed=plan.columns(), owner=liveness.this_process().token)
     if store.stop_requested(run_id) or (stop_event is not None and stop_event.is_set()):
         raise StopRun()
     with distribution.scope():
-        callback = _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose)
+        callback = _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose, pulse)
+    pulse.check()  # the run was taken from this process during the fit
     if callback.stop_asked and callback.epochs_done < config.total_epochs:
         return STOPPED, callback.save_error
     if callback.best_weights is not None and after_training is not None:
         try:
+            pulse.phase("evaluating")
             saved.set_weights(callback.best_weights)
             after_training(store, run_id, saved, dataset, split)
         except Exception as exc:  # the run itself is complete; evaluation can redo this later
@@ -334,7 +427,7 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
     return COMPLETED, callback.save_error
 
 
-def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose):
+def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose, pulse):
     """Fit each phase of the run with the plan's settings (inside its strategy's scope); returns
     the callback, which holds the best weights and whether a stop ended the run."""
     from . import data as data_module
@@ -354,12 +447,15 @@ def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, ve
         val_ds = data_module.make_dataset(split.x_val, split.y_val, config.batch_size, shuffle=False,
                                           num_classes=classes)
     model_path = store.artifacts / str(run_id) / BEST_MODEL_FILE
+    owner = liveness.this_process().token
     callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event, saved_model=saved,
-                             train_images=len(split.x_train), val_images=len(split.x_val))
+                             train_images=len(split.x_train), val_images=len(split.x_val), owner=owner)
+    callback.pulse = pulse
     schedule = schedules.keras_schedule(config, schedules.steps_per_epoch(config, len(split.x_train)))
-    recipe_callback = recipe.make_callback(config, schedule, lambda reason: store.set_end_reason(run_id, reason))
+    recipe_callback = recipe.make_callback(config, schedule,
+                                           lambda reason: store.set_end_reason(run_id, reason, owner=owner))
 
-    with SystemSampler(lambda sample: store.log_system(run_id, sample)):
+    with SystemSampler(lambda sample: store.log_system(run_id, sample, owner=owner)):
         for phase_offset, epochs, learning_rate in _phases(config, model, schedule):
             compile_model(trainer, config, learning_rate, xla=plan.xla, steps_per_execution=plan.steps_per_execution)
             callback.epoch_offset = phase_offset
@@ -368,8 +464,9 @@ def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, ve
                 trainer.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[recipe_callback, callback],
                             verbose=verbose, shuffle=False)  # the datasets shuffle
             finally:  # also when stopped or failing: the best epoch so far is not lost
+                pulse.phase("saving")
                 callback.save_best()
-            if callback.stop_asked and callback.epochs_done < config.total_epochs:
+            if callback.lost or callback.stop_asked and callback.epochs_done < config.total_epochs:
                 break
             if recipe_callback.stopped_early:  # a fine-tuning phase would not help either
                 break

@@ -250,3 +250,25 @@ def test_a_running_run_offers_no_delete_until_stopped(tmp_path, app_store):
     store, _, live = app_store
     at = start(tmp_path, "runs", selected_run=live)
     assert at.button(key=f"delete-{live}").disabled
+
+
+@pytest.mark.parametrize("page", ["home", "runs"])
+def test_a_run_whose_trainer_died_turns_interrupted_while_the_page_is_open(tmp_path, app_store, page):
+    from owners import dead_identity, hand_over
+
+    from lsc_core.liveness import FRESH_HEARTBEAT_S
+    from lsc_core.store import INTERRUPTED
+
+    store, _, live = app_store
+    at = start(tmp_path, page)
+    stop = f"stop-{live}" if page == "home" else "stop_run"
+    at.button(key=stop).click().run()
+    assert "Stopping…" == at.button(key=stop).label
+    # Its command-line trainer is killed: no more heartbeats, its process gone. The open page's
+    # live refresh (a rerun here) finds it out, with no new store opened and no server restart.
+    hand_over(store, live, dead_identity(), heartbeat_age_s=FRESH_HEARTBEAT_S + 1)
+    at.run()
+    assert not at.exception
+    assert INTERRUPTED == store.get_run(live).status
+    assert [] == [b for b in at.button if b.key == stop]  # no "Stopping…" left on screen
+    assert [] == at.get("progress")

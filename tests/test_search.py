@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from owners import dead_identity, hand_over, identity_of
 from lsc_core import search
 from lsc_core.config import ConfigError, LayerSpec, RunConfig, preset, validate
 from lsc_core.jobs import JobManager
@@ -169,12 +170,6 @@ def test_stop_drops_queued_trials_and_resume_leaves_a_stopped_search_alone(store
     assert search.SEARCH_STOPPED == search.trial_finished(store, search_id)
 
 
-def _dead_pid() -> int:
-    process = subprocess.Popen(["true"])
-    process.wait()
-    return process.pid
-
-
 def test_resume_after_a_crash_reruns_only_the_interrupted_trial(store, tiny_data):
     from lsc_core.train import train_run
 
@@ -186,7 +181,7 @@ def test_resume_after_a_crash_reruns_only_the_interrupted_trial(store, tiny_data
     # The second trial was mid-training when its process died: running, one epoch logged, owner gone.
     assert store.claim_run(second)
     store.log_epoch(second, 1, {"loss": 3.0, "accuracy": 0.1, "val_loss": 3.0, "val_accuracy": 0.1}, 1.0)
-    store.db.execute("UPDATE runs SET pid = ? WHERE id = ?", [_dead_pid(), second])
+    hand_over(store, second, dead_identity(), heartbeat_age_s=60)
     store.db.execute("DELETE FROM runs WHERE id = ?", [third])  # never queued before the crash
 
     requeued = search.resume_searches(store)
@@ -307,7 +302,7 @@ def test_resume_leaves_alone_a_search_a_live_process_is_training(store):
     other = subprocess.Popen(["sleep", "60"])  # the live process training trial 1
     try:
         assert store.claim_run(first)
-        store.db.execute("UPDATE runs SET pid = ? WHERE id = ?", [other.pid, first])
+        hand_over(store, first, identity_of(other.pid), heartbeat_age_s=60)  # silent a minute, but alive
         assert [] == search.resume_searches(store)
         assert [first] == [run.id for run in store.list_runs(search_id=search_id)]
     finally:

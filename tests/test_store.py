@@ -7,6 +7,7 @@ import time
 import pytest
 
 from old_stores import OLD_EPOCH, OLD_RUN, write_migration_4_store
+from lsc_core import liveness
 from lsc_core.config import RunConfig, preset
 from lsc_core.store import (COMPLETED, INTERRUPTED, QUEUED, RUNNING, STATUSES, STOPPED, MIGRATIONS, Run, Store,
                              StoreError)
@@ -78,7 +79,10 @@ def test_run_of_a_dead_process_becomes_interrupted_with_epochs_kept(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
     store = Store(path)
     (run,) = store.list_runs()
-    assert INTERRUPTED == run.status
+    assert RUNNING == run.status  # a fresh heartbeat is proof of life, whatever the pid says
+    store.db.execute("UPDATE runs SET heartbeat_at = heartbeat_at - ?", [liveness.FRESH_HEARTBEAT_S])  # time passes
+    assert [run.id] == store.mark_dead_runs_interrupted()
+    assert INTERRUPTED == store.get_run(run.id).status
     assert 1 == len(store.epochs(run.id))
 
 

@@ -128,13 +128,15 @@ def run_search(store: Store, search_id: int, *, load_data: Callable, on_trial: C
 
     Trials already finished are kept; an interrupted or still-queued one is taken over
     (unless another worker claims it first). `on_trial(number, total, config)` is called
-    before each trial. Returns the trial runs, best first.
+    before each trial. Returns the trial runs, best first. A `stop_event` in `train_options`
+    (set by SIGTERM/SIGINT in the command line) stops the trial in training and starts no other.
     """
     from ..train import train_run
 
+    stop_event = train_options.get("stop_event")
     configs = plan_trials(get_spec(store, search_id), search_id)
     for number, config in enumerate(configs, start=1):
-        if store.get_search(search_id)["status"] == SEARCH_STOPPED:
+        if store.get_search(search_id)["status"] == SEARCH_STOPPED or stop_event is not None and stop_event.is_set():
             break
         run = _trials_by_name(store, search_id).get(config.name)
         if run is None:
