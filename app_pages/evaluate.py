@@ -2,6 +2,7 @@
 import streamlit as st
 
 from lsc_core import charts, compare, evaluate, explain, views
+from lsc_core.artifacts import describe_model
 from lsc_core.data import DataError
 from lsc_core.markup import plain
 from lsc_core.store import COMPLETED
@@ -49,6 +50,8 @@ if not runs:
     st.stop()
 run_id = common.sticky_select("Run", views.run_options(runs.values()), key="evaluate_run", url_key="run",
                               shared_key=common.SELECTED_RUN)
+if runs[run_id].model_problem:  # its stored predictions can still be shown; the model file is never read
+    st.warning(plain(runs[run_id].model_problem), icon=":material/block:")
 
 # -- guard and call --------------------------------------------------------------------------
 try:
@@ -70,8 +73,7 @@ if coarse:
     columns[4].metric("Errors in superclass", f"{summary['within_superclass']:.0%}",
                       help="Of the wrong fine predictions, the share that is another class of the right "
                            "superclass (random: 4 of 99, 4%)")
-st.caption(f"**{plain(runs[run_id].name)}**: {summary['images']:,} test images, the run's best-epoch model "
-           f"(epoch {runs[run_id].best_epoch}).")
+st.caption(f"**{plain(runs[run_id].name)}**: {summary['images']:,} test images; {plain(describe_model(runs[run_id]))}.")
 tta = store.get_run(run_id).tta_accuracy  # read fresh: measured on this page, or after training with --tta
 if tta is not None:
     st.metric("Top-1 with flip averaging (TTA)", f"{tta:.1%}", delta=f"{tta - summary['top1']:+.1%} vs plain",

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from lsc_core import charts, explain, predict, views
+from lsc_core.artifacts import describe_model
 from lsc_core.evaluate import evaluable_runs
 from lsc_core.markup import plain
 from app_pages import common
@@ -110,14 +111,16 @@ if not chosen:
     st.info("Choose at least one run.")
     st.stop()
 # The chosen runs' models load (and run once) as the page opens, not after the upload: the
-# first result then follows an upload by one forward pass. A model that cannot load is
-# reported where its result would be.
+# first result then follows an upload by one forward pass. Each chosen run's model is named
+# (its epoch) or, when it cannot load, reported in one line.
 models = {}
 for run_id in chosen:
     try:
         models[run_id] = chosen_model(run_id)
     except ValueError as exc:
-        models[run_id] = exc
+        st.error(plain(exc))
+    else:
+        st.caption(f"{plain(views.run_label(runs[run_id]))}: {plain(describe_model(runs[run_id]))}")
 if not images:
     st.info("Upload one or more images (PNG, JPEG, WebP, BMP, GIF, TIFF), or take a photo with the camera.")
     st.stop()
@@ -125,11 +128,7 @@ if not images:
 # -- call ------------------------------------------------------------------------------------
 uploads = [predict.prepare_upload(f.name, f.getvalue()) for f in images]
 predictions = {}
-for run_id, loaded in models.items():
-    if isinstance(loaded, ValueError):
-        st.error(plain(loaded))
-        continue
-    run, model = loaded
+for run_id, (run, model) in models.items():
     predictions[run_id] = (run, predict.classify(model, run.label_mode, uploads, tta=tta))
 
 # -- render ----------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import functools
 import streamlit as st
 
 from lsc_core import charts, views
+from lsc_core.artifacts import describe_model
 from lsc_core.config import LABEL_MODES
 from lsc_core.export import FORMATS, ExportError, export_run_bytes
 from lsc_core.markup import plain
@@ -189,11 +190,15 @@ def downloads(run: dict) -> None:
                            mime="text/csv", icon=":material/download:", key="download_csv")
     model = views.model_download(run)
     with right:
-        if model is None:
-            st.caption("No trained model saved yet.")
+        if run.model_problem:  # a stored path outside the store's folder: never read, said why
+            st.warning(plain(run.model_problem), icon=":material/block:")
+        elif model is None:
+            st.caption(f"The saved model file {plain(run.model_path)} is missing." if run.model_path
+                       else "No trained model saved yet.")
         else:
             st.download_button("Best model (.keras)", model[0], file_name=model[1], mime="application/octet-stream",
                                icon=":material/download:", key="download_model")
+            st.caption(plain(describe_model(run)))
     if model is not None:
         export_download(run)
 

@@ -133,3 +133,19 @@ def describe_model(run) -> str:
         return f"best model: epoch {saved}{of}{accuracy}"
     why = run.error or ("its model is not saved yet" if run.status == RUNNING else "its model was not saved")
     return f"saved model is epoch {saved}; the store's best is epoch {best}{of}{accuracy} ({why})"
+
+
+def model_out_of_step(run) -> bool:
+    """Whether a run's model needs a word: its stored path was refused, or the saved model is
+    not the store's best epoch."""
+    saved, best = run.model_epoch, run.best_epoch
+    return bool(run.model_problem) or (run.model_path is not None and None not in (saved, best) and saved != best)
+
+
+def model_column(run) -> str:
+    """The `runs` table's model cell: the saved model's epoch; '-' none, '?' not recorded, '!' refused."""
+    if run.model_problem:
+        return "!"
+    if run.model_path is None:
+        return "-"
+    return str(run.model_epoch) if run.model_epoch else "?"

@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import augment
+from .artifacts import describe_model, model_column, model_out_of_step
 from .augment import AUGMENTATIONS
 from .backbones import BACKBONES, WEIGHTS
 from .config import (LABEL_MODES, MAX_JSON_BYTES, OPTIMIZERS, PRESETS, ConfigError,
@@ -217,6 +218,12 @@ def _duration(run: Run) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def _printable(name: str) -> str:
+    """A stored run name for the terminal: as it is, or quoted when it holds control characters
+    (a name from elsewhere)."""
+    return name if name.isprintable() else repr(name)
+
+
 def cmd_runs(args) -> int:
     store = Store(args.db)
     runs = store.list_runs(tag=args.tag, archived=None if args.all else args.archived)
@@ -226,19 +233,22 @@ def cmd_runs(args) -> int:
         return EXIT_OK
     counts = store.epoch_counts()
     header = f"{'id':>4}  {'name':<24} {'status':<11} {'labels':<6} {'params':>11} {'best acc':>8} " \
-             f"{'@epoch':>6} {'epochs':>7} {'time':>8}  created"
+             f"{'@epoch':>6} {'model':>5} {'epochs':>7} {'time':>8}  created"
     print(header)
     for run in runs:
         best = f"{run.best_val_accuracy:.4f}" if run.best_val_accuracy is not None else "-"
         params = f"{run.params:,}" if run.params else "-"
         epochs = f"{counts.get(run.id, 0)}/{run.epochs_planned or '?'}"
-        name = run.name if run.name.isprintable() else repr(run.name)  # a stored name from elsewhere
+        name = _printable(run.name)
         print(f"{run.id:>4}  {name[:24]:<24} {run.status:<11} {run.label_mode:<6} {params:>11} "
-              f"{best:>8} {run.best_epoch or '-':>6} {epochs:>7} {_duration(run):>8}  {run.created_at}"
+              f"{best:>8} {run.best_epoch or '-':>6} {model_column(run):>5} {epochs:>7} {_duration(run):>8}  "
+              f"{run.created_at}"
               + (f"  [{', '.join(run.tags)}]" if run.tags else "") + ("  (archived)" if run.archived else ""))
     for run in runs:
         if run.end_reason:
             print(f"run {run.id}: {run.end_reason}")
+        if model_out_of_step(run):
+            print(f"run {run.id}: {describe_model(run)}")
     return EXIT_OK
 
 
@@ -324,6 +334,7 @@ def cmd_predict(args) -> int:
             predictions = classify(model, run.label_mode, uploads, args.top, tta=args.tta)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    print(f"run {run.id} ({_printable(run.name)}): {describe_model(run)}")
     explain_to = _explainer_and_paths(model, uploads, args.explain) if args.explain else None
     for index, (upload, prediction) in enumerate(zip(uploads, predictions)):
         if prediction is None:
@@ -376,7 +387,7 @@ def cmd_export(args) -> int:
             check = export_model(model, args.format, args.out, check_images(data))
     except (ValueError, ExportError) as exc:
         raise CommandError(str(exc)) from None
-    print(f"run {args.run} ({run.name}) exported to {args.out}")
+    print(f"run {args.run} ({_printable(run.name)}) exported to {args.out}: {describe_model(run)}")
     print(check.describe())
     return EXIT_OK
 
@@ -385,11 +396,15 @@ def cmd_export(args) -> int:
 def cmd_export_run(args) -> int:
     from .archive import ArchiveError, export_run
 
+    store = Store(args.db)
     try:
-        out = export_run(Store(args.db), args.run, args.out)
+        out = export_run(store, args.run, args.out)
     except ArchiveError as exc:
         raise CommandError(str(exc)) from None
     print(f"run {args.run} written to {out} ({out.stat().st_size:,} bytes)")
+    problem = store.get_run(args.run).model_problem
+    if problem:  # the archive holds everything else; the file at that path was not read
+        print(f"run {args.run}: {problem}; the archive has no model")
     return EXIT_OK
 
 
@@ -608,7 +623,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("runs", help="a table of runs in the store (archived ones hidden)")
+    p = sub.add_parser("runs", help="a table of runs in the store (archived ones hidden)",
+                       description="A table of the store's runs. 'model' is the epoch its saved model is "
+                                   "(-: none; ?: saved before the epoch was recorded; !: its stored path was "
+                                   "refused). A run whose saved model is not its best epoch, or whose model path "
+                                   "was refused, gets a line under the table saying so.")
     p.add_argument("--tag", metavar="T", help="only runs tagged T")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument("--archived", action="store_true", help="only archived runs")
@@ -649,7 +668,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k fine and coarse labels of image files under a run's model",
                        description="Predict image files (PNG, JPEG, WebP, BMP, GIF, TIFF, ...) with a run's best "
-                                   "model. A fine run also gives coarse labels, summed from its fine "
+                                   "model; the first line says which epoch that model is. A model path "
+                                   "outside the store's artifacts folder is never used (one error line). "
+                                   "A fine run also gives coarse labels, summed from its fine "
                                    "probabilities. A file that is not a usable image gets one line on stderr "
                                    "and the exit status 1; the others are still predicted.")
     p.add_argument("--run", type=whole_number, required=True, metavar="ID", help="run id (see `runs`)")

@@ -84,8 +84,10 @@ def ensure_tta_accuracy(store: Store, run_id: int, load_data=None) -> float:
 
 
 def evaluable_runs(store: Store) -> list[dict]:
-    """Runs with a usable saved model (completed, stopped or interrupted: store.MODEL_STATES), newest first."""
-    return [run for run in store.list_runs() if run.status in MODEL_STATES and run.model_path]
+    """Runs with a saved model (completed, stopped or interrupted: store.MODEL_STATES), newest first;
+    also those whose stored model path was refused (`model_problem`), so pages can say why."""
+    return [run for run in store.list_runs()
+            if run.status in MODEL_STATES and (run.model_path or run.model_problem)]
 
 
 def ensure_predictions(store: Store, run_id: int, load_data=None) -> dict:

@@ -195,3 +195,30 @@ def test_an_imported_run_lands_in_the_importing_stores_folder_with_its_epoch(tra
     assert (target.artifacts / str(imported.id) / "best.keras", run.model_epoch) == (imported.model_path,
                                                                                       imported.model_epoch)
     assert os.path.samefile(target.artifacts.parent, tmp_path / "artifacts")
+
+
+def test_a_store_without_store_info_is_read_with_the_shared_root_rule(tmp_path, monkeypatch):
+    monkeypatch.delenv("LSC_ARTIFACTS", raising=False)
+    # What a read-only store older than store_info gets (it cannot be migrated).
+    folder = artifacts.StoreFolder.of(tmp_path / "old.sqlite", None)
+    assert (tmp_path.resolve() / "artifacts", True) == (folder.path, folder.shared_root)
+    assert (folder.path / "3" / "best.keras", None) == folder.model_path("3/best.keras")
+    assert folder.model_path("old-0123abcd/3/best.keras")[1].endswith("is outside this store's artifacts folder; "
+                                                                      "not used")
+
+
+def test_export_run_of_a_refused_model_path_says_the_archive_has_no_model(trained, tmp_path, capsys):
+    import zipfile
+
+    from lsc_core.cli import main
+
+    store, run = trained
+    good = store.db.execute("SELECT model_path FROM runs WHERE id = ?", [run.id]).fetchone()[0]
+    tamper_model_path(store, run.id, "/etc/hostname")
+    try:
+        assert 0 == main(["export-run", str(run.id), str(tmp_path / "run.zip"), "--db", str(store.path)])
+    finally:
+        tamper_model_path(store, run.id, good)
+    assert (f"run {run.id}: stored model path /etc/hostname is outside this store's artifacts folder; not used; "
+            "the archive has no model") == capsys.readouterr().out.splitlines()[-1]
+    assert "model.keras" not in zipfile.ZipFile(tmp_path / "run.zip").namelist()

@@ -64,6 +64,7 @@ def test_cli_export_agrees_with_keras_in_its_own_runtime(trained, tiny_npz, tiny
                       "--db", str(db)])
     printed = capsys.readouterr().out
     assert f"{fmt}: top-1 identical on 100% of 100 test images" in printed
+    assert f"exported to {out}: best model: epoch " in printed  # which epoch the exported model is
     images = check_images(tiny_data)
     expected, got = keras_probabilities(db, run_id, images), run_exported(fmt, out, images)
     assert (100, 100) == got.shape

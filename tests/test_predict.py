@@ -146,7 +146,8 @@ def test_cli_predicts_good_files_and_names_each_broken_one(runs, good, broken, c
     assert 1 == status
     assert [f"error: {broken['notes.png']}: not an image (Pillow cannot identify it)",
             f"error: {broken['truncated.jpg']}: truncated file (the image data ends early)"] == err.splitlines()
-    lines = out.splitlines()
+    model_line, *lines = out.splitlines()
+    assert model_line.startswith(f"run {ids['fine']} (fine): best model: epoch 1 of 1, test acc ")
     assert [str(good["photo.jpg"]), str(good["deep.tiff"]), str(good["rotated.jpg"])] == \
         [line.split("  [")[0] for line in lines[::3]]
     assert all(line.startswith("  fine    ") and line.count("%") == 3 for line in lines[1::3])
@@ -157,7 +158,7 @@ def test_cli_with_only_good_files_exits_zero(runs, good, capsys):
     store, ids = runs
     assert 0 == main(["predict", "--run", str(ids["coarse"]), "--db", str(store.path), str(good["cmyk.jpg"])])
     out, err = capsys.readouterr()
-    assert ("", 2) == (err, len(out.splitlines()))
+    assert ("", 3) == (err, len(out.splitlines()))  # which model, then the image's name and its labels
 
 
 def test_cli_for_an_unknown_run_is_one_line(runs, good, capsys):
@@ -176,7 +177,9 @@ def test_cli_as_a_new_process_prints_no_traceback_or_tensorflow_chatter(runs, go
     assert [f"error: {broken['empty.png']}: empty file",
             f"error: {broken['bomb.png']}: too large (over 50 megapixels; refused as a possible decompression "
             "bomb)"] == result.stderr.splitlines()
-    assert result.stdout.startswith(f"{good['lossless.webp']}  [WEBP 64x48 RGB]\n  fine    ")
+    model_line, predicted = result.stdout.split("\n", 1)
+    assert model_line.startswith(f"run {ids['fine']} (fine): best model: epoch 1 of 1, test acc ")
+    assert predicted.startswith(f"{good['lossless.webp']}  [WEBP 64x48 RGB]\n  fine    ")
 
 
 def test_pillows_warning_range_is_refused_by_our_limit_without_touching_warning_filters():
