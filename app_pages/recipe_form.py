@@ -113,7 +113,7 @@ def render(state: editor.EditorState, analysis) -> None:
     config = state.to_config()
     frame = editor.schedule_frame(config)
     if frame is not None:
-        st.altair_chart(charts.schedule_chart(frame))
+        st.altair_chart(charts.schedule_chart(frame), width="content")
     _augmentation(state)
     if state.settings["augment"] and not editor.errors_for(analysis, "augment"):
         _preview(tuple(state.settings["augment"]))

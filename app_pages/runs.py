@@ -169,10 +169,10 @@ def live_run(run: dict) -> None:
     if curves.empty:
         st.info("No epoch has finished yet; the curves appear after the first one.")
     else:
-        st.altair_chart(charts.run_curves_chart(curves, run.best_epoch))
+        st.altair_chart(charts.run_curves_chart(curves, run.best_epoch), width="content")
         rates = views.learning_rates(store, run_id)
         if not rates.empty:
-            st.altair_chart(charts.learning_rate_chart(rates))
+            st.altair_chart(charts.learning_rate_chart(rates), width="content")
     system = views.system_frame(store, run_id)
     if not system.empty:
         st.altair_chart(charts.system_chart(system))

@@ -475,3 +475,45 @@ def test_a_suite_is_stopped_and_removed(server, page):
     assert study.get_suite(store, suite_id) is None
     no_error_text(page)
 
+
+def column_right(page) -> float:
+    """The right edge (px) of the main column's content, inside its padding."""
+    return page.evaluate("""() => { const main = document.querySelector("[data-testid='stMainBlockContainer']");
+        return main.getBoundingClientRect().right - parseFloat(getComputedStyle(main).paddingRight); }""")
+
+
+def drawn_boxes(page, count: int) -> list[dict]:
+    """The bounding boxes of the first `count` charts Vega has drawn on the page, top to bottom."""
+    page.wait_for_function(f"() => document.querySelectorAll(\"{DRAWN_CHART}\").length >= {count}", timeout=60_000)
+    page.wait_for_timeout(1_000)  # Vega sizes a chart a moment after drawing it
+    return [page.locator(DRAWN_CHART).nth(index).bounding_box() for index in range(count)]
+
+
+def test_learning_rate_strips_and_curves_keep_their_size_inside_the_column(prepared, page):
+    """The learning-rate strips were squeezed to 40 px of line in a 160 px box, and a fine run's
+    three curve panels ran 360 px past the main column at 1400 px: each keeps its plotting size
+    (axes and titles added around it), inside the column."""
+    from lsc_core.charts import common, recipe
+
+    url, db, run_ids, _ = prepared
+    fine = min(i for i in run_ids if Store(db).get_run(i).label_mode == "fine")  # trained: rates, superclass errors
+    page.goto(f"{url}/runs?run={fine}")
+    wait_for_app(page)
+    curves, strip = drawn_boxes(page, 2)
+    right = column_right(page)
+    # Loss and accuracy side by side, the within-superclass panel below them.
+    assert curves["width"] >= common.PANELS_PER_ROW * common.PANEL_WIDTH, curves
+    assert curves["height"] >= 2 * common.PANEL_HEIGHT, curves
+    assert strip["width"] >= recipe.LR_WIDTH and strip["height"] >= recipe.LR_HEIGHT + 40, strip  # + axis, title
+    for box in (curves, strip):
+        assert box["x"] + box["width"] <= right, (box, right)
+    shot(page, "runs-curves-and-rate")
+
+    page.goto(f"{url}/build")
+    wait_for_app(page)
+    (schedule,) = drawn_boxes(page, 1)
+    assert schedule["width"] >= recipe.LR_WIDTH and schedule["height"] >= recipe.LR_HEIGHT + 40, schedule
+    assert schedule["x"] + schedule["width"] <= column_right(page), schedule
+    page.locator(DRAWN_CHART).first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "build-schedule.png"))
+    no_error_text(page)

@@ -26,7 +26,8 @@ def layers_of(panel):
 def test_run_chart_has_loss_and_accuracy_panels_with_train_and_test_lines(store, two_runs):
     run = store.get_run(two_runs[0])
     spec = charts.run_curves_chart(views.curves(store, [run.id]), run.best_epoch).to_dict()
-    panels = spec["hconcat"]
+    panels = spec["concat"]
+    assert (2, "pad") == (spec["columns"], spec["autosize"]["type"])  # two a row, kept at their size
     assert ["Loss (cross-entropy)", "Accuracy"] == [p["title"] for p in panels]
     for panel in panels:
         lines, rule, point = layers_of(panel)
@@ -47,7 +48,7 @@ def test_run_chart_without_best_epoch_has_only_lines(store):
     run_id = store.create_run(preset("seed-part1", epochs=2), status=RUNNING)
     store.log_epoch(run_id, 1, {"loss": 2.0, "accuracy": 0.2}, 1.0)  # no validation yet: no best epoch
     spec = charts.run_curves_chart(views.curves(store, [run_id]), None).to_dict()
-    assert [1, 1] == [len(p["layer"]) for p in spec["hconcat"]]
+    assert [1, 1] == [len(p["layer"]) for p in spec["concat"]]
 
 
 def test_compare_chart_colours_runs_and_dashes_train(store, two_runs):
@@ -89,9 +90,9 @@ def test_compare_chart_can_show_one_split(store, two_runs):
 def test_value_axes_format_with_the_precision_the_ticks_need(store, two_runs):
     # A fixed ".0%" printed "8%, 8%, 9%, 9%" for a narrow accuracy range; "%" without a
     # precision lets Vega choose the digits from the tick step (likewise the loss default).
-    for chart in (charts.run_curves_chart(views.curves(store, two_runs[:1]), 2),
-                  charts.compare_chart(views.curves(store, two_runs))):
-        loss, accuracy = (panel["layer"][0]["encoding"]["y"] for panel in chart.to_dict()["hconcat"])
+    for panels in (charts.run_curves_chart(views.curves(store, two_runs[:1]), 2).to_dict()["concat"],
+                   charts.compare_chart(views.curves(store, two_runs)).to_dict()["hconcat"]):
+        loss, accuracy = (panel["layer"][0]["encoding"]["y"] for panel in panels)
         assert ("%", None) == (accuracy["axis"]["format"], loss.get("axis", {}).get("format"))
 
 
@@ -112,12 +113,12 @@ def test_a_hold_out_run_shows_its_hold_out_split_with_its_own_colour(store, two_
         store.log_epoch(held, epoch, {"loss": 2.0, "accuracy": acc + 0.1, "val_loss": 2.1, "val_accuracy": acc}, 1.0)
     store.finish_run(held, COMPLETED)
     spec = charts.run_curves_chart(views.curves(store, [held]), 2).to_dict()
-    for panel in spec["hconcat"]:
+    for panel in spec["concat"]:
         lines, _, point = layers_of(panel)
         scale = lines["encoding"]["color"]["scale"]
         assert (["hold-out", "train"], ["#ff7f0e", "#1f77b4"]) == (scale["domain"], scale["range"])
         assert ["hold-out", "train"] == lines["encoding"]["strokeDash"]["scale"]["domain"]
-    accuracy_point = spec["hconcat"][1]["layer"][2]
+    accuracy_point = spec["concat"][1]["layer"][2]
     assert [(2, "hold-out", 0.35)] == [(r["epoch"], r["split"], r["value"])
                                        for r in spec["datasets"][accuracy_point["data"]["name"]]]
     assert "hold-out accuracy" == accuracy_point["encoding"]["tooltip"][1]["title"]
@@ -160,6 +161,8 @@ def test_learning_rate_chart_steps_through_each_epochs_rate(store):
     spec = charts.learning_rate_chart(frame).to_dict()
     assert ("Learning rate", "step-after", True) == (spec["title"], spec["mark"]["interpolate"],
                                                        spec["encoding"]["y"]["scale"]["zero"])
+    # Its plotting area keeps its height (Streamlit's default `fit` left a 40 px line in a 160 px box).
+    assert ("pad", charts.recipe.LR_HEIGHT) == (spec["autosize"]["type"], spec["height"])
 
 
 def test_schedule_chart_draws_the_curve_and_marks_each_epochs_start():
@@ -169,5 +172,6 @@ def test_schedule_chart_draws_the_curve_and_marks_each_epochs_start():
     spec = charts.schedule_chart(frame).to_dict()
     line, starts = spec["layer"]
     assert ("line", "point") == (line["mark"]["type"], starts["mark"]["type"])
+    assert "pad" == spec["autosize"]["type"]
     assert [1.0, 2.0, 3.0, 4.0] == [row["epoch"] for row in spec["datasets"][starts["data"]["name"]]]
     assert editor.schedule_frame(preset("seed-part1", epochs=2, warmup_epochs=2)) is None  # refused settings

@@ -46,7 +46,7 @@ def test_a_fine_run_records_it_every_epoch_and_the_run_chart_draws_it(store, tin
         assert 0.0 <= epoch["within_superclass"] <= 1.0 and 0.0 <= epoch["val_within_superclass"] <= 1.0
     curves = views.curves(store, [run_id])
     assert {"train", "test"} == set(curves[curves["metric"] == "within_superclass"]["split"])
-    panels = charts.run_curves_chart(curves, 1).to_dict()["hconcat"]
+    panels = charts.run_curves_chart(curves, 1).to_dict()["concat"]
     assert ["Loss (cross-entropy)", "Accuracy", "Errors inside the right superclass"] == [p["title"] for p in panels]
     assert b"val_within_superclass" in views.curves_csv(store, run_id)
 
@@ -56,7 +56,7 @@ def test_a_coarse_run_has_no_such_column_value_nor_panel(store, tiny_data):
     run_id = store.create_run(config, status=RUNNING)
     train_run(store, run_id, load_data=lambda: tiny_data)
     assert [(None, None)] == [(e["within_superclass"], e["val_within_superclass"]) for e in store.epochs(run_id)]
-    assert 2 == len(charts.run_curves_chart(views.curves(store, [run_id])).to_dict()["hconcat"])
+    assert 2 == len(charts.run_curves_chart(views.curves(store, [run_id])).to_dict()["concat"])
 
 
 def test_a_migration_4_store_gains_the_columns_and_keeps_its_epochs(tmp_path):

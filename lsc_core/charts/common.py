@@ -6,6 +6,11 @@ import pandas as pd
 
 PANEL_WIDTH = 320  # px: two panels and their legend fit side by side even in a centred layout
 PANEL_HEIGHT = 260
+PANELS_PER_ROW = 2  # curve panels side by side; a third wraps below (three overflowed 940 px)
+# A chart keeps the size its spec gives its plotting area, axes and title added around it.
+# Streamlit's default for a single view, `fit`, squeezes everything into the element's box:
+# a 160 px strip kept 40 px for its line. Drawn with st.altair_chart(..., width="content").
+CONTENT_SIZED = alt.AutoSizeParams(type="pad", contains="padding")
 # Splits (views.curves): test is what the study reports, so it gets the strong colour and a
 # solid line; a run validated on a hold-out part of train has "hold-out" instead, also
 # solid (it is the split its best epoch was picked on) in a colour of its own.

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import altair as alt
 import pandas as pd
 
+from .common import CONTENT_SIZED
+
 __all__ = ["confusion_heatmap", "heatmap_geometry", "per_class_bars"]
 
 MAIN_COLUMN_PX = 940  # the main column beside the sidebar in a 1400 px wide window (wide layout)
@@ -79,7 +81,7 @@ def confusion_heatmap(frame: pd.DataFrame, order: list[str], *, normalised: bool
     # "fit", would squeeze names and cells together into the width and height.
     return alt.layer(*layers, title=title).resolve_axis(x="independent").properties(
         width=geometry.column_px * len(order), height=geometry.row_px * len(order),
-        autosize=alt.AutoSizeParams(type="pad", contains="padding"))
+        autosize=CONTENT_SIZED)
 
 
 def per_class_bars(frame: pd.DataFrame, baseline: float) -> alt.Chart:

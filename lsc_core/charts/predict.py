@@ -4,6 +4,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from .common import CONTENT_SIZED
+
 __all__ = ["probability_bars"]
 
 LEVELS = ("fine", "coarse")
@@ -33,4 +35,4 @@ def probability_bars(frame: pd.DataFrame) -> alt.VConcatChart:
             height=alt.Step(BAR_STEP_PX), width=BARS_WIDTH_PX))
     # "pad": the labels and printed probabilities are added around the bars, never squeezed into them.
     return alt.vconcat(*panels).resolve_scale(color="independent").properties(
-        autosize=alt.AutoSizeParams(type="pad", contains="padding"))
+        autosize=CONTENT_SIZED)

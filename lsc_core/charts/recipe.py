@@ -5,11 +5,14 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from .common import PANEL_WIDTH, epoch_axis
+from .common import CONTENT_SIZED, PANEL_WIDTH, epoch_axis
 
 __all__ = ["schedule_chart", "learning_rate_chart"]
 
-LR_HEIGHT = 160  # px: a strip under the curves, read for its shape more than its values
+# px, the plotting area (axes and title come on top, `autosize: pad`): a strip as wide as the
+# two curve panels above it with the second one's axis, read for its shape more than its values.
+LR_WIDTH = 2 * PANEL_WIDTH + 80
+LR_HEIGHT = 110
 LR_COLOUR = "#2ca02c"
 
 
@@ -20,7 +23,7 @@ def _rate_axis(field: str = "learning_rate") -> alt.Y:
                  scale=alt.Scale(zero=True))
 
 
-def schedule_chart(frame: pd.DataFrame, width: int = 2 * PANEL_WIDTH) -> alt.LayerChart:
+def schedule_chart(frame: pd.DataFrame, width: int = LR_WIDTH) -> alt.LayerChart:
     """The learning rate a run will follow, step by step, with each epoch's starting rate marked.
 
     `frame` is `editor.schedule_frame` (epoch, learning_rate, starts_epoch).
@@ -31,15 +34,17 @@ def schedule_chart(frame: pd.DataFrame, width: int = 2 * PANEL_WIDTH) -> alt.Lay
         x="epoch:Q", y="learning_rate:Q",
         tooltip=[alt.Tooltip("epoch:Q", title="epoch starts", format="d"),
                  alt.Tooltip("learning_rate:Q", title="learning rate", format=".3~g")])
-    return alt.layer(line, starts).properties(title="Learning rate over the run", width=width, height=LR_HEIGHT)
+    return alt.layer(line, starts).properties(title="Learning rate over the run", width=width, height=LR_HEIGHT,
+                                              autosize=CONTENT_SIZED)
 
 
-def learning_rate_chart(frame: pd.DataFrame, width: int = 2 * PANEL_WIDTH) -> alt.Chart:
+def learning_rate_chart(frame: pd.DataFrame, width: int = LR_WIDTH) -> alt.Chart:
     """Each epoch's learning rate (the one it started with), as a step line under the curves.
 
     `frame` is `views.learning_rates` (epoch, learning_rate).
     """
-    return alt.Chart(frame).mark_line(point=True, interpolate="step-after", color=LR_COLOUR).encode(
+    return alt.Chart(frame).mark_line(point=alt.OverlayMarkDef(color=LR_COLOUR), interpolate="step-after",
+                                        color=LR_COLOUR).encode(
         x=epoch_axis(), y=_rate_axis(),
         tooltip=[alt.Tooltip("epoch:Q"), alt.Tooltip("learning_rate:Q", title="learning rate", format=".3~g")],
-    ).properties(title="Learning rate", width=width, height=LR_HEIGHT)
+    ).properties(title="Learning rate", width=width, height=LR_HEIGHT, autosize=CONTENT_SIZED)

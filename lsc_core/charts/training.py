@@ -4,15 +4,16 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from .common import (DASH_LEGEND, LINE_LEGEND, METRIC_TITLES, METRICS, OPTIONAL_METRICS, PANEL_HEIGHT, PANEL_WIDTH,
-                     RUN_SCHEME, VALIDATION_SPLITS, epoch_axis, split_scales, value_axis, value_tooltip)
+from .common import (CONTENT_SIZED, DASH_LEGEND, LINE_LEGEND, METRIC_TITLES, METRICS, OPTIONAL_METRICS, PANEL_HEIGHT,
+                     PANEL_WIDTH, PANELS_PER_ROW, RUN_SCHEME, VALIDATION_SPLITS, epoch_axis, split_scales, value_axis,
+                     value_tooltip)
 
 __all__ = ["run_curves_chart", "compare_chart", "system_chart"]
 
 
 def run_curves_chart(curves: pd.DataFrame, best_epoch: int | None = None) -> alt.ConcatChart:
     """Train-versus-test loss and accuracy of one run, side by side, the best epoch marked; for a
-    fine run a third panel: the share of its errors inside the right superclass.
+    fine run a third panel below them: the share of its errors inside the right superclass.
 
     `curves` is the long form of `views.curves` (epoch, split, metric, value) for one run.
     """
@@ -21,7 +22,8 @@ def run_curves_chart(curves: pd.DataFrame, best_epoch: int | None = None) -> alt
     metrics = METRICS + tuple(metric for metric in OPTIONAL_METRICS if metric in present)
     panels = [_run_metric_panel(curves[curves["metric"] == metric], metric, best_epoch, scales)
               for metric in metrics]
-    return alt.hconcat(*panels).resolve_scale(color="shared", strokeDash="shared")
+    return alt.concat(*panels, columns=PANELS_PER_ROW).resolve_scale(
+        color="shared", strokeDash="shared").properties(autosize=CONTENT_SIZED)
 
 
 def _run_metric_panel(frame: pd.DataFrame, metric: str, best_epoch: int | None,
