@@ -90,7 +90,7 @@ def test_the_readme_server_trains_without_a_page_and_stops_the_run_cleanly_on_si
             server.kill()
             server.wait()
     run = store.get_run(run_id)
-    assert (STOPPED, None) == (run.status, run.error)
+    assert (STOPPED, None, run.best_epoch) == (run.status, run.error, run.model_epoch)
     epochs = store.epochs(run_id)
     assert 2 <= len(epochs) < config.epochs
     model = load_run_model(run)  # saved, and it is the store's best epoch: it reproduces its accuracy

@@ -46,7 +46,7 @@ def test_a_signal_stops_the_run_cleanly_with_its_best_model_saved(tmp_path, tiny
     assert f"stopped by {number.name} after epoch {epochs[-1]['epoch']}; resume with: " \
            f"python -m lsc_core train --resume {run.id}" == err.strip().splitlines()[-1]
     assert "Traceback" not in err and 1 == err.count("stopped by")
-    assert (STOPPED, None) == (run.status, run.error)
+    assert (STOPPED, None, run.best_epoch) == (run.status, run.error, run.model_epoch)
     assert 1 <= len(epochs) < 500
     model = load_run_model(run)  # saved, and the store's best epoch: it reproduces that epoch's accuracy
     predicted = np.argmax(model.predict(tiny_data.x_test.astype("float32"), verbose=0), axis=1)
