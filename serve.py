@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 
 from streamlit.web import cli as streamlit_cli  # noqa: E402
 
-from lsc_core.jobs import SHUTDOWN_WAIT_S, dashboard_manager  # noqa: E402
+from lsc_core.jobs import dashboard_manager  # noqa: E402
 
 APP = Path(__file__).resolve().with_name("app.py")
 
@@ -40,7 +40,7 @@ def main(streamlit_args: list[str]) -> int:
         if manager.current_run_id is not None:
             print(f"stopping run {manager.current_run_id} after its current batch (a second Ctrl-C exits at once)",
                   file=sys.stderr, flush=True)
-        manager.shutdown(SHUTDOWN_WAIT_S)
+        manager.exit_cleanly()
     return 0
 
 

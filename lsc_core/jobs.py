@@ -50,7 +50,7 @@ class JobManager:
             self._thread.start()
             # At interpreter exit (after Streamlit's own SIGTERM/SIGINT handler has stopped the
             # server), the current run is stopped cleanly before the daemon worker is killed.
-            atexit.register(self.shutdown, SHUTDOWN_WAIT_S)
+            atexit.register(self.exit_cleanly)
 
     # -- what pages call ----------------------------------------------------------------
     def submit(self, config: RunConfig, search_id: int | None = None, source: str = "dashboard") -> int:
@@ -76,6 +76,18 @@ class JobManager:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def exit_cleanly(self) -> None:
+        """At process exit (SIGTERM, Ctrl-C): stop the worker and the run in training after its
+        current batch, and wait (up to SHUTDOWN_WAIT_S) until it has ended `stopped` with its best
+        model saved. A worker with no run (idle, or still importing TensorFlow or loading the
+        data) is not waited for: it has nothing to save."""
+        self._shutdown.set()
+        self._wake.set()
+        current = self._current
+        if current is not None:
+            current[1].set()
+            self._thread.join(SHUTDOWN_WAIT_S)
 
     @property
     def current_run_id(self) -> int | None:
@@ -125,6 +137,8 @@ class JobManager:
             self._wake.clear()
             return
         self._current = (run.id, threading.Event())
+        if self._shutdown.is_set():  # claimed as the process began to exit: stop it at once
+            self._current[1].set()
         try:
             train_run(self.store, run.id, load_data=self.load_data, stop_event=self._current[1],
                       after_training=self._after_training)
