@@ -2,6 +2,8 @@
 model's epoch is recorded. Real stores, real tiny Keras training."""
 import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from old_stores import OLD_RUN, write_migration_4_store
@@ -32,6 +34,15 @@ def tamper_model_path(store, run_id, value) -> None:
     with conn:
         conn.execute("UPDATE runs SET model_path = ? WHERE id = ?", [value, run_id])
     conn.close()
+
+
+def dump(path) -> list[str]:
+    """Everything a store holds, as SQL (the file's bytes change when SQLite checkpoints its WAL)."""
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
 
 
 # -- whose folder -----------------------------------------------------------------------------
@@ -121,10 +132,14 @@ def test_a_tampered_folder_name_is_one_line_and_changes_nothing(tmp_path, monkey
     with conn:
         conn.execute("UPDATE store_info SET value = '../..' WHERE key = 'artifacts_folder'")
     conn.close()
-    before = path.read_bytes()
+    before = dump(path)
     with pytest.raises(StoreError, match=r"names its artifacts folder \.\./\.\., which is not a plain folder name"):
         Store(path)
-    assert before == path.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "lsc_core", "runs", "--db", str(path)], capture_output=True,
+                            text=True, timeout=120)
+    assert (1, ["error: the store names its artifacts folder ../.., which is not a plain folder name; the store "
+                "was left as it is"]) == (result.returncode, result.stderr.splitlines())
+    assert before == dump(path)
 
 
 # -- the saved model's epoch ------------------------------------------------------------------
