@@ -52,7 +52,10 @@ def save_atomically(model, path: Path) -> None:
         model.save(partial)
         os.replace(partial, path)
     except BaseException as exc:
-        partial.unlink(missing_ok=True)
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:  # a read-only file system refuses even this, and holds no partial file
+            pass
         if isinstance(exc, OSError):
             raise ModelSaveError(f"the best model could not be saved to {path}: {exc.strerror or exc}") from None
         raise

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from old_stores import OLD_RUN, write_migration_4_store
+from test_hostile import small_mount  # noqa: F401  (a fixture: a small real file system)
 
 from lsc_core import artifacts
 from lsc_core.config import LayerSpec, RunConfig
@@ -237,3 +238,44 @@ def test_export_run_of_a_refused_model_path_says_the_archive_has_no_model(traine
     assert (f"run {run.id}: stored model path /etc/hostname is outside this store's artifacts folder; not used; "
             "the archive has no model") == capsys.readouterr().out.splitlines()[-1]
     assert "model.keras" not in zipfile.ZipFile(tmp_path / "run.zip").namelist()
+
+
+def test_a_save_that_failed_after_an_earlier_one_is_said_plainly(small_mount, store, tiny_data, monkeypatch, capsys):
+    """The artifacts' file system turns read-only after epoch 1 (a real mount, no mock): the file
+    stays epoch 1's while the store's best moves on, and every place that shows the model says so."""
+    import keras
+
+    from lsc_core.cli import main
+    from lsc_core.model import build_model, compile_model
+    from lsc_core.train import make_callback
+
+    folder, remount = small_mount
+    monkeypatch.setenv("LSC_ARTIFACTS", str(folder))
+    config = RunConfig(layers=SMALL, epochs=6, batch_size=32, learning_rate=1e-2)  # improves more than once
+    run_id = store.create_run(config, status=RUNNING)
+    model = build_model(config)
+    compile_model(model, config)
+    saver = make_callback(store, run_id, store.artifacts / str(run_id) / "best.keras", config.epochs)
+
+    class ReadOnlyAfterEpochOne(keras.callbacks.Callback):  # after the store's callback has saved epoch 1
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                remount("ro")
+
+    x, y = tiny_data.x_train.astype("float32"), tiny_data.labels("train", "coarse")
+    validation = (tiny_data.x_test.astype("float32"), tiny_data.labels("test", "coarse"))
+    try:
+        model.fit(x, y, batch_size=32, epochs=config.epochs, validation_data=validation, verbose=0,
+                  callbacks=[saver, ReadOnlyAfterEpochOne()])
+        saver.save_best()  # as train_run does when fit ends: one more try
+    finally:
+        remount("rw")
+    store.finish_run(run_id, COMPLETED, saver.save_error)
+    run = store.get_run(run_id)
+    assert 1 == run.model_epoch < run.best_epoch
+    assert "Read-only file system" in run.error
+    line = (f"saved model is epoch 1; the store's best is epoch {run.best_epoch} of 6, test acc "
+            f"{run.best_val_accuracy:.3f} ({run.error})")
+    assert line == artifacts.describe_model(run)
+    assert 0 == main(["runs", "--db", str(store.path)])
+    assert f"run {run_id}: {line}" == capsys.readouterr().out.splitlines()[-1]
