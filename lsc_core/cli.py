@@ -729,7 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Random (seeded) or grid search over a space (default: the study's conv "
                                    "filters and dense units over seed-part2). Each trial is an ordinary run "
                                    "named search<ID>-trial<N>. Prints a results table and the best trial. "
-                                   "--resume ID continues a search: finished trials are kept, the rest run.")
+                                   "--resume ID continues a search: finished trials are kept, the rest run. "
+                                   "SIGTERM or Ctrl-C stops the trial in training after its batch and the "
+                                   "search (exit 143 or 130); --resume trains that trial again.")
     p.add_argument("--trials", type=whole_number, help="trials to run (random: default 10; grid: default all points)")
     p.add_argument("--epochs", type=whole_number, default=5, help="epochs per trial (default 5)")
     p.add_argument("--labels", choices=LABEL_MODES, default="coarse", help="default coarse")
@@ -750,7 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "shared by several comparisons is queued once. Study epochs: Part 1 10, "
                                    "Part 2 and 3 15, search trials 5, VGG16 5 + 3 fine-tuning. A running "
                                    "dashboard on the same store trains queued runs; --run trains them here, "
-                                   "one by one. Asking again with the same scale and limit reuses the suite.")
+                                   "one by one (SIGTERM or Ctrl-C stops the run in training after its batch, "
+                                   "`stopped` with its best model saved, and starts no other). Asking again "
+                                   "with the same scale and limit reuses the suite.")
     p.add_argument("--epochs-scale", type=finite_float, default=1.0, metavar="X",
                    help="multiply every study epoch count by X (at least 1 epoch each; default 1)")
     p.add_argument("--limit", type=whole_number, help="train every run on the first N training images")

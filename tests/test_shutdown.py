@@ -73,3 +73,35 @@ def test_a_second_signal_while_stopping_exits_at_once_without_a_traceback(tmp_pa
                                             "train --resume 1")
     (run,) = Store(db).list_runs()
     assert STOPPED == run.status and Store(db).epochs(run.id)  # its epochs kept
+
+
+def test_sigterm_stops_a_command_line_search_and_its_trial_cleanly(tmp_path, tiny_npz):
+    from test_search import tiny_space
+
+    from lsc_core import search
+    from lsc_core.store import INTERRUPTED
+
+    db, space = tmp_path / "runs.sqlite", tmp_path / "space.json"
+    space.write_text(tiny_space().to_json())
+    process = subprocess.Popen([sys.executable, "-m", "lsc_core", "search", "--space", str(space), "--trials", "2",
+                                "--epochs", "200", "--limit", "64", "--data", str(tiny_npz), "--db", str(db)],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (db.exists() and Store(db).epoch_counts()):
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    store = Store(db)
+    (found,) = store.list_searches()
+    assert 143 == process.returncode, err[-2000:]
+    assert "Traceback" not in err
+    assert f"python -m lsc_core search --resume {found['id']}" in err.strip().splitlines()[-1]
+    assert search.SEARCH_STOPPED == found["status"]
+    (trial,) = store.list_runs(search_id=found["id"])  # the second trial never started
+    # Ended after its batch with its epochs kept, then marked so that --resume trains it again.
+    assert INTERRUPTED == trial.status and store.epochs(trial.id)
