@@ -691,7 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "its own runtime (TensorFlow, the LiteRT interpreter, ONNX Runtime) and must "
                                    "give the Keras model's top-1 class on 100 test images, with probabilities "
                                    "within 1e-4; otherwise it is removed and the reason printed. "
-                                   "savedmodel writes a folder, tflite and onnx a file.")
+                                   "savedmodel writes a folder, tflite and onnx a file. The output line says "
+                                   "which epoch the exported model is.")
     p.add_argument("--run", type=whole_number, required=True, metavar="ID", help="run id (see `runs`)")
     p.add_argument("--format", required=True, choices=["savedmodel", "tflite", "onnx"], help="output format")
     p.add_argument("out", metavar="OUT", help="output path (must not exist)")
@@ -702,7 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export-run", help="one run as a .zip (config, epochs, notes, tags, predictions, model)",
                        description="Write a run to a zip archive to share it: its config and provenance, "
                                    "epochs, system metrics, notes and tags, stored test-set predictions and best "
-                                   "model. `import-run` adds it to another store.")
+                                   "model. `import-run` adds it to another store. A run whose stored model path "
+                                   "lies outside the store's artifacts folder is archived without its model "
+                                   "(the file is not read), and a line says so.")
     p.add_argument("run", type=int, metavar="ID", help="run id (see `runs`)")
     p.add_argument("out", metavar="OUT.zip", help="archive to write (must not exist)")
     _add_db(p)
@@ -711,7 +714,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-run", help="add a run archive made by export-run to this store",
                        description="Add the run in an archive made by `export-run` to this store, under a new "
                                    "id. The archive is checked before anything is stored; nothing in it is "
-                                   "executed or unpickled.")
+                                   "executed or unpickled. Its model goes into this store's own artifacts "
+                                   "folder, with the epoch it is; this is also how runs of a store from before "
+                                   "stores had their own folders move into one.")
     p.add_argument("archive", metavar="ARCHIVE.zip", help="archive written by export-run")
     _add_db(p)
     p.set_defaults(func=cmd_import_run)
