@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,9 @@ class StoreFolder:
             return None, None
         if not isinstance(stored, str):
             return None, f"stored model path {_shown(stored)} is not a path; not used"
+        plain = self._plain_inside(stored)
+        if plain is not None:
+            return plain, None
         try:
             resolved = (self.path / stored).resolve()
         except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
@@ -90,6 +94,28 @@ class StoreFolder:
             return None, (f"stored model path {_shown(stored)} links outside this store's artifacts folder "
                           f"(to {_shown(str(resolved))}); not used")
         return None, f"stored model path {_shown(stored)} is outside this store's artifacts folder; not used"
+
+    def _plain_inside(self, stored: str) -> Path | None:
+        """The common case, answered with one lstat per part below the folder instead of a full
+        resolve (about 8 us a run instead of 50: pages list hundreds of runs every few seconds):
+        `stored` relative, without '.', '..' or empty parts, no part a link, inside by the
+        shared-root rule. None means: not that case, let resolve() judge."""
+        parts = stored.split("/")
+        if stored.startswith("/") or "\0" in stored or any(part in ("", ".", "..") for part in parts):
+            return None
+        if self.shared_root and not (len(parts) > 1 and parts[0].isdigit()):
+            return None
+        path = str(self.path)
+        for part in parts:
+            path = f"{path}/{part}"
+            try:
+                if stat.S_ISLNK(os.lstat(path).st_mode):
+                    return None
+            except FileNotFoundError:  # nothing further down exists, so no link either
+                break
+            except OSError:  # e.g. a file where a folder should be
+                return None
+        return self.path.joinpath(*parts)
 
     def _holds(self, path: Path) -> bool:
         if path == self.path or not path.is_relative_to(self.path):

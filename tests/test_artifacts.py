@@ -279,3 +279,16 @@ def test_a_save_that_failed_after_an_earlier_one_is_said_plainly(small_mount, st
     assert line == artifacts.describe_model(run)
     assert 0 == main(["runs", "--db", str(store.path)])
     assert f"run {run_id}: {line}" == capsys.readouterr().out.splitlines()[-1]
+
+
+def test_paths_inside_the_folder_are_used_as_they_resolve(tmp_path, monkeypatch):
+    monkeypatch.delenv("LSC_ARTIFACTS", raising=False)
+    folder = artifacts.StoreFolder.of(tmp_path / "runs.sqlite", "runs-0123abcd")
+    (folder.path / "1").mkdir(parents=True)
+    (folder.path / "1" / "best.keras").write_bytes(b"model")
+    (folder.path / "2").symlink_to(folder.path / "1")  # a link that stays inside is fine
+    inside = ["1/best.keras", "2/best.keras", "./1/best.keras", "1//best.keras", "3/not-yet.keras",
+              "held.keras", str(folder.path / "1" / "best.keras"), "1/../1/best.keras"]
+    assert [((folder.path / value).resolve(), None) for value in inside] == [folder.model_path(v) for v in inside]
+    assert (None, None) == folder.model_path(None)
+    assert folder.model_path(".")[1].endswith("is outside this store's artifacts folder; not used")
