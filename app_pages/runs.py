@@ -5,7 +5,8 @@ import streamlit as st
 
 from lsc_core import charts, views
 from lsc_core.artifacts import describe_model
-from lsc_core.config import LABEL_MODES
+from lsc_core.checkpoint import CheckpointError
+from lsc_core.config import LABEL_MODES, MAX_EPOCHS
 from lsc_core.export import FORMATS, ExportError, export_run_bytes
 from lsc_core.markup import plain
 from lsc_core.store import ACTIVE_STATES, FINISHED_STATES, RUNNING, StoreError
@@ -32,6 +33,7 @@ EXPORTS = "model_exports"  # {(run id, best epoch, format): (bytes, suffix, chec
 COMPARE_PICK = "compare_runs"  # the key of Compare's run picker
 CONFIRM_DELETE = "confirm_delete"  # the run whose Delete was clicked, awaiting "Yes, delete"
 TAG_ERROR = "runs_page_error"  # a refused tag or delete, shown once on the next draw
+CONTINUE_ERROR = "continue_error"  # a refused Resume / Train more, shown once by its button
 
 st.title("Runs")
 store = common.store()
@@ -161,6 +163,8 @@ def live_run(run: dict) -> None:
         live = views.live_progress(store, run)
         st.progress(live.fraction, text=live.describe())
         common.stop_button(run, key="stop_run")
+    else:
+        continue_controls(run)
     if run.error:
         st.error(f"This run {run.status}: {plain(run.error)}")
     if run.end_reason:
@@ -181,6 +185,38 @@ def live_run(run: dict) -> None:
         st.markdown("**Speed per epoch**")
         st.dataframe(speeds, hide_index=True)
     downloads(run)
+
+
+def continue_controls(run) -> None:
+    """Resume (a stopped, interrupted or failed run) or N more epochs (a completed one), from the
+    run's checkpoint; the job manager queues it, and a refusal is one line here."""
+    action = views.continue_action(store, run)
+    if action == "resume":
+        st.button("Resume", key=f"resume-{run.id}", icon=":material/play_arrow:", on_click=continue_run,
+                  args=(run.id, None),
+                  help="Continue from its last stored epoch with the same settings, seed and schedule; "
+                       "its epochs are kept.")
+    elif action == "extend":
+        count_col, button_col = st.columns([1, 2], vertical_alignment="bottom")
+        more = count_col.number_input("More epochs", min_value=1, max_value=MAX_EPOCHS, value=5, step=1,
+                                      key=f"more-epochs-{run.id}")
+        button_col.button(f"Train {more} more epoch{'s' if more > 1 else ''}", key=f"extend-{run.id}",
+                          icon=":material/add_circle:", on_click=continue_run, args=(run.id, f"more-epochs-{run.id}"),
+                          help="Continue from its last epoch with its optimizer state; a cosine or one-cycle "
+                               "schedule is stretched over the new length.")
+    if CONTINUE_ERROR in st.session_state:
+        st.error(st.session_state.pop(CONTINUE_ERROR))
+
+
+def continue_run(run_id: int, epochs_key: str | None) -> None:
+    """The Resume / Train-more button's callback (before the view redraws, so it shows the run queued)."""
+    try:
+        if epochs_key is None:
+            common.manager().resume(run_id)
+        else:
+            common.manager().extend(run_id, int(st.session_state[epochs_key]))
+    except (StoreError, CheckpointError) as exc:  # e.g. it was resumed from elsewhere meanwhile
+        st.session_state[CONTINUE_ERROR] = plain(exc)
 
 
 def downloads(run: dict) -> None:

@@ -165,16 +165,64 @@ def _load_data_or_fail(path):
 
 
 def cmd_train(args) -> int:
-    from .acceleration import describe_speed
-    from .store import RUNNING, STOPPED
-    from .train import train_run
+    from .store import RUNNING
 
+    if args.resume is not None or args.extend is not None:
+        return _continue_run(args)
     config = config_from_args(args)
     data = _load_data_or_fail(args.data)  # before the run exists: no failed run for missing data
     store = Store(args.db)
     run_id = store.create_run(config, status=RUNNING, source="cli")
     print(f"run {run_id}: {config.display_name()}, {config.label_mode} labels, {config.total_epochs} epoch(s), "
           f"data: {data.source}", flush=True)
+    return _train_here(store, run_id, data)
+
+
+# Flags of `train` that --resume and --extend accept: a continued run keeps its own settings.
+CONTINUE_FLAGS = {"resume", "extend", "epochs", "data", "db", "func", "command"}
+
+
+def _continue_run(args) -> int:
+    """train --resume ID / --extend ID --epochs N: the run continues here, from its checkpoint."""
+    from .checkpoint import CheckpointError
+    from .store import RUNNING
+    from .train import check_checkpoint
+
+    run_id = args.resume if args.resume is not None else args.extend
+    given = sorted(f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+                   if name not in CONTINUE_FLAGS and value not in (None, False))
+    if given:
+        raise CommandError(f"run {run_id} continues with its own settings: drop {', '.join(given)}")
+    if args.resume is not None and args.epochs is not None:
+        raise CommandError("--resume trains the run's remaining epochs; to train more, extend a completed "
+                           "run with --extend ID --epochs N")
+    if args.extend is not None and args.epochs is None:
+        raise CommandError(f"--extend {run_id} needs --epochs N: how many more epochs to train")
+    store = Store(args.db)
+    if _existing_run(store, run_id).config is None:
+        raise CommandError(f"run {run_id} cannot be continued: its config cannot be read "
+                           f"({store.get_run(run_id).config_error})")
+    data = _load_data_or_fail(args.data)
+    try:
+        found = check_checkpoint(store, run_id, against_model=True)  # before anything stored changes
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+    if args.resume is not None:
+        store.resume(run_id, status=RUNNING)
+    else:
+        store.extend(run_id, args.epochs, status=RUNNING)
+    run = store.get_run(run_id)
+    print(f"run {run_id}: {run.name} continues after epoch {found.epoch} of {run.epochs_planned}, "
+          f"data: {data.source}", flush=True)
+    return _train_here(store, run_id, data)
+
+
+def _train_here(store: Store, run_id: int, data) -> int:
+    """Train run `run_id` in the foreground and report how it ended; the exit status."""
+    from .acceleration import describe_speed
+    from .store import STOPPED
+    from .train import train_run
+
     stop = threading.Event()
     with StopOnSignals(stop) as signals:  # SIGTERM/SIGINT: stopped after the current batch, model saved
         run = train_run(store, run_id, load_data=lambda: data, verbose=1 if sys.stdout.isatty() else 2,
@@ -184,6 +232,7 @@ def cmd_train(args) -> int:
         print(f"stopped by {signals.name} {_after_epochs(store, run_id)}; resume with: "
               f"python -m lsc_core train --resume {run_id}", file=sys.stderr)
         return signals.exit_code
+    config = run.config
     which = "test" if config.validation == "test" else "hold-out"
     best_text = _best_text(run)
     if run.tta_accuracy is not None:
@@ -577,16 +626,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.set_defaults(func=cmd_presets)
 
-    p = sub.add_parser("train", help="train one run in the foreground",
+    p = sub.add_parser("train", help="train one run in the foreground (or continue one: --resume, --extend)",
                        description="Train one run in the foreground with a progress bar; prints the run id "
                                    "and the best test accuracy. Settings: --config JSON first, then --preset's "
-                                   "layers, then each flag given. SIGTERM or Ctrl-C (SIGINT) stops the run "
-                                   "after its current batch: status 'stopped', its best model saved, exit "
-                                   "status 143 or 130 (a second signal exits at once).")
+                                   "layers, then each flag given. Every epoch writes a checkpoint, so a run "
+                                   "that was stopped or interrupted continues from its last epoch with --resume "
+                                   "ID, and a completed run trains N more epochs with --extend ID --epochs N; "
+                                   "both keep the run's epochs and settings and follow the path an uninterrupted "
+                                   "run takes (same seed, data order and remaining schedule; extending stretches "
+                                   "a cosine or one-cycle schedule over the new length). SIGTERM or Ctrl-C "
+                                   "(SIGINT) stops the run after its current batch: status 'stopped', its best "
+                                   "model saved, exit status 143 or 130 (a second signal exits at once).")
+    continued = p.add_mutually_exclusive_group()
+    continued.add_argument("--resume", type=whole_number, metavar="ID",
+                           help="continue the stopped, interrupted or failed run ID from its last stored epoch")
+    continued.add_argument("--extend", type=whole_number, metavar="ID",
+                           help="train the completed run ID --epochs N more epochs")
     p.add_argument("--preset", choices=list(PRESETS), help="network to start from (default: seed-part2)")
     p.add_argument("--config", metavar="FILE.json", help="a RunConfig as JSON (as stored with every run)")
     p.add_argument("--labels", choices=LABEL_MODES, help="20 superclasses or 100 classes (default coarse)")
-    p.add_argument("--epochs", type=whole_number, help="epochs to train (default 10)")
+    p.add_argument("--epochs", type=whole_number, help="epochs to train (default 10); with --extend, how many more")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="default adam")
     p.add_argument("--lr", type=finite_float, help="learning rate (default 1e-3)")
     p.add_argument("--momentum", type=finite_float, help="SGD momentum (default 0)")

@@ -524,45 +524,57 @@ def sample_indices(
 # ----------------------------------------------------------------- tf.data
 
 
+def epoch_variable(first: int = 0):
+    """The epoch (0-based, counted over the whole run) that the next pass over a training
+    dataset of `make_dataset` serves; `EpochFeed` sets it as each epoch begins.
+
+    A variable read by the pipeline, not tf.data's per-iteration randomness, because a
+    resumed run must produce exactly what an uninterrupted one produces from its epoch on,
+    whatever the process has iterated before. Make it outside a distribution strategy's
+    scope (inside, it would become a mirrored variable, which tf.data cannot read).
+    """
+    import tensorflow as tf
+
+    with tf.device("/cpu:0"):
+        return tf.Variable(int(first), dtype=tf.int64, trainable=False, name="data_epoch")
 
 
 def make_dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, seed: int = 0,
-    augment: tuple[str, ...] = (), num_classes: int | None = None,
+    augment: tuple[str, ...] = (), num_classes: int | None = None, epoch=None,
 ):
-    """A tf.data.Dataset of (float32 images in 0..255, labels) batches.
+    """A tf.data.Dataset of one epoch of (float32 images in 0..255, labels) batches.
 
-    Vectorised like Keras's own pipeline for arrays: each epoch shuffles a vector of
-    indices (seeded, a new order each epoch), and each batch is one gather from the
-    whole uint8 array, cast to float32 only then (4x less memory traffic than gathering
-    floats). Shuffling and batching element by element cost ~10% of a CPU epoch of
-    seed-part1 in threads that compete with training (issue 9). There is no division
-    by 255 because every model carries its own rescaling layer. `augment` names
-    operations of lsc_core.augment, applied per batch with a stateless seed that is new
-    each epoch but fixed by `seed`. Labels are int32, or one-hot float32 when
-    `num_classes` is given (label smoothing, MixUp and CutMix need them).
+    Vectorised like Keras's own pipeline for arrays: an epoch shuffles a vector of indices
+    and each batch is one gather from the whole uint8 array, cast to float32 only then (4x
+    less memory traffic than gathering floats). Shuffling and batching element by element
+    cost ~10% of a CPU epoch of seed-part1 in threads that compete with training (issue 9).
+    There is no division by 255 because every model carries its own rescaling layer.
+
+    Each pass serves the epoch held by `epoch` (a variable of `epoch_variable`; None:
+    epoch 0 always), and what it serves depends only on (`seed`, epoch): the order is a
+    permutation seeded by both, and `augment` (operations of lsc_core.augment) gets the
+    stateless seed (`seed`, the batch's step number in the run). So a run resumed at epoch
+    k sees exactly the batches an uninterrupted run sees from epoch k on. Labels are int32,
+    or one-hot float32 when `num_classes` is given (label smoothing, MixUp and CutMix).
     """
     import tensorflow as tf
 
     from . import augment as augmentations
 
-    count = len(x)
     arrays = tf.data.Dataset.from_tensors((x, np.asarray(y, dtype=np.int32))).repeat()
 
-    def gather(indices, pair):
+    def batch(numbered, pair):
+        step, indices = numbered
         labels = tf.gather(pair[1], indices)
         labels = tf.one_hot(labels, num_classes) if num_classes else labels
-        return tf.cast(tf.gather(pair[0], indices), tf.float32), labels
+        images = tf.cast(tf.gather(pair[0], indices), tf.float32)
+        if augment:
+            return augmentations.apply(images, labels, augment, tf.stack([tf.constant(seed, tf.int64), step]))
+        return images, labels
 
-    ds = tf.data.Dataset.zip(_index_batches(count, batch_size, shuffle, seed), arrays).map(
-        gather, num_parallel_calls=tf.data.AUTOTUNE)
-    if augment:
-        # One stateless seed pair per batch, new each epoch but fixed by `seed`.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda batch, pair: augmentations.apply(batch[0], batch[1], augment, pair),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+    ds = tf.data.Dataset.zip(_index_batches(len(x), batch_size, shuffle, seed, epoch), arrays).map(
+        batch, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     # tf.data's default graph rewrites serialise the pipeline, with the whole image array
     # in it, each time an epoch's iterator is made; Keras turns them off for arrays too.
@@ -571,24 +583,44 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def _index_batches(count: int, batch_size: int, shuffle: bool, seed: int):
-    """A dataset of int32 index vectors, one per batch (the last may be short), in a
-    seeded order that changes each epoch when `shuffle`."""
+def _index_batches(count: int, batch_size: int, shuffle: bool, seed: int, epoch=None):
+    """A dataset of one epoch's batches as (step, int32 index vector) (the last batch may be
+    short): the epoch is read from the variable `epoch` when a pass begins (None: 0), the
+    order is seeded by (`seed`, epoch) when `shuffle`, and step numbers count batches from
+    the start of the run (epoch x batches per epoch + batch)."""
     import tensorflow as tf
 
-    full = count // batch_size
+    full, steps = count // batch_size, -(-count // batch_size)
 
-    def split(order):
+    def one_epoch(number):
+        order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=tf.stack([tf.constant(seed, tf.int64),
+                                                                                         number])) \
+            if shuffle else tf.range(count)
         batches = tf.data.Dataset.from_tensor_slices(tf.reshape(order[:full * batch_size], [full, batch_size]))
         if count % batch_size:
             batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full * batch_size:]))
-        return batches
+        return tf.data.Dataset.zip(tf.data.Dataset.range(number * steps, (number + 1) * steps), batches)
 
-    # One int64 per epoch (rerandomised each iteration, fixed by `seed`) seeds that epoch's order.
-    epoch_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
-    orders = epoch_seeds.map(
-        lambda s: tf.random.experimental.stateless_shuffle(tf.range(count), seed=tf.stack([s, 0]))
-        if shuffle else tf.range(count))
+    start = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64))
+    if epoch is not None:  # read when the pass reaches its first batch, i.e. after the epoch began
+        start = start.map(lambda _: epoch.read_value())
     # flat_map hides the count; Keras needs it for its progress and epoch ends.
-    return orders.flat_map(split).apply(tf.data.experimental.assert_cardinality(-(-count // batch_size)))
+    return start.flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(steps))
 
+
+def epoch_feed(epoch, offset: int = 0):
+    """The Keras callback that sets `epoch` (an `epoch_variable`) as each epoch of a fit begins:
+    Keras's epoch index plus `offset` (the epochs of the run's earlier fit phases; the
+    attribute may be changed between fits). List it first, before any callback that may
+    iterate data."""
+    import keras
+
+    class EpochFeed(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.offset = offset
+
+        def on_epoch_begin(self, index, logs=None):
+            epoch.assign(index + self.offset)
+
+    return EpochFeed()

@@ -4,8 +4,9 @@ With a GPU, tf.data copies every batch from host memory and runs its shuffling a
 augmentation on the CPU, which starves a fast GPU. Here the images are copied to the
 device once (float16: 0..255 exactly, half the memory of float32; CIFAR-100's
 training set takes 300 MB), tf.data only hands out batches of indices (a few hundred
-bytes each, in a seeded order that changes every epoch), and the gather, the cast and
-the augmentation run inside the compiled training step. Under MirroredStrategy each
+bytes each, in an order seeded by the run's seed and the epoch, as `data.make_dataset`),
+and the gather, the cast and the augmentation run inside the compiled training step;
+augmentation seeds come from the optimizer's step counter, which a resumed run restores. Under MirroredStrategy each
 replica holds its own copy and gathers its share of each batch.
 """
 from __future__ import annotations
@@ -30,9 +31,10 @@ class _Arrays:
 
 
 def device_fed(model, split, batch_size: int, *, seed: int, augment: tuple[str, ...] = (),
-               num_classes: int | None = None):
+               num_classes: int | None = None, epoch=None):
     """(trainer, train_ds, val_ds): a Keras model that trains `model` from device-held copies
-    of `split`, and the index datasets to fit it on. `augment` names operations of
+    of `split`, and the index datasets to fit it on; each pass of train_ds serves the epoch
+    held by `epoch` (a `data.epoch_variable`, made outside the strategy's scope). `augment` names operations of
     lsc_core.augment, run in the training step; labels are one-hot when `num_classes` is
     given (label smoothing, MixUp, CutMix). Call inside the run's strategy scope (and
     precision), so that the copies and the optimizer live where training runs."""
@@ -83,7 +85,8 @@ def device_fed(model, split, batch_size: int, *, seed: int, augment: tuple[str, 
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
 
-    def indices(count, shuffle):
-        return _index_batches(count, batch_size, shuffle, seed).prefetch(2).with_options(options)
+    def indices(count, shuffle, epoch_held=None):
+        numbered = _index_batches(count, batch_size, shuffle, seed, epoch_held)
+        return numbered.map(lambda step, batch: batch).prefetch(2).with_options(options)
 
-    return trainer, indices(len(split.x_train), True), indices(len(split.x_val), False)
+    return trainer, indices(len(split.x_train), True, epoch), indices(len(split.x_val), False)

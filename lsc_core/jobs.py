@@ -15,7 +15,7 @@ from typing import Callable
 from .config import RunConfig, validate
 from .store import Store, default_db_path
 from .runtime import configure_device
-from .train import train_run
+from .train import check_checkpoint, train_run
 
 logger = logging.getLogger(__name__)
 IDLE_POLL_S = 2.0  # how often an idle worker looks for runs queued by other processes
@@ -59,6 +59,20 @@ class JobManager:
                                        source="search" if search_id is not None and source == "dashboard" else source)
         self._wake.set()
         return run_id
+
+    def resume(self, run_id: int) -> None:
+        """Queue a stopped, interrupted or failed run to continue from its checkpoint, its epochs
+        kept (StoreError or CheckpointError, one line, when it cannot: nothing is changed then)."""
+        check_checkpoint(self.store, run_id)
+        self.store.resume(run_id)
+        self._wake.set()
+
+    def extend(self, run_id: int, epochs: int) -> None:
+        """Queue a completed run to train `epochs` more epochs from its checkpoint (StoreError or
+        CheckpointError, one line, when it cannot: nothing is changed then)."""
+        check_checkpoint(self.store, run_id)
+        self.store.extend(run_id, epochs)
+        self._wake.set()
 
     def stop(self, run_id: int) -> None:
         """Stop a run after its current batch (or drop it from the queue), whichever process trains it."""

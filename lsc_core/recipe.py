@@ -67,6 +67,9 @@ def make_callback(config, schedule=None, on_early_stop: Callable[[str], None] | 
             self.val_accuracies = list(history or [])
             self.stopped_early = False
             self._rate = None
+            if schedule is not None and config.plateau_patience:  # a resumed run's rate starts where it was
+                schedule.scale.assign(plateau_scale(self.val_accuracies, config.plateau_patience,
+                                                    config.plateau_factor))
 
         def on_epoch_begin(self, epoch, logs=None):
             self._rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))

@@ -28,6 +28,7 @@ from .liveness import STALE_HEARTBEAT_S  # noqa: F401  (re-exported: how long an
 from .runs import (ACTIVE_STATES, COMPLETED, FAILED, FINISHED_STATES, INTERRUPTED, MODEL_STATES,  # noqa: F401
                    QUEUED, RUNNING, STATUSES, STOPPED, Run, json_list, json_object, run_from_row)
 
+CHECKPOINT_FILE = "checkpoint.npz"  # a run's resumable checkpoint in its artifacts folder (lsc_core/checkpoint.py)
 BUSY_TIMEOUT_S = 30  # how long a write waits for another writer before giving up
 
 
@@ -328,6 +329,12 @@ def _owner_of(row: dict) -> liveness.Identity | None:
                              started=row["process_started"])
 
 
+# A run's best epoch and accuracy from its epochs (ties: the earliest), with a heartbeat.
+_BEST_EPOCH_UPDATE = ("UPDATE runs SET (best_epoch, best_val_accuracy) = (SELECT epoch, val_accuracy FROM epochs "
+                      "WHERE run_id = ? AND val_accuracy IS NOT NULL ORDER BY val_accuracy DESC, epoch LIMIT 1), "
+                      "heartbeat_at = ? WHERE id = ?")
+
+
 class Store:
     """The run store at `path`. Safe to share between threads: each gets its own connection."""
 
@@ -506,10 +513,7 @@ class Store:
                         "learning_rate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         values + [_float(train_images_per_s), _float(val_images_per_s)] + hierarchy
                         + [_float(metrics.get("learning_rate"))])
-            self._write(
-                "UPDATE runs SET (best_epoch, best_val_accuracy) = (SELECT epoch, val_accuracy FROM epochs "
-                "WHERE run_id = ? AND val_accuracy IS NOT NULL ORDER BY val_accuracy DESC, epoch LIMIT 1), "
-                "heartbeat_at = ? WHERE id = ?", [run_id, time.time(), run_id])
+            self._write(_BEST_EPOCH_UPDATE, [run_id, time.time(), run_id])
 
     def set_model_path(self, run_id: int, path: str | os.PathLike, epoch: int | None = None,
                        owner: str | None = None) -> None:
@@ -547,7 +551,8 @@ class Store:
         return bool(row and row[0])
 
     def requeue(self, run_id: int) -> None:
-        """Put an interrupted or failed run back in the queue, its old epochs dropped."""
+        """Put an interrupted or failed run back in the queue, its old epochs dropped (and its
+        checkpoint, so that it trains again from scratch)."""
         with self.db.conn:
             self._write("BEGIN IMMEDIATE")
             self._write("DELETE FROM epochs WHERE run_id = ?", [run_id])
@@ -555,6 +560,91 @@ class Store:
                         "best_epoch = NULL, best_val_accuracy = NULL, stop_requested = 0, progress = NULL, "
                         "end_reason = NULL, tta_accuracy = NULL "
                         "WHERE id = ?", [QUEUED, run_id])
+            self.checkpoint_path(run_id).unlink(missing_ok=True)
+
+    # -- continuing runs ---------------------------------------------------------------------
+    def checkpoint_path(self, run_id: int) -> Path:
+        """Where run `run_id`'s resumable checkpoint lives (lsc_core/checkpoint.py writes it)."""
+        return self.artifacts / str(run_id) / CHECKPOINT_FILE
+
+    def resume(self, run_id: int, status: str = QUEUED) -> None:
+        """Continue a stopped, interrupted or failed run from its checkpoint: queued for a worker
+        (or `status` RUNNING: owned by this process, which trains it now), its epochs kept.
+
+        StoreError with one line for a run that is queued or running, completed (extend it
+        instead), or has no checkpoint (trained before runs kept one)."""
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            self._continuable(run_id, (STOPPED, INTERRUPTED, FAILED), "resumed")
+            self._write("UPDATE runs SET error = NULL, finished_at = NULL WHERE id = ?", [run_id])
+            self._set_continuing(run_id, status)
+
+    def extend(self, run_id: int, epochs: int, status: str = QUEUED) -> None:
+        """Train a completed run `epochs` more epochs from its checkpoint: its config's epochs
+        (a transfer run's fine-tuning epochs, when it has them) and `epochs_planned` are raised,
+        and it is queued (or RUNNING, see `resume`). A schedule that depends on the run's length
+        (cosine, one-cycle) is stretched over the new length from here on.
+
+        StoreError with one line for a run that is not completed, has no checkpoint, or for
+        `epochs` below 1 or past the limit of a config's epochs."""
+        from dataclasses import replace
+
+        from .config import ConfigError, validate
+
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise StoreError(f"run {run_id} can be extended by 1 epoch or more, not {epochs!r}")
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            run = self._continuable(run_id, (COMPLETED,), "extended")
+            if run.config is None:
+                raise StoreError(f"run {run_id} cannot be extended: its config cannot be read ({run.config_error})")
+            backbone = run.config.backbone
+            if backbone is not None and backbone.fine_tune_epochs > 0:  # more of its last phase
+                longer = run.config.replace(backbone=replace(backbone, fine_tune_epochs=backbone.fine_tune_epochs
+                                                             + epochs))
+            else:
+                longer = run.config.replace(epochs=run.config.epochs + epochs)
+            try:
+                validate(longer)
+            except ConfigError as exc:
+                raise StoreError(f"run {run_id} cannot be extended by {epochs} epoch(s): {exc}") from None
+            self._write("UPDATE runs SET config = ?, epochs_planned = ?, error = NULL, finished_at = NULL, "
+                        "end_reason = NULL, tta_accuracy = NULL WHERE id = ?",
+                        [longer.to_json(), longer.total_epochs, run_id])
+            self._set_continuing(run_id, status)
+
+    def _continuable(self, run_id: int, statuses: tuple[str, ...], verb: str) -> Run:
+        """The run, if it is in one of `statuses` and has a checkpoint; StoreError saying why not."""
+        run = self.get_run(run_id)
+        if run is None:
+            raise StoreError(f"no run {run_id} in {self.path}")
+        if run.status not in statuses:
+            hint = {QUEUED: "it is queued already", RUNNING: "it is running",
+                    COMPLETED: "it completed all its epochs: extend it by N epochs instead"}.get(
+                run.status, "only a completed run can be extended; resume it instead")
+            raise StoreError(f"run {run_id} is {run.status} and cannot be {verb}: {hint}")
+        if not self.checkpoint_path(run_id).is_file():
+            raise StoreError(f"run {run_id} has no checkpoint to continue from (it was trained before runs kept "
+                             "one, or never finished an epoch); clone it to train it again from scratch")
+        return run
+
+    def _set_continuing(self, run_id: int, status: str) -> None:
+        assert status in ACTIVE_STATES, status
+        # Running: owned by this process from now on, as create_run(status=RUNNING) does.
+        owner = {**_ownership(), "heartbeat_at": time.time()} if status == RUNNING else \
+            {column: None for column in ("pid", "host", "heartbeat_at", *OWNER_COLUMNS)}
+        self._write("UPDATE runs SET status = ?, stop_requested = 0, progress = NULL, "
+                    + ", ".join(f"{column} = ?" for column in owner) + " WHERE id = ?",
+                    [status, *owner.values(), run_id])
+
+    def drop_epochs_after(self, run_id: int, epoch: int, owner: str | None = None) -> None:
+        """Forget the epochs of a run after `epoch` (those a checkpoint it resumes from does not hold),
+        keeping its best epoch in step; `owner` guards it as the trainer's other writes."""
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            self._update_run_as(run_id, owner, "heartbeat_at = ?", [time.time()])  # NotOwner rolls back
+            if self._write("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", [run_id, epoch]).rowcount:
+                self._write(_BEST_EPOCH_UPDATE, [run_id, time.time(), run_id])
 
     def mark_dead_runs_interrupted(self) -> list[int]:
         """Runs left 'running' by a process that died become interrupted, judged by

@@ -1,14 +1,20 @@
 """One training run: data -> model -> Keras fit -> the store.
 
-`StoreCallback` is the only bridge between Keras and the store: it writes each epoch,
-keeps progress, saves the best epoch's model, and turns a stop request into a clean stop
-after the current batch. A heartbeat thread (`_Pulse`) beats for the whole run, from data
+`StoreCallback` is the only bridge between Keras and the store: it writes each epoch's
+resumable checkpoint (lsc_core.checkpoint) and then the epoch, keeps progress, saves the
+best epoch's model, and turns a stop request into a clean stop after the current batch. A heartbeat thread (`_Pulse`) beats for the whole run, from data
 loading to the last save. Every write about the run carries this process's owner token
 (lsc_core/liveness.py): once another process has taken the run from it (marked it
 interrupted as dead, say), the store refuses the write (NotOwner) and training ends at
 once, with nothing more written and no model overwritten. The recipe's callback (lsc_core.recipe) runs
 before it: it adds each epoch's learning rate, reduces the rate on plateaus and ends a
-run early, recording why. Nothing here knows about Streamlit.
+run early, recording why.
+
+A run whose own checkpoint exists (a stopped, interrupted or extended run, see
+`Store.resume` / `Store.extend`) continues from it: the model's and the optimizer's
+variables are restored, the data stream starts at the next epoch (lsc_core.data) and fit
+at `initial_epoch`, so the continued run follows the path of an uninterrupted one.
+Nothing here knows about Streamlit.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import recipe, schedules
+from . import checkpoint, recipe, schedules
 from .backbones import WeightsUnavailable
 from .config import ConfigError, RunConfig, validate
 
@@ -67,7 +73,8 @@ class StopRun(Exception):
 
 def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int,
                   stop_event: threading.Event | None = None, *, saved_model=None, train_images: int = 0,
-                  val_images: int = 0, owner: str | None = None):
+                  val_images: int = 0, owner: str | None = None, checkpoint_to: Path | None = None,
+                  checkpoint_state: Callable | None = None):
     """The Keras callback that writes a run's progress and epochs to the store.
 
     It has no batch hooks: the run's heartbeat thread (`_Pulse`, attached while a fit runs)
@@ -76,7 +83,11 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
     images per second. Built inside a function so that importing this module does not
     import Keras. `saved_model` (default: the trained model) is the model the best weights
     are saved through. `epoch_offset` is raised between the phases of a fine-tuned run so
-    that epoch numbers continue. `owner` (this process's token) guards every write.
+    that epoch numbers continue. `owner` (this process's token) guards every write. With
+    `checkpoint_to`, each epoch's checkpoint is written there before the epoch reaches the
+    store, `checkpoint_state()` adding the model and optimizer it holds and the state beyond
+    this callback's (phase, recipe); so a run killed at any point resumes with every stored
+    epoch (lsc_core.checkpoint).
     """
     import keras
 
@@ -89,7 +100,8 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self.best_epoch = None  # the epoch number of best_weights, recorded with the saved model
             self._best_saved = True
             self.save_error: str | None = None  # why the best model is not on disk, while it is not
-            self.epochs_done = 0  # epochs logged over all phases
+            self.checkpoint_error: str | None = None  # why the last epoch's checkpoint is not on disk
+            self.epochs_done = 0  # the last epoch logged, over all phases (a resumed run's start)
             self.stop_asked = False
             # A stop that arrives before an epoch's validation has ended drops that epoch
             # (half trained, or validated on part of the data); the lock orders it against
@@ -194,18 +206,24 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 now = time.time()
                 train_seconds = self._train_seconds or now - self._epoch_started
             logs = logs or {}
+            seconds = now - self._epoch_started
+            rates = {"train_images_per_s": _rate(train_images, train_seconds),
+                     "val_images_per_s": _rate(val_images, self._val_seconds)}
+            accuracy = logs.get("val_accuracy")
+            improved = accuracy is not None and accuracy > self.best_accuracy
+            if improved:
+                self.best_accuracy = float(accuracy)
+            # The checkpoint first, then the store, then the best model: a run killed between
+            # any two finds the epoch in its checkpoint and writes what is missing on resume.
+            self.write_checkpoint(logs, seconds, rates)
             try:
-                store.log_epoch(run_id, self._epoch, logs, now - self._epoch_started,
-                                train_images_per_s=_rate(train_images, train_seconds),
-                                val_images_per_s=_rate(val_images, self._val_seconds), owner=owner)
+                store.log_epoch(run_id, self._epoch, logs, seconds, **rates, owner=owner)
             except NotOwner:
                 self.abandon()
                 raise
             tensorboard_events.refresh(store, run_id)
-            self.epochs_done += 1
-            accuracy = logs.get("val_accuracy")
-            if accuracy is not None and accuracy > self.best_accuracy:
-                self.best_accuracy = float(accuracy)
+            self.epochs_done = self._epoch
+            if improved:
                 self.best_weights = self.model.get_weights()
                 self.best_epoch = self._epoch
                 self._best_saved = False
@@ -215,6 +233,23 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             if self.stop_asked or self._should_stop():
                 self.stop_asked = True
                 self.model.stop_training = True
+
+        def write_checkpoint(self, logs: dict, seconds: float, rates: dict) -> None:
+            """This epoch's checkpoint; a failed write (a full disk) is one logged line, and the run goes on
+            (a resume would then start from the previous epoch's checkpoint, and train this one again)."""
+            if checkpoint_to is None:
+                return
+            state = checkpoint_state()
+            try:
+                checkpoint.write(checkpoint_to, state.pop("model"), state.pop("optimizer"), {
+                    **state, "epoch": self._epoch, "best_accuracy": self.best_accuracy,
+                    "logs": {"metrics": _numbers(logs), "seconds": seconds, **rates}})
+            except OSError as exc:
+                self.checkpoint_error = f"the checkpoint of epoch {self._epoch} could not be written to " \
+                                        f"{checkpoint_to}: {exc.strerror or exc}"
+                logger.warning("run %s: %s", run_id, self.checkpoint_error)
+            else:
+                self.checkpoint_error = None
 
         def save_best(self) -> None:
             """Write the best epoch's model to disk (once per improvement at most) and record
@@ -247,6 +282,12 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             store.set_model_path(run_id, str(model_path), epoch=self.best_epoch, owner=owner)
 
     return StoreCallback()
+
+
+def _numbers(logs: dict) -> dict:
+    """An epoch's logs as JSON numbers (Keras may hand out numpy scalars)."""
+    return {key: float(value) for key, value in logs.items() if isinstance(value, (int, float)) or
+            getattr(value, "shape", None) == ()}
 
 
 def _rate(images: int, seconds: float | None) -> float | None:
@@ -336,7 +377,8 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
     """Train the stored run `run_id` to its end, recording everything; returns the run row.
 
     The run is this process's: claimed or created running by the caller (a queued run is
-    claimed here). `load_data` returns a Cifar100 (default: `data.load_cifar100()`), so
+    claimed here). A run with a checkpoint of its own continues from it (see the module's
+    docstring). `load_data` returns a Cifar100 (default: `data.load_cifar100()`), so
     tests and the dashboard can pass data they hold. `after_training(store, run_id, model,
     data, split)` runs on the best model of a completed run (e.g. to store its test-set
     predictions). Never raises for a failing run: the failure is recorded as the run's
@@ -352,9 +394,8 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
         pulse.start()
         if run.config is None:
             raise ConfigError(run.config_error)
-        config = run.config
         # A model that could not be saved leaves the run's status as it is, with the reason.
-        status, save_error = _train(store, run_id, config, load_data, stop_event, verbose, after_training, pulse)
+        status, save_error = _train(store, run, load_data, stop_event, verbose, after_training, pulse)
         _finish(store, run_id, pulse, status, save_error)
     except NotOwner as exc:
         logger.warning("%s", exc)
@@ -365,7 +406,7 @@ def train_run(store: Store, run_id: int, *, load_data: Callable | None = None,
         raise
     except ConfigError as exc:
         _finish(store, run_id, pulse, FAILED, f"invalid configuration: {exc}")
-    except WeightsUnavailable as exc:  # the config is fine: say what is missing, not "invalid"
+    except (WeightsUnavailable, checkpoint.CheckpointError) as exc:  # the config is fine: say what is wrong
         _finish(store, run_id, pulse, FAILED, str(exc))
     except Exception as exc:  # recorded for the person, never lost in a thread
         _finish(store, run_id, pulse, FAILED, f"{type(exc).__name__}: {exc}")
@@ -386,13 +427,62 @@ def _finish(store: Store, run_id: int, pulse: _Pulse, status: str, error: str | 
         logger.warning("%s", exc)
 
 
-def _train(store, run_id, config, load_data, stop_event, verbose, after_training, pulse) -> tuple[str, str | None]:
+def own_checkpoint(store: Store, run: Run) -> checkpoint.Checkpoint | None:
+    """The checkpoint `run` continues from, or None to start afresh: none on disk, or one left
+    by another run of the same id (a store made again beside old artifacts). CheckpointError
+    when it is damaged."""
+    path = store.checkpoint_path(run.id)
+    if not path.is_file():
+        return None
+    found = checkpoint.read(path, run.id)
+    return found if found.state["run_created_at"] == run.created_at else None
+
+
+def check_checkpoint(store: Store, run_id: int, *, against_model: bool = False) -> checkpoint.Checkpoint | None:
+    """The checkpoint run `run_id` would continue from, checked before the run is queued or
+    trained again: readable and this run's own, and with `against_model` (seconds: builds the
+    model) of the shapes of its model and optimizer. None when it has none (`Store.resume` and
+    `Store.extend` then say so); CheckpointError (one line) when it cannot be used."""
+    run = store.get_run(run_id)
+    path = store.checkpoint_path(run_id)
+    if run is None or not path.is_file():
+        return None
+    found = checkpoint.read(path, run_id)
+    if found.state["run_created_at"] != run.created_at:
+        raise checkpoint.CheckpointError(f"the checkpoint in {path} is not run {run_id}'s: it was written by an "
+                                         f"earlier run {run_id} (created {found.state['run_created_at']})")
+    if against_model and run.config is not None:
+        _check_fits(run.config, found, run_id)
+    return found
+
+
+def _check_fits(config: RunConfig, found, run_id: int) -> None:
+    """CheckpointError unless `found` fits a model and optimizer built from `config`, in the
+    phase it was written in (a plain float32 model: the checkpoint leaves out what mixed
+    precision adds)."""
+    from .model import build_model, compile_model
+
+    import_tensorflow()
+    model = build_model(config)
+    schedule = schedules.keras_schedule(config, 1)
+    for index, (_, _, learning_rate) in enumerate(_phases(config, model, schedule)):
+        if index == found.phase:
+            compile_model(model, config, learning_rate)
+            checkpoint.restore(model, found, run_id, model.optimizer)
+            return
+    raise checkpoint.CheckpointError(f"the checkpoint of run {run_id} is of fit phase {found.phase}, which its "
+                                     "config does not have")
+
+
+def _train(store, run, load_data, stop_event, verbose, after_training, pulse) -> tuple[str, str | None]:
     """The run's final status, and why its best model is not saved (None when it is)."""
     from . import data as data_module
     from .model import build_model, count_params
 
+    config, run_id = run.config, run.id
     validate(config)
     keras = import_tensorflow()
+    resume = own_checkpoint(store, run)
     pulse.phase("loading data")
     dataset = (load_data or data_module.load_cifar100)()
     split = data_module.split_data(dataset, config.label_mode, validation=config.validation,
@@ -415,56 +505,95 @@ def _train(store, run_id, config, load_data, stop_event, verbose, after_training
                     speed=plan.columns(), owner=liveness.this_process().token)
     if store.stop_requested(run_id) or (stop_event is not None and stop_event.is_set()):
         raise StopRun()
+    epoch = data_module.epoch_variable()  # outside the strategy's scope: tf.data reads it
     with distribution.scope():
-        callback = _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose, pulse)
+        callback = _fit_phases(store, run, plan, model, saved, split, stop_event, verbose, pulse, resume, epoch)
     pulse.check()  # the run was taken from this process during the fit
     if callback.stop_asked and callback.epochs_done < config.total_epochs:
         return STOPPED, callback.save_error
-    if callback.best_weights is not None and after_training is not None:
+    if after_training is None:
+        return COMPLETED, callback.save_error
+    pulse.phase("evaluating")
+    # A resumed run whose best epoch came before it resumed has its best weights on disk only.
+    best = callback.best_weights if callback.best_weights is not None else _saved_best_weights(store, run_id)
+    if best is not None:
         try:
-            pulse.phase("evaluating")
-            saved.set_weights(callback.best_weights)
+            saved.set_weights(best)
             after_training(store, run_id, saved, dataset, split)
         except Exception as exc:  # the run itself is complete; evaluation can redo this later
             logger.warning("run %s: after-training step failed: %s: %s", run_id, type(exc).__name__, exc)
     return COMPLETED, callback.save_error
 
 
-def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, verbose, pulse):
-    """Fit each phase of the run with the plan's settings (inside its strategy's scope); returns
-    the callback, which holds the best weights and whether a stop ended the run."""
+def _saved_best_weights(store: Store, run_id: int):
+    """The weights of the best model on disk (a resumed run whose best epoch came before it
+    resumed), or None when there is none to read."""
+    from .model import ModelUnavailable, load_run_model
+
+    try:
+        return load_run_model(store.get_run(run_id)).get_weights()
+    except ModelUnavailable as exc:
+        logger.warning("run %s: %s", run_id, exc)
+        return None
+
+
+def _fit_phases(store, run, plan, model, saved, split, stop_event, verbose, pulse, resume, epoch):
+    """Fit each phase of the run with the plan's settings (inside its strategy's scope), from
+    `resume` (a Checkpoint) when given; returns the callback, which holds the best weights and
+    whether a stop ended the run. `epoch` is the data stream's epoch variable."""
     from . import data as data_module
     from .model import compile_model
 
+    config, run_id = run.config, run.id
     classes = config.num_classes if recipe.soft_labels(config) else None  # one-hot labels
     if plan.data_on_device:
         from .device_data import device_fed
 
         with acceleration.precision(plan):
             trainer, train_ds, val_ds = device_fed(model, split, config.batch_size, seed=config.seed,
-                                                   augment=config.augment, num_classes=classes)
+                                                   augment=config.augment, num_classes=classes, epoch=epoch)
     else:
         trainer = model
         train_ds = data_module.make_dataset(split.x_train, split.y_train, config.batch_size, shuffle=True,
-                                            seed=config.seed, augment=config.augment, num_classes=classes)
+                                            seed=config.seed, augment=config.augment, num_classes=classes,
+                                            epoch=epoch)
         val_ds = data_module.make_dataset(split.x_val, split.y_val, config.batch_size, shuffle=False,
                                           num_classes=classes)
     model_path = store.artifacts / str(run_id) / BEST_MODEL_FILE
     owner = liveness.this_process().token
-    callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event, saved_model=saved,
-                             train_images=len(split.x_train), val_images=len(split.x_val), owner=owner)
-    callback.pulse = pulse
     schedule = schedules.keras_schedule(config, schedules.steps_per_epoch(config, len(split.x_train)))
     recipe_callback = recipe.make_callback(config, schedule,
-                                           lambda reason: store.set_end_reason(run_id, reason, owner=owner))
+                                           lambda reason: store.set_end_reason(run_id, reason, owner=owner),
+                                           history=resume.state["val_accuracies"] if resume else None)
+    phase = {"index": 0}
+    callback = make_callback(store, run_id, model_path, config.total_epochs, stop_event, saved_model=saved,
+                             train_images=len(split.x_train), val_images=len(split.x_val), owner=owner,
+                             checkpoint_to=store.checkpoint_path(run_id),
+                             checkpoint_state=lambda: {"model": model, "optimizer": trainer.optimizer,
+                                                       "phase": phase["index"], "run_created_at": run.created_at,
+                                                       "val_accuracies": list(recipe_callback.val_accuracies)})
+    callback.pulse = pulse
+    start = 0
+    if resume is not None:
+        checkpoint.restore(model, resume, run_id)
+        start = callback.epochs_done = resume.epoch
+        callback.best_accuracy = resume.state["best_accuracy"]
+        _catch_up(store, run_id, resume, model, callback, owner)
+    feed = data_module.epoch_feed(epoch)
 
     with SystemSampler(lambda sample: store.log_system(run_id, sample, owner=owner)):
-        for phase_offset, epochs, learning_rate in _phases(config, model, schedule):
+        for index, (phase_offset, epochs, learning_rate) in enumerate(_phases(config, model, schedule)):
+            if start >= phase_offset + epochs:  # trained before the run resumed
+                continue
             compile_model(trainer, config, learning_rate, xla=plan.xla, steps_per_execution=plan.steps_per_execution)
-            callback.epoch_offset = phase_offset
+            if resume is not None and resume.phase == index and start > phase_offset:  # mid-phase: its optimizer too
+                checkpoint.restore(model, resume, run_id, trainer.optimizer)
+            phase["index"], callback.epoch_offset, feed.offset = index, phase_offset, phase_offset
             try:
-                # The recipe's callback first: it puts the epoch's learning rate into the logs the store writes.
-                trainer.fit(train_ds, epochs=epochs, validation_data=val_ds, callbacks=[recipe_callback, callback],
+                # The feed first (it sets the epoch the data serves); the recipe's callback before the
+                # store's: it puts the epoch's learning rate into the logs the store writes.
+                trainer.fit(train_ds, epochs=epochs, initial_epoch=max(0, start - phase_offset),
+                            validation_data=val_ds, callbacks=[feed, recipe_callback, callback],
                             verbose=verbose, shuffle=False)  # the datasets shuffle
             finally:  # also when stopped or failing: the best epoch so far is not lost
                 pulse.phase("saving")
@@ -474,6 +603,25 @@ def _fit_phases(store, run_id, config, plan, model, saved, split, stop_event, ve
             if recipe_callback.stopped_early:  # a fine-tuning phase would not help either
                 break
     return callback
+
+
+def _catch_up(store, run_id, resume, model, callback, owner) -> None:
+    """Bring the store and the best model level with the checkpoint a run resumes from (whose
+    weights `model` holds now): later epochs dropped (none should exist: the checkpoint is
+    written first), its epoch written if the run died before the store had it, and the best
+    model written from it if that epoch is the store's best and the saved model is another
+    epoch's (the run died before saving it)."""
+    logs = resume.state["logs"]
+    store.drop_epochs_after(run_id, resume.epoch, owner=owner)
+    if resume.epoch not in {row["epoch"] for row in store.epochs(run_id)}:
+        store.log_epoch(run_id, resume.epoch, logs["metrics"], logs["seconds"],
+                        train_images_per_s=logs.get("train_images_per_s"),
+                        val_images_per_s=logs.get("val_images_per_s"), owner=owner)
+    run = store.get_run(run_id)
+    callback.best_epoch = run.model_epoch
+    if run.best_epoch == resume.epoch and run.model_epoch != resume.epoch:
+        callback.best_weights, callback.best_epoch, callback._best_saved = model.get_weights(), resume.epoch, False
+        callback.save_best()
 
 
 def _phases(config: RunConfig, model, schedule):

@@ -77,15 +77,25 @@ def test_a_run_with_its_data_on_the_device_trains_with_augmentation_and_saves_it
     assert run.best_val_accuracy == pytest.approx(accuracy, abs=1e-6)
 
 
-def test_device_batches_gather_the_split_in_a_seeded_order_that_changes_each_epoch(tiny_data):
-    from lsc_core.data import split_data
+def test_device_batches_gather_the_split_in_an_order_set_by_the_seed_and_the_epoch(tiny_data):
+    from lsc_core.data import epoch_variable, make_dataset, split_data
     from lsc_core.device_data import device_fed
 
     split = split_data(tiny_data, "fine", limit=100)
     model = build_model(small_config(label_mode="fine"))
-    trainer, train_ds, val_ds = device_fed(model, split, 32, seed=3)
-    first, second = ([int(i) for batch in train_ds for i in batch] for _ in range(2))
+    epoch = epoch_variable()
+    trainer, train_ds, val_ds = device_fed(model, split, 32, seed=3, epoch=epoch)
+
+    def order(number, dataset=train_ds):
+        epoch.assign(number)
+        return [int(i) for batch in dataset for i in batch]
+
+    first, second = order(0), order(1)
     assert sorted(first) == sorted(second) == list(range(100)) and first != second
+    assert first == order(0)  # a resumed run's stream serves its epoch as the first run did
+    # The same order as tf.data's path, whose labels here are the indices.
+    host = make_dataset(split.x_train, np.arange(100), 32, shuffle=True, seed=3, epoch=epoch)
+    assert second == order(1, host.map(lambda images, labels: labels))
     assert list(range(len(split.x_val))) == [int(i) for batch in val_ds for i in batch]
     images, labels = trainer._splits["train"].batch(np.array([5, 7]))
     assert np.array_equal(split.x_train[[5, 7]].astype("float32"), images.numpy())

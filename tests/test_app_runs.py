@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from lsc_core.config import LayerSpec, RunConfig, preset
 from lsc_core.markup import plain
-from lsc_core.store import COMPLETED, RUNNING, Store
+from lsc_core.store import COMPLETED, QUEUED, RUNNING, STOPPED, Store
 from lsc_core.train import train_run
 
 REPO = Path(__file__).resolve().parent.parent
@@ -272,3 +272,44 @@ def test_a_run_whose_trainer_died_turns_interrupted_while_the_page_is_open(tmp_p
     assert INTERRUPTED == store.get_run(live).status
     assert [] == [b for b in at.button if b.key == stop]  # no "Stopping…" left on screen
     assert [] == at.get("progress")
+
+
+def test_runs_page_resumes_a_stopped_run_and_extends_a_completed_one(tmp_path, app_store, tiny_data):
+    import threading
+
+    from lsc_core.jobs import manager_for
+    from stopping import StopsAfterEpoch
+
+    store, trained, _ = app_store
+    stop = threading.Event()
+    stopping = StopsAfterEpoch(store.path, 1, stop)
+    stopped = stopping.create_run(RunConfig(layers=SMALL, epochs=3, batch_size=32, name="cut"), status=RUNNING)
+    train_run(stopping, stopped, load_data=lambda: tiny_data, stop_event=stop)
+    try:
+        at = start(tmp_path, "runs", selected_run=trained)
+        assert ("resume-%d" % trained) not in [b.key for b in at.button]
+        at.number_input(key=f"more-epochs-{trained}").set_value(2).run()
+        assert "Train 2 more epochs" == at.button(key=f"extend-{trained}").label
+        at.button(key=f"extend-{trained}").click().run()
+        assert not at.exception
+        run = store.get_run(trained)
+        assert (4, 4) == (run.config.epochs, run.epochs_planned) and run.status != COMPLETED
+
+        at = start(tmp_path / "again", "runs", selected_run=stopped)
+        assert f"extend-{stopped}" not in [b.key for b in at.button]
+        store.checkpoint_path(stopped).rename(tmp_path / "away.npz")  # gone between drawing and the click
+        at.button(key=f"resume-{stopped}").click().run()
+        assert [plain(f"run {stopped} has no checkpoint to continue from (it was trained before runs kept one, or "
+                      "never finished an epoch); clone it to train it again from scratch")] == [e.value for e in at.error]
+        assert STOPPED == store.get_run(stopped).status
+        assert f"resume-{stopped}" not in [b.key for b in at.button]  # no checkpoint now: nothing to resume
+        (tmp_path / "away.npz").rename(store.checkpoint_path(stopped))
+        at.run()
+        at.button(key=f"resume-{stopped}").click().run()
+        assert (False, []) == (bool(at.exception), at.error)
+        assert store.get_run(stopped).status in (QUEUED, RUNNING, COMPLETED)  # the page's worker takes it up
+        assert 1 == store.epochs(stopped)[0]["epoch"]  # its epoch kept
+    finally:
+        manager = manager_for(store.path, create=False)
+        if manager is not None:
+            manager.shutdown(timeout=120)

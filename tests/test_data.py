@@ -401,19 +401,42 @@ def test_make_dataset_batches_float_images_in_0_255(npz_path):
     assert np.array_equal(loaded.y_train_fine, np.concatenate([y for _, y in batches]))
 
 
-def test_make_dataset_shuffle_is_seeded_and_reshuffles_each_epoch(npz_path):
+def test_make_dataset_order_depends_only_on_the_seed_and_the_epoch(npz_path):
     loaded = data.load_cifar100(npz_path)
     x, y = loaded.x_train, np.arange(200)  # labels as indices reveal the order
 
-    def epochs(seed, count=2):
-        ds = data.make_dataset(x, y, 50, shuffle=True, seed=seed)
-        return [np.concatenate([b for _, b in _batches(ds)]) for _ in range(count)]
+    def passes(seed, epochs):
+        """One dataset iterated once per epoch number in `epochs`, each pass serving that epoch."""
+        epoch = data.epoch_variable()
+        ds = data.make_dataset(x, y, 50, shuffle=True, seed=seed, epoch=epoch)
+        orders = []
+        for number in epochs:
+            epoch.assign(number)
+            orders.append(list(np.concatenate([b for _, b in _batches(ds)])))
+        return orders
 
-    first, second = epochs(seed=5)
+    first, second, third = passes(seed=5, epochs=[0, 1, 2])
     assert sorted(first) == list(range(200))
-    assert list(first) != list(second)
-    assert [list(e) for e in epochs(seed=5)] == [list(first), list(second)]
-    assert list(epochs(seed=6, count=1)[0]) != list(first)
+    assert first != second != third
+    # A stream started at epoch 2 (a run resumed there) serves what an uninterrupted one serves then.
+    assert [third, first] == passes(seed=5, epochs=[2, 0])
+    assert passes(seed=6, epochs=[0]) != [first]
+
+
+def test_make_dataset_augmentation_depends_only_on_the_seed_and_the_epoch(npz_path):
+    loaded = data.load_cifar100(npz_path)
+    x, y = loaded.x_train[:32], loaded.y_train_fine[:32]
+    epoch = data.epoch_variable()
+    ds = data.make_dataset(x, y, 16, shuffle=False, seed=3, augment=("flip", "crop"), epoch=epoch)
+
+    def images(number):
+        epoch.assign(number)
+        return np.concatenate([images for images, _ in _batches(ds)])
+
+    zero, one = images(0), images(1)
+    assert not np.array_equal(zero, one)  # new crops and flips each epoch
+    assert not np.array_equal(zero[:16], zero[16:])  # and each batch
+    assert np.array_equal(one, images(1)) and np.array_equal(zero, images(0))
 
 
 def _is_flip_and_crop(out, original):
