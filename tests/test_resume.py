@@ -136,6 +136,25 @@ def test_a_process_killed_after_epoch_two_resumes_to_the_uninterrupted_result(tm
     assert run.best_val_accuracy == pytest.approx(model_accuracy(run, tiny_data), abs=1e-6)
 
 
+def test_a_run_killed_between_its_checkpoint_and_the_store_is_caught_up_from_the_checkpoint(tmp_path, tiny_data):
+    from lsc_core.store import INTERRUPTED
+
+    store = Store(tmp_path / "runs.sqlite")
+    run_id = store.create_run(config(epochs=2), status=RUNNING)
+    train_run(store, run_id, load_data=lambda: tiny_data)
+    stored = metrics(store, run_id)
+    # As a kill after the checkpoint of epoch 2 and before the store had it would leave things.
+    store.drop_epochs_after(run_id, 1)
+    store.set_model_path(run_id, store.get_run(run_id).model_path, epoch=1)
+    store.finish_run(run_id, INTERRUPTED, "the process training this run ended before it finished")
+    store.resume(run_id, status=RUNNING)
+    run = train_run(store, run_id, load_data=lambda: tiny_data)
+    assert (COMPLETED, None) == (run.status, run.error)
+    assert stored == metrics(store, run_id)  # epoch 2 written from the checkpoint's logs
+    assert run.best_epoch == run.model_epoch
+    assert run.best_val_accuracy == pytest.approx(model_accuracy(run, tiny_data), abs=1e-6)
+
+
 def test_refusals_are_one_line_and_change_nothing(tmp_path, tiny_data):
     store, stopped = stopped_after_two(tmp_path, tiny_data)
     completed = store.create_run(config(epochs=1), status=RUNNING)
