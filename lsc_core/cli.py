@@ -13,6 +13,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -199,6 +200,7 @@ def _continue_run(args) -> int:
     if args.extend is not None and args.epochs is None:
         raise CommandError(f"--extend {run_id} needs --epochs N: how many more epochs to train")
     store = Store(args.db)
+    _wait_for_the_verdict(store, _existing_run(store, run_id))
     if _existing_run(store, run_id).config is None:
         raise CommandError(f"run {run_id} cannot be continued: its config cannot be read "
                            f"({store.get_run(run_id).config_error})")
@@ -215,6 +217,18 @@ def _continue_run(args) -> int:
     print(f"run {run_id}: {run.name} continues after epoch {found.epoch} of {run.epochs_planned}, "
           f"data: {data.source}", flush=True)
     return _train_here(store, run_id, data)
+
+
+def _wait_for_the_verdict(store: Store, run) -> None:
+    """A run whose trainer was killed a moment ago still has a fresh heartbeat, which counts as
+    alive (lsc_core/liveness.py): wait until it is no longer fresh (a few seconds at most) and
+    let the store judge it, so `--resume` right after a kill finds it interrupted, not running."""
+    from .liveness import FRESH_HEARTBEAT_S
+    from .store import RUNNING
+
+    if run.status == RUNNING and run.heartbeat_at is not None:
+        time.sleep(min(FRESH_HEARTBEAT_S + 1, max(0.0, run.heartbeat_at + FRESH_HEARTBEAT_S + 0.5 - time.time())))
+        store.mark_dead_runs_interrupted()
 
 
 def _train_here(store: Store, run_id: int, data) -> int:
