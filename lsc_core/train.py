@@ -239,6 +239,12 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             (a resume would then start from the previous epoch's checkpoint, and train this one again)."""
             if checkpoint_to is None:
                 return
+            if owner is not None:  # the file belongs to whoever owns the run now: never overwrite theirs
+                try:
+                    store.check_owner(run_id, owner)
+                except NotOwner:
+                    self.abandon()
+                    raise
             state = checkpoint_state()
             try:
                 checkpoint.write(checkpoint_to, state.pop("model"), state.pop("optimizer"), {
