@@ -106,7 +106,7 @@ def is_dead(owner: Identity | None, heartbeat_at: float | None, *, now: float | 
     if silence < FRESH_HEARTBEAT_S:
         return False
     me = me or this_process()
-    if owner is not None and owner.pid_ns is not None and (owner.host, owner.boot_id, owner.pid_ns) == (
-            me.host, me.boot_id, me.pid_ns):
+    # The same kernel (host and boot) and PID namespace (None on both sides off Linux, which has none).
+    if owner is not None and (owner.host, owner.boot_id, owner.pid_ns) == (me.host, me.boot_id, me.pid_ns):
         return not process_matches(owner.pid, owner.started)
     return silence > STALE_HEARTBEAT_S

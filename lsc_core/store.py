@@ -7,6 +7,7 @@ writer wait for another instead of failing at once.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -473,10 +474,22 @@ class Store:
         return NotOwner(run_id, row[0] if row else None)
 
     def check_owner(self, run_id: int, owner: str) -> None:
-        """NotOwner unless the run is still running under `owner` (e.g. before writing its model file)."""
+        """NotOwner unless the run is still running under `owner`."""
         if not self.db.execute("SELECT 1 FROM runs WHERE id = ? AND status = ? AND owner = ?",
                                [run_id, RUNNING, owner]).fetchone():
             raise self._not_owner(run_id)
+
+    @contextlib.contextmanager
+    def holding(self, run_id: int, owner: str | None):
+        """A write transaction in which the run stays `owner`'s (NotOwner, nothing done, if it is not
+        already): for work beside the store that must happen only while this process owns the run,
+        such as replacing its model file. No other process can change the run until it ends (keep
+        it short: other writers wait). With owner None, only the transaction."""
+        with self.db.conn:
+            self._write("BEGIN IMMEDIATE")
+            if owner is not None:
+                self.check_owner(run_id, owner)
+            yield
 
     def start_run(self, run_id: int, *, params: int, versions: dict, device: str, speed: dict | None = None,
                   owner: str | None = None) -> None:

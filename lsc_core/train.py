@@ -6,9 +6,9 @@ best epoch's model, and turns a stop request into a clean stop after the current
 loading to the last save. Every write about the run carries this process's owner token
 (lsc_core/liveness.py): once another process has taken the run from it (marked it
 interrupted as dead, say), the store refuses the write (NotOwner) and training ends at
-once, with nothing more written and no model overwritten. The recipe's callback (lsc_core.recipe) runs
-before it: it adds each epoch's learning rate, reduces the rate on plateaus and ends a
-run early, recording why.
+once, with nothing more written and no model overwritten. The recipe's callback
+(lsc_core.recipe) runs before it: it adds each epoch's learning rate, reduces the rate on
+plateaus and ends a run early, recording why.
 
 A run whose own checkpoint exists (a stopped, interrupted or extended run, see
 `Store.resume` / `Store.extend`) continues from it: the model's and the optimizer's
@@ -18,6 +18,7 @@ Nothing here knows about Streamlit.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -46,17 +47,24 @@ class ModelSaveError(OSError):
     """The best model could not be written (disk full, no permission); the message says why."""
 
 
-def save_atomically(model, path: Path) -> None:
+def save_atomically(model, path: Path, publish: Callable[[Callable[[], None]], None] | None = None) -> None:
     """Write a .keras file so that readers never see a half-written one.
 
-    On any failure the partial file is removed (a full disk must not keep megabytes of
-    it); an OSError (disk full, read-only, no permission) becomes a one-line ModelSaveError.
+    The model is written beside `path` and renamed onto it; `publish(rename)`, when given,
+    makes the rename (e.g. inside a store transaction that checks the run is still this
+    process's). On any failure the partial file is removed (a full disk must not keep
+    megabytes of it); an OSError (disk full, read-only, no permission) becomes a one-line
+    ModelSaveError.
     """
     partial = path.with_name(f".partial-{os.getpid()}-{threading.get_ident()}.keras")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         model.save(partial)
-        os.replace(partial, path)
+        rename = functools.partial(os.replace, partial, path)
+        if publish is None:
+            rename()
+        else:
+            publish(rename)
     except BaseException as exc:
         try:
             partial.unlink(missing_ok=True)
@@ -266,26 +274,30 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             """
             if self._best_saved or self.best_weights is None or self.lost:
                 return
-            if owner is not None:  # the file belongs to whoever owns the run now: never overwrite theirs
-                try:
-                    store.check_owner(run_id, owner)
-                except NotOwner:
-                    self.abandon()
-                    raise
             target = self.model if saved_model is None else saved_model
             current = target.get_weights() if target is self.model else None
             target.set_weights(self.best_weights)
             try:
-                save_atomically(target, model_path)
+                save_atomically(target, model_path, publish=self._publish)
             except ModelSaveError as exc:
                 self.save_error = str(exc)
                 logger.warning("run %s: %s", run_id, exc)
                 return
+            except NotOwner:
+                self.abandon()
+                raise
             finally:
                 if current is not None:
                     self.model.set_weights(current)
             self._best_saved, self.save_error = True, None
-            store.set_model_path(run_id, str(model_path), epoch=self.best_epoch, owner=owner)
+
+        def _publish(self, rename) -> None:
+            """Put the saved file in place and record it, in one store transaction that holds while the
+            run is this process's: the file belongs to whoever owns the run, so a run taken from this
+            process meanwhile never gets its model overwritten (NotOwner, the new file dropped)."""
+            with store.holding(run_id, owner):
+                rename()
+                store.set_model_path(run_id, str(model_path), epoch=self.best_epoch, owner=owner)
 
     return StoreCallback()
 

@@ -73,6 +73,14 @@ def test_an_owner_of_another_boot_is_dead_only_after_a_long_silence(store, sleep
     assert [run_id] == store.mark_dead_runs_interrupted()
 
 
+def test_off_linux_without_pid_namespaces_the_process_table_is_still_asked(sleeper):
+    me = replace(liveness.this_process(), pid_ns=None)
+    alive, gone = replace(identity_of(sleeper.pid), pid_ns=None), replace(dead_identity(), pid_ns=None)
+    assert not liveness.is_dead(alive, time.time() - 60, me=me)
+    assert liveness.is_dead(gone, time.time() - STALE, me=me)
+    assert not liveness.is_dead(gone, time.time() - STALE, me=liveness.this_process())  # one side in a namespace
+
+
 def test_a_row_without_an_owner_waits_for_the_long_silence(store):
     run_id = running(store)
     store.db.execute("UPDATE runs SET owner = NULL, boot_id = NULL, process_started = NULL, heartbeat_at = ? "
