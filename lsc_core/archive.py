@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .artifacts import read_without_links
 from .markup import one_line
 from .config import NUM_CLASSES, ConfigError, RunConfig, validate
 
@@ -58,8 +59,11 @@ def export_run(store, run_id: int, out: str | Path) -> Path:
             if predictions is not None:
                 archive.writestr(PREDICTIONS, _predictions_npz(predictions))
             if run.model_path and Path(run.model_path).is_file():
-                archive.write(run.model_path, MODEL)
+                # Read without following links: a file swapped for one since the run was read is refused.
+                archive.writestr(MODEL, read_without_links(run.model_path))
         partial.rename(out)
+    except OSError as exc:  # the model swapped for a link since the run was read, a full disk
+        raise ArchiveError(one_line(exc)) from None
     finally:
         partial.unlink(missing_ok=True)
     return out

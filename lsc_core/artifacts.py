@@ -134,6 +134,28 @@ class StoreFolder:
         return resolved.relative_to(self.path).as_posix()
 
 
+def read_without_links(path: Path) -> bytes:
+    """The bytes of a usable model path (absolute, resolved when its run was read), opened one
+    part at a time from / without following any link: a part swapped for a link after the run
+    was read (to serve another file through the download) is refused, not followed.
+    OSError, one line, when it cannot be read that way."""
+    parts = Path(path).parts
+    folder = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[1:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=folder)
+            os.close(folder)
+            folder = inner
+        file = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=folder)
+    except OSError as exc:  # ELOOP or ENOTDIR: a link where a folder or the file was
+        raise OSError(f"the model file {path} cannot be read without following a link ({exc.strerror}); "
+                      "not read") from None
+    finally:
+        os.close(folder)
+    with os.fdopen(file, "rb") as opened:
+        return opened.read()
+
+
 def _shown(value) -> str:
     text = value if isinstance(value, str) and value.isprintable() else repr(value)
     return text if len(text) <= _SHOWN_PATH else text[:_SHOWN_PATH] + "..."

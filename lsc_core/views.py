@@ -7,6 +7,7 @@ seconds.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import time
@@ -18,6 +19,7 @@ from typing import Callable, Iterable
 import pandas as pd
 
 from .acceleration import describe_speed
+from .artifacts import read_without_links
 from .config import ConfigError, RunConfig, flat_settings
 from . import estimates
 from .store import COMPLETED, FAILED, INTERRUPTED, MODEL_STATES, QUEUED, RUNNING, STOPPED, Run, Store
@@ -540,7 +542,8 @@ def model_download(run: Run) -> tuple[Callable[[], bytes], str] | None:
     name = run.name or "run"
     # Default names already end in "-<id>"; others get it so downloads never clash.
     stem = name if name.endswith(f"-{run.id}") else f"{name}-{run.id}"
-    return path.read_bytes, f"{stem}.keras"
+    # Read without following links: the file may have been swapped for one since the run was read.
+    return functools.partial(read_without_links, path), f"{stem}.keras"
 
 
 def model_file(run: Run) -> tuple[bytes, str] | None:

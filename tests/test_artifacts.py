@@ -292,3 +292,31 @@ def test_paths_inside_the_folder_are_used_as_they_resolve(tmp_path, monkeypatch)
     assert [((folder.path / value).resolve(), None) for value in inside] == [folder.model_path(v) for v in inside]
     assert (None, None) == folder.model_path(None)
     assert folder.model_path(".")[1].endswith("is outside this store's artifacts folder; not used")
+
+
+@pytest.mark.parametrize("swapped", ["the file", "its folder"])
+def test_a_model_swapped_for_a_link_after_its_run_was_read_is_not_served(tmp_path, monkeypatch, swapped):
+    from lsc_core import views
+    from lsc_core.config import preset
+
+    monkeypatch.delenv("LSC_ARTIFACTS", raising=False)
+    store = Store(tmp_path / "runs.sqlite")
+    run_id = store.create_run(preset("seed-part1"))
+    model = store.artifacts / str(run_id) / "shadow"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"model bytes")
+    store.set_model_path(run_id, model)
+    run = store.get_run(run_id)  # what the page drew, the button's reader with it
+    read, _ = views.model_download(run)
+    assert b"model bytes" == read()
+    secret = tmp_path / "etc" / "shadow"
+    secret.parent.mkdir()
+    secret.write_bytes(b"secret")
+    if swapped == "the file":  # then swapped before the click
+        model.unlink()
+        model.symlink_to(secret)
+    else:
+        model.parent.rename(tmp_path / "moved")
+        model.parent.symlink_to(secret.parent)
+    with pytest.raises(OSError, match=f"the model file {model} cannot be read without following a link"):
+        read()
