@@ -64,28 +64,38 @@ def start_trainer(db: Path, data_path: str) -> tuple[subprocess.Popen, int]:
     raise SystemExit("the command-line run did not start")
 
 
-def kill_and_watch(browser, url: str, db: Path, data_path: str, stop_first: bool) -> dict[str, float]:
+def kill_and_watch(browser, url: str, db: Path, data_path: str, stop_first: bool) -> dict[str, float | str]:
     trainer, run_id = start_trainer(db, data_path)
+    try:
+        return _kill_and_watch(browser, url, db, trainer, run_id, stop_first)
+    finally:  # never leave the trainer behind, whatever failed
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+
+
+def _kill_and_watch(browser, url: str, db: Path, trainer: subprocess.Popen, run_id: int,
+                    stop_first: bool) -> dict[str, float | str]:
     runs, home = (browser.new_context(viewport=VIEWPORT).new_page() for _ in range(2))
     for page in (runs, home):
         page.set_default_timeout(180_000)  # a loaded machine: the first views import TensorFlow
     runs.goto(f"{url}/runs?run={run_id}")
-    runs.get_by_text(f"run {run_id} · running").first.wait_for(timeout=120_000)
+    runs.get_by_text(f"run {run_id} · running").first.wait_for()
     home.goto(url)
     wait_idle(home)
-    home.get_by_text("Training now").wait_for(timeout=60_000)
+    home.get_by_text("Training now").wait_for()
     if stop_first:  # the trainer frozen, so the Stop cannot end it: "Stopping…" stays until it is found dead
         trainer.send_signal(signal.SIGSTOP)
         main = runs.locator("[data-testid='stMain']")
         main.get_by_role("button", name="Stop", exact=True).click()
-        main.get_by_role("button", name="Stopping").wait_for(timeout=60_000)
+        main.get_by_role("button", name="Stopping").wait_for()
     trainer.send_signal(signal.SIGKILL)
     killed = time.perf_counter()
     trainer.wait()
     times = {}
-    runs.get_by_text(f"run {run_id} · interrupted").first.wait_for(timeout=120_000)
+    runs.get_by_text(f"run {run_id} · interrupted").first.wait_for()
     times["Runs"] = time.perf_counter() - killed
-    home.get_by_text("Nothing is training").wait_for(timeout=120_000)
+    home.get_by_text("Nothing is training").wait_for()
     times["Home"] = time.perf_counter() - killed
     if stop_first:
         times["Stopping… on screen after"] = float(runs.get_by_role("button", name="Stopping").count())
