@@ -25,7 +25,7 @@ from lsc_core.data import load_cifar100  # noqa: E402
 
 
 def measure(data, name: str, limit: int, repeats: int) -> dict:
-    from lsc_core import checkpoint
+    from lsc_core import checkpoint, schedules
     from lsc_core.model import build_model, compile_model
     from lsc_core.store import RUNNING, Store
     from lsc_core.train import train_run
@@ -40,7 +40,8 @@ def measure(data, name: str, limit: int, repeats: int) -> dict:
         path = store.checkpoint_path(run_id)
         found = checkpoint.read(path, run_id)
         model = build_model(config)
-        compile_model(model, config, config.learning_rate)
+        # As training compiles it: the tabulated schedule (a float rate would add a variable).
+        compile_model(model, config, schedules.keras_schedule(config, schedules.steps_per_epoch(config)))
         checkpoint.restore(model, found, run_id, model.optimizer)
         seconds = []
         for _ in range(repeats):
