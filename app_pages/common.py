@@ -137,15 +137,23 @@ def _launch_pending(pending_key: str, launch: Callable[[Any], None]) -> None:
 
 
 def stop_button(run: dict, key: str) -> None:
-    """Stop, for a queued or running run. The click's callback asks the job manager before the
-    view redraws, so the button says "Stopping…" at once; until the run has ended (within about
-    a second: the trainer reads the stop every 0.1 s), `follow_stop` watches for its end."""
-    stopping = bool(run.stop_requested)
-    st.button("Stopping…" if stopping else "Stop", icon=":material/stop:", key=key, disabled=stopping,
-              on_click=manager().stop, args=(run.id,),
-              help="Ends the run after its current batch; its epochs and best model are kept.")
-    if stopping:
-        follow_stop(run.id)
+    """Stop, for a queued or running run, in a fragment of its own (`stop_control`): the click
+    reruns only that, not the live view around it (seconds on a loaded machine), so the
+    button says "Stopping…" at once; `follow_stop` then shows the run's final status in its
+    place within STOP_FOLLOW_S of the end (the trainer reads the stop every 0.1 s)."""
+    stop_control(run.id, key)
+
+
+@st.fragment
+def stop_control(run_id: int, key: str) -> None:
+    """The Stop button of a run not asked to stop yet, else `follow_stop`; the run read afresh,
+    as a click reruns this fragment alone."""
+    run = store().get_run(run_id)
+    if run is not None and run.status in ACTIVE_STATES and not run.stop_requested:
+        st.button("Stop", icon=":material/stop:", key=key, on_click=manager().stop, args=(run_id,),
+                  help="Ends the run after its current batch; its epochs and best model are kept.")
+    else:
+        follow_stop(run_id, key)
 
 
 def recheck_live_runs() -> None:
@@ -155,13 +163,17 @@ def recheck_live_runs() -> None:
 
 
 @st.fragment(run_every=STOP_FOLLOW_S)
-def follow_stop(run_id: int) -> None:
-    """Rerun the page as soon as a stopping run has ended (or its trainer died), so its final
-    status shows within STOP_FOLLOW_S of the end instead of at the next live refresh (LIVE_REFRESH_S)."""
+def follow_stop(run_id: int, key: str) -> None:
+    """While a run is stopping, a disabled "Stopping…" button; as soon as the run has ended (or its
+    trainer died), its final status line in the button's place, so the end shows within
+    STOP_FOLLOW_S. The live view around it catches up at its next refresh (LIVE_REFRESH_S):
+    a rerun of the whole page from here took seconds on a loaded machine."""
     recheck_live_runs()
     run = store().get_run(run_id)
-    if run is None or run.status not in ACTIVE_STATES:
-        st.rerun()
+    if run is not None and run.status in ACTIVE_STATES:
+        st.button("Stopping…", icon=":material/stop:", key=key, disabled=True)
+    elif run is not None:
+        st.caption(views.status_line(run))
 
 
 def sidebar() -> None:
