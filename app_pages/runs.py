@@ -190,7 +190,7 @@ def live_run(run: dict) -> None:
 def continue_controls(run) -> None:
     """Resume (a stopped, interrupted or failed run) or N more epochs (a completed one), from the
     run's checkpoint; the job manager queues it, and a refusal is one line here."""
-    action = views.continue_action(store, run)
+    action = store.continue_action(run)
     if action == "resume":
         st.button("Resume", key=f"resume-{run.id}", icon=":material/play_arrow:", on_click=continue_run,
                   args=(run.id, None),

@@ -30,6 +30,8 @@ from .runs import (ACTIVE_STATES, COMPLETED, FAILED, FINISHED_STATES, INTERRUPTE
                    QUEUED, RUNNING, STATUSES, STOPPED, Run, json_list, json_object, run_from_row)
 
 CHECKPOINT_FILE = "checkpoint.npz"  # a run's resumable checkpoint in its artifacts folder (lsc_core/checkpoint.py)
+# Runs that `resume` continues (a completed one is extended instead).
+RESUMABLE_STATES = (STOPPED, INTERRUPTED, FAILED)
 BUSY_TIMEOUT_S = 30  # how long a write waits for another writer before giving up
 
 
@@ -585,10 +587,11 @@ class Store:
         (or `status` RUNNING: owned by this process, which trains it now), its epochs kept.
 
         StoreError with one line for a run that is queued or running, completed (extend it
-        instead), or has no checkpoint (trained before runs kept one)."""
+        instead), or has epochs but no checkpoint (trained before runs kept one). A run that never
+        finished an epoch starts from the beginning."""
         with self.db.conn:
             self._write("BEGIN IMMEDIATE")
-            self._continuable(run_id, (STOPPED, INTERRUPTED, FAILED), "resumed")
+            self._continuable(run_id, RESUMABLE_STATES, "resumed")
             self._write("UPDATE runs SET error = NULL, finished_at = NULL WHERE id = ?", [run_id])
             self._set_continuing(run_id, status)
 
@@ -636,10 +639,22 @@ class Store:
                     COMPLETED: "it completed all its epochs: extend it by N epochs instead"}.get(
                 run.status, "only a completed run can be extended; resume it instead")
             raise StoreError(f"run {run_id} is {run.status} and cannot be {verb}: {hint}")
-        if not self.checkpoint_path(run_id).is_file():
+        if self.continue_action(run) is None:
             raise StoreError(f"run {run_id} has no checkpoint to continue from (it was trained before runs kept "
-                             "one, or never finished an epoch); clone it to train it again from scratch")
+                             "one); clone it to train it again from scratch")
         return run
+
+    def continue_action(self, run: Run) -> str | None:
+        """How `run` can go on: "resume" (stopped, interrupted or failed: from its checkpoint, or from
+        the beginning when it never finished an epoch, as it then has nothing to keep), "extend"
+        (completed, with a checkpoint: N more epochs), or None (active, or epochs stored without a
+        checkpoint: trained before runs kept one)."""
+        has_checkpoint = self.checkpoint_path(run.id).is_file()
+        if run.status == COMPLETED:
+            return "extend" if has_checkpoint else None
+        if run.status in RESUMABLE_STATES:
+            return "resume" if has_checkpoint or not self.epochs(run.id) else None
+        return None
 
     def _set_continuing(self, run_id: int, status: str) -> None:
         assert status in ACTIVE_STATES, status

@@ -22,7 +22,7 @@ from .acceleration import describe_speed
 from .artifacts import read_without_links
 from .config import ConfigError, RunConfig, flat_settings
 from . import estimates
-from .store import COMPLETED, FAILED, INTERRUPTED, MODEL_STATES, QUEUED, RUNNING, STOPPED, Run, Store
+from .store import COMPLETED, MODEL_STATES, QUEUED, RUNNING, Run, Store
 from .study import STUDY_BEST
 
 RUN_COLUMNS = ["id", "name", "status", "label_mode", "params", "best_accuracy", "best_epoch", "epochs_done",
@@ -551,14 +551,3 @@ def model_file(run: Run) -> tuple[bytes, str] | None:
     download = model_download(run)
     return None if download is None else (download[0](), download[1])
 
-
-RESUMABLE_STATES = (STOPPED, INTERRUPTED, FAILED)
-
-
-def continue_action(store: Store, run: Run) -> str | None:
-    """How the Runs page offers to continue `run` from its checkpoint: "resume" (stopped,
-    interrupted or failed), "extend" (completed: N more epochs), or None (active, or no
-    checkpoint: trained before runs kept one)."""
-    if not store.checkpoint_path(run.id).is_file():
-        return None
-    return "extend" if run.status == COMPLETED else "resume" if run.status in RESUMABLE_STATES else None

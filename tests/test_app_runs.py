@@ -299,8 +299,8 @@ def test_runs_page_resumes_a_stopped_run_and_extends_a_completed_one(tmp_path, a
         assert f"extend-{stopped}" not in [b.key for b in at.button]
         store.checkpoint_path(stopped).rename(tmp_path / "away.npz")  # gone between drawing and the click
         at.button(key=f"resume-{stopped}").click().run()
-        assert [plain(f"run {stopped} has no checkpoint to continue from (it was trained before runs kept one, or "
-                      "never finished an epoch); clone it to train it again from scratch")] == [e.value for e in at.error]
+        assert [plain(f"run {stopped} has no checkpoint to continue from (it was trained before runs kept one); "
+                      "clone it to train it again from scratch")] == [e.value for e in at.error]
         assert STOPPED == store.get_run(stopped).status
         assert f"resume-{stopped}" not in [b.key for b in at.button]  # no checkpoint now: nothing to resume
         (tmp_path / "away.npz").rename(store.checkpoint_path(stopped))

@@ -161,13 +161,14 @@ def test_refusals_are_one_line_and_change_nothing(tmp_path, tiny_data):
     train_run(store, completed, load_data=lambda: tiny_data)
     queued = store.create_run(config())
     old = store.create_run(config(), status=RUNNING)
-    store.finish_run(old, STOPPED)  # a run with no checkpoint: trained before they were kept
+    store.log_epoch(old, 1, {"val_accuracy": 0.1}, 1.0)
+    store.finish_run(old, STOPPED)  # an epoch but no checkpoint: trained before they were kept
     refusals = {
         (store.resume, completed): f"run {completed} is completed and cannot be resumed: it completed all its "
                                    "epochs: extend it by N epochs instead",
         (store.resume, queued): f"run {queued} is queued and cannot be resumed: it is queued already",
         (store.resume, old): f"run {old} has no checkpoint to continue from (it was trained before runs kept "
-                             "one, or never finished an epoch); clone it to train it again from scratch",
+                             "one); clone it to train it again from scratch",
         (store.resume, 999): f"no run 999 in {store.path}",
         (lambda run_id: store.extend(run_id, 2), stopped): f"run {stopped} is stopped and cannot be extended: only "
                                                           "a completed run can be extended; resume it instead",
@@ -242,3 +243,15 @@ def test_requeue_trains_from_scratch_and_drops_the_checkpoint(tmp_path, tiny_dat
     store.requeue(run_id)
     assert not store.checkpoint_path(run_id).exists()
     assert QUEUED == store.get_run(run_id).status and [] == store.epochs(run_id)
+
+
+def test_a_run_stopped_before_its_first_epoch_resumes_from_the_beginning(tmp_path, tiny_data):
+    """Nothing to keep and no checkpoint: Resume trains it from epoch 1, as if never stopped."""
+    store = Store(tmp_path / "runs.sqlite")
+    run_id = store.create_run(config(), status=RUNNING)
+    store.request_stop(run_id)  # seen before the first batch
+    assert (STOPPED, []) == (train_run(store, run_id, load_data=lambda: tiny_data).status, store.epochs(run_id))
+    assert "resume" == store.continue_action(store.get_run(run_id))
+    store.resume(run_id, status=RUNNING)
+    assert COMPLETED == train_run(store, run_id, load_data=lambda: tiny_data).status
+    close(uninterrupted(Store(tmp_path / "other.sqlite"), tiny_data), metrics(store, run_id))
