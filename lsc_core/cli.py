@@ -214,8 +214,9 @@ def _continue_run(args) -> int:
     else:
         store.extend(run_id, args.epochs, status=RUNNING)
     run = store.get_run(run_id)
-    print(f"run {run_id}: {run.name} continues after epoch {found.epoch} of {run.epochs_planned}, "
-          f"data: {data.source}", flush=True)
+    # No checkpoint: it never finished an epoch (Store.continue_action), so it starts from the beginning.
+    where = f"continues after epoch {found.epoch}" if found is not None else "starts again from its first epoch"
+    print(f"run {run_id}: {run.name} {where} of {run.epochs_planned}, data: {data.source}", flush=True)
     return _train_here(store, run_id, data)
 
 

@@ -245,13 +245,14 @@ def test_requeue_trains_from_scratch_and_drops_the_checkpoint(tmp_path, tiny_dat
     assert QUEUED == store.get_run(run_id).status and [] == store.epochs(run_id)
 
 
-def test_a_run_stopped_before_its_first_epoch_resumes_from_the_beginning(tmp_path, tiny_data):
-    """Nothing to keep and no checkpoint: Resume trains it from epoch 1, as if never stopped."""
+def test_a_run_stopped_before_its_first_epoch_resumes_from_the_beginning(tmp_path, tiny_npz, tiny_data, capsys):
+    """Nothing to keep and no checkpoint: `train --resume` trains it from epoch 1, as if never stopped."""
     store = Store(tmp_path / "runs.sqlite")
     run_id = store.create_run(config(), status=RUNNING)
     store.request_stop(run_id)  # seen before the first batch
     assert (STOPPED, []) == (train_run(store, run_id, load_data=lambda: tiny_data).status, store.epochs(run_id))
     assert "resume" == store.continue_action(store.get_run(run_id))
-    store.resume(run_id, status=RUNNING)
-    assert COMPLETED == train_run(store, run_id, load_data=lambda: tiny_data).status
+    assert 0 == main(["train", "--resume", str(run_id), "--data", str(tiny_npz), "--db", str(store.path)])
+    assert f"run {run_id}: resumable starts again from its first epoch of 4" in capsys.readouterr().out
+    assert COMPLETED == store.get_run(run_id).status
     close(uninterrupted(Store(tmp_path / "other.sqlite"), tiny_data), metrics(store, run_id))
