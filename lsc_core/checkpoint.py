@@ -16,6 +16,8 @@ The file is a plain .npz of numeric arrays plus one string; it is read with
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import threading
@@ -23,6 +25,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -61,12 +64,13 @@ def _inner(optimizer):
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
-def write(path: Path, model, optimizer, state: dict) -> None:
+def write(path: Path, model, optimizer, state: dict, publish: Callable[[Callable[[], None]], None] | None = None) -> None:
     """Write the checkpoint of `model` (the Keras model trained, not a wrapper that feeds it)
     and its built `optimizer`, with `state` (JSON-able), to `path` atomically: a partial file
     in the same folder, then a rename, so a reader (or a resumed run) sees the old checkpoint
-    or the new one, never half of one. On any failure the partial file is removed; an OSError
-    (a full disk) propagates."""
+    or the new one, never half of one; `publish(rename)`, when given, makes the rename (inside a
+    store transaction that checks the run is still this process's). On any failure the partial
+    file is removed; an OSError (a full disk) propagates."""
     import keras
 
     arrays = {STATE_KEY: np.array(json.dumps({"format": FORMAT, **state}))}
@@ -78,9 +82,14 @@ def write(path: Path, model, optimizer, state: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as file:  # a file object: np.savez would add ".npz" to a name
             np.savez(file, **arrays)  # uncompressed: float weights hardly compress, and it is faster
-        os.replace(partial, path)
+        rename = functools.partial(os.replace, partial, path)
+        if publish is None:
+            rename()
+        else:
+            publish(rename)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a file system turned read-only cannot remove it either
+            partial.unlink(missing_ok=True)
         raise
 
 

@@ -247,17 +247,14 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             (a resume would then start from the previous epoch's checkpoint, and train this one again)."""
             if checkpoint_to is None:
                 return
-            if owner is not None:  # the file belongs to whoever owns the run now: never overwrite theirs
-                try:
-                    store.check_owner(run_id, owner)
-                except NotOwner:
-                    self.abandon()
-                    raise
             state = checkpoint_state()
             try:
                 checkpoint.write(checkpoint_to, state.pop("model"), state.pop("optimizer"), {
                     **state, "epoch": self._epoch, "best_accuracy": self.best_accuracy,
-                    "logs": {"metrics": _numbers(logs), "seconds": seconds, **rates}})
+                    "logs": {"metrics": _numbers(logs), "seconds": seconds, **rates}}, publish=self._hold_run)
+            except NotOwner:  # the file belongs to whoever owns the run now: theirs is not overwritten
+                self.abandon()
+                raise
             except OSError as exc:
                 self.checkpoint_error = f"the checkpoint of epoch {self._epoch} could not be written to " \
                                         f"{checkpoint_to}: {exc.strerror or exc}"
@@ -290,6 +287,11 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 if current is not None:
                     self.model.set_weights(current)
             self._best_saved, self.save_error = True, None
+
+        def _hold_run(self, rename) -> None:
+            """Put a file of the run in place only while the run is this process's (NotOwner otherwise)."""
+            with store.holding(run_id, owner):
+                rename()
 
         def _publish(self, rename) -> None:
             """Put the saved file in place and record it, in one store transaction that holds while the

@@ -256,3 +256,29 @@ def test_a_run_stopped_before_its_first_epoch_resumes_from_the_beginning(tmp_pat
     assert f"run {run_id}: resumable starts again from its first epoch of 4" in capsys.readouterr().out
     assert COMPLETED == store.get_run(run_id).status
     close(uninterrupted(Store(tmp_path / "other.sqlite"), tiny_data), metrics(store, run_id))
+
+
+def test_a_trainer_that_lost_its_run_does_not_put_its_checkpoint_in_place(tmp_path, tiny_data):
+    from owners import hand_over, identity_of
+
+    sleeper = subprocess.Popen(["sleep", "60"])  # the process that takes the run over
+    new_owner = identity_of(sleeper.pid)
+
+    class TakenWhileWriting(Store):
+        """The run is taken by another process between the checkpoint's write and its rename."""
+
+        def holding(self, run_id, owner):
+            hand_over(self, run_id, new_owner)
+            return super().holding(run_id, owner)
+
+    try:
+        store = TakenWhileWriting(tmp_path / "runs.sqlite")
+        run_id = store.create_run(config(), status=RUNNING)
+        train_run(store, run_id, load_data=lambda: tiny_data)
+        run = store.get_run(run_id)
+        assert (RUNNING, new_owner.token, []) == (run.status, store.db.execute(
+            "SELECT owner FROM runs WHERE id = ?", [run_id]).fetchone()[0], store.epochs(run_id))
+        assert [] == sorted(p.name for p in store.checkpoint_path(run_id).parent.glob("*checkpoint*"))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
