@@ -241,6 +241,20 @@ def read_only_reason(path: Path) -> str | None:
     return "file" if path.exists() and not os.access(path, os.W_OK) else None
 
 
+def _use_wal(db: sqlite_utils.Database) -> None:
+    """Switch to WAL mode. Processes opening a brand-new store at one moment race for the lock
+    the switch needs, and SQLite answers "locked" without waiting: retry for the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _connect(path: Path) -> sqlite_utils.Database:
     read_only = read_only_reason(path)
     # Read-only: SQLite must not try to create the WAL's -shm file; on a read-only mount
@@ -253,7 +267,7 @@ def _connect(path: Path) -> sqlite_utils.Database:
     try:
         _check_is_store(db, path)
         if not read_only:
-            db.execute("PRAGMA journal_mode = WAL")
+            _use_wal(db)
     except sqlite3.OperationalError as exc:  # the file could not be read or its WAL index written
         conn.close()
         hint = " (is its disk full?)" if "I/O error" in str(exc) or "full" in str(exc) else ""
@@ -275,12 +289,16 @@ def _check_is_store(db: sqlite_utils.Database, path: Path) -> None:
     """StoreError, before anything is written, for an SQLite file that this code must not
     change: a store of a newer version, or another application's database (tables but no
     schema version, or a version without our tables)."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
+    # One read transaction, so the version and the tables come from one snapshot: read apart, a
+    # store another process is creating this moment could show version 0 beside its new tables.
+    with db.conn:
+        db.execute("BEGIN")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                               "AND name NOT LIKE 'sqlite_%'")}
     if version > len(MIGRATIONS):
         raise StoreError(f"the store has schema version {version}, newer than this code "
                          f"({len(MIGRATIONS)}); upgrade the LSC dashboard")
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                                           "AND name NOT LIKE 'sqlite_%'")}
     if (version == 0 and tables) or (version > 0 and not STORE_TABLES <= tables):
         shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
         raise StoreError(f"{path} is another application's SQLite database (tables: {shown or 'none'}), not a "

@@ -3,6 +3,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -273,3 +274,21 @@ def test_a_migration_4_store_gets_the_status_check_keeping_runs_epochs_and_refer
         upgraded.db.execute("UPDATE runs SET status = 'paused' WHERE id = 7")
     with pytest.raises(sqlite3.IntegrityError):  # references still enforced after the rebuild
         upgraded.db.execute("INSERT INTO epochs (run_id, epoch) VALUES (99, 1)")
+
+
+def test_processes_opening_a_new_store_at_one_moment_all_get_it(tmp_path):
+    """Four processes create one store at the same instant: none takes the half-made store for
+    another application's database or gives up on the lock the switch to WAL needs."""
+    code = ("import sys, time\n"
+            "from lsc_core.store import Store, StoreError\n"
+            "start = float(sys.argv[2])\n"
+            "while time.time() < start: pass\n"
+            "try:\n    Store(sys.argv[1])\nexcept StoreError as exc:\n    print('error:', exc)\n")
+    for attempt in range(5):
+        start = time.time() + 3  # after every process has imported lsc_core
+        db = tmp_path / f"new-{attempt}.sqlite"
+        processes = [subprocess.Popen([sys.executable, "-c", code, str(db), str(start + k * 0.002)],
+                                      cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
+                     for k in range(4)]
+        assert [""] * 4 == [process.communicate()[0] for process in processes]
+        assert len(MIGRATIONS) == sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0]
