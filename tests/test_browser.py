@@ -355,6 +355,8 @@ def test_enter_in_a_number_field_queues_nothing(prepared, page, path, values):
     page.goto(f"{url}/{path}")
     wait_for_app(page)
     page.locator("[data-testid='stNumberInputField']").first.wait_for(timeout=60_000)  # a first view may import TF
+    for label in values:  # the form draws its fields in turn: count them once all are there
+        page.locator(f"[data-testid='stNumberInputField'][aria-label='{label}']").wait_for(timeout=30_000)
     fields = press_enter_in_each_number_field(page, values)
     assert fields >= len(values)
     page.wait_for_timeout(1_000)  # a submit would have queued by now
