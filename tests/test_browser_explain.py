@@ -114,7 +114,20 @@ def test_predict_shows_heatmaps_for_the_top_and_a_picked_class_and_takes_a_camer
     page.get_by_text("Take a photo with the camera").click()
     camera = page.locator("[data-testid='stCameraInput']")
     camera.wait_for(timeout=30_000)
-    camera.get_by_role("button", name="Take Photo").click()  # Chromium's fake camera: a test pattern
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    # Chromium's fake camera (a test pattern) needs a moment to stream: a click before its video
+    # plays takes no photo. Wait for it, and click again if no photo came.
+    camera.locator("video").wait_for(timeout=30_000)
+    page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stCameraInput'] video\")]"
+                           ".some(video => video.readyState >= 2)", timeout=30_000)
+    for _ in range(3):
+        camera.get_by_role("button", name="Take Photo").click()
+        try:
+            camera.get_by_role("button", name="Clear photo").wait_for(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            continue
     page.get_by_text("on the image (the centred square it sees)").nth(3).wait_for(timeout=60_000)
     wait_for_app(page)
     no_error_text(page)
