@@ -159,8 +159,8 @@ def check(trial: Trial, store: Store | None, epochs: int, data: Path) -> None:
         trial.problems.append(f"epochs stored {sorted(stored)}")
     if run.status != COMPLETED:
         trial.problems.append(f"ended {run.status}: {run.error}")
-    if getattr(run, "model_epoch", None) != run.best_epoch:
-        trial.problems.append(f"saved model is epoch {getattr(run, 'model_epoch', None)}, best is {run.best_epoch}")
+    if run.model_epoch != run.best_epoch:
+        trial.problems.append(f"saved model is epoch {run.model_epoch}, best is {run.best_epoch}")
     accuracy = saved_model_accuracy(run, data)
     if accuracy is None or abs(accuracy - (run.best_val_accuracy or -1)) > ACCURACY_TOLERANCE:
         trial.problems.append(f"saved model scores {accuracy}, the store's best is {run.best_val_accuracy}")

@@ -9,12 +9,12 @@ import importlib.util
 import re
 import signal
 import sys
-import time
 from pathlib import Path
 
 from lsc_core.config import LayerSpec, RunConfig
 from lsc_core.store import COMPLETED, INTERRUPTED, RUNNING, Store
 from test_server_config import start_server
+from waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -41,16 +41,6 @@ def test_runs_killed_at_random_points_resume_without_losing_an_epoch(tiny_npz, c
 def tiny_config(name: str) -> RunConfig:
     return RunConfig(layers=(LayerSpec.make("conv2d", filters=4), LayerSpec.make("flatten")), epochs=6,
                      batch_size=8, name=name)
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_two_servers_on_one_store_train_each_run_once_and_a_killed_one_loses_nothing(tmp_path, tiny_npz):

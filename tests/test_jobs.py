@@ -1,26 +1,16 @@
 """The background worker: queued runs train one after another; stop; queue survives restarts."""
-import time
-
 import pytest
 
 from lsc_core.config import LayerSpec, RunConfig
 from lsc_core.jobs import JobManager
 from lsc_core.store import COMPLETED, QUEUED, STOPPED, Store
+from waiting import wait_for
 
 SMALL = (LayerSpec.make("conv2d", filters=4), LayerSpec.make("maxpool2d", pool_size=4), LayerSpec.make("flatten"))
 
 
 def config(**changes):
     return RunConfig(layers=SMALL, epochs=1, batch_size=50, label_mode="fine").replace(**changes)
-
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture
