@@ -5,6 +5,7 @@ manager per store (lsc_core.jobs.manager_for): one worker thread and one copy of
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -50,6 +51,30 @@ STOP_FOLLOW_S = 0.5  # while a run is stopping, how often its view looks for the
 # counts get a fixed width that shows "25,000,000" in full (an automatic width cut the leading digit).
 EMPTY_CELL = "—"
 PARAMS_COLUMN = st.column_config.NumberColumn("params", format="localized", width=100)
+
+
+def keep_keras_state_between_reruns() -> None:
+    """Leave out the Keras clean-up Streamlit does at the end of every script run.
+
+    Streamlit ends each run, every fragment's refresh included, with
+    keras.backend.clear_session() (script_runner._clean_problem_modules): a full garbage
+    collection (0.2 s holding the GIL, measured with a trained model loaded), TensorFlow's
+    kernel cache cleared and Keras's global settings reset, beside the worker that trains in
+    this process. A Stop's follow-up, refreshed every STOP_FOLLOW_S, so starved the trainer
+    that its run ended 5-7 s after the click; every live refresh slowed training; and a
+    mixed-precision policy could be reset under a model being built. The pages keep no Keras
+    state of their own to clear (their models live in caches on purpose), so only
+    matplotlib's part of the clean-up is kept. Idempotent: app.py calls it on every run.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if hasattr(script_runner, "_clean_problem_modules"):  # gone in another Streamlit: nothing to leave out
+        script_runner._clean_problem_modules = _close_matplotlib_figures
+
+
+def _close_matplotlib_figures() -> None:
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
 
 
 def db_path() -> str:

@@ -20,6 +20,7 @@ def test_config_file_closes_the_dashboard():
     assert 1 <= config["server"]["maxUploadSize"] <= 50  # megabytes; Streamlit's default is 200
     assert "none" == config["client"]["showErrorDetails"]  # false would mean "stacktrace"
     assert config["browser"]["gatherUsageStats"] is False
+    assert config["runner"]["postScriptGC"] is False  # a forced full collection per run starves the trainer
 
 
 def free_port() -> int:
