@@ -79,6 +79,12 @@ class StopRun(Exception):
     """Raised inside a run that was asked to stop before training began."""
 
 
+class EpochCut(Exception):
+    """Ends a fit whose epoch a stop cut during training, before Keras validates it: that epoch
+    is dropped anyway, and an epoch's first validation traces the test step first (seconds,
+    after the click, for nothing). The callback has done its on_train_end work already."""
+
+
 def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int,
                   stop_event: threading.Event | None = None, *, saved_model=None, train_images: int = 0,
                   val_images: int = 0, owner: str | None = None, checkpoint_to: Path | None = None,
@@ -195,10 +201,14 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             with self._lock:
                 if self._phase != "training":
                     return  # an evaluate() outside fit
-                self._validation_started = time.time()
-                self._train_seconds = self._validation_started - self._epoch_started
-                self._phase = "validating"
-                self.model.stop_evaluating = self._epoch_cut  # no point validating a dropped epoch
+                cut = self._epoch_cut
+                if not cut:  # a stop from now on cuts the validation (stop_evaluating)
+                    self._validation_started = time.time()
+                    self._train_seconds = self._validation_started - self._epoch_started
+                    self._phase = "validating"
+            if cut:
+                self.on_train_end()  # Keras calls it only when a fit ends without an exception
+                raise EpochCut()
 
         def on_test_end(self, logs=None):
             with self._lock:
@@ -615,6 +625,8 @@ def _fit_phases(store, run, plan, model, saved, split, stop_event, verbose, puls
                 trainer.fit(train_ds, epochs=epochs, initial_epoch=max(0, start - phase_offset),
                             validation_data=val_ds, callbacks=[feed, recipe_callback, callback],
                             verbose=verbose, shuffle=False)  # the datasets shuffle
+            except EpochCut:  # stopped while training: the run ends now, not after a validation pass
+                pass
             finally:  # also when stopped or failing: the best epoch so far is not lost
                 pulse.phase("saving")
                 callback.save_best()

@@ -137,6 +137,43 @@ def test_a_stop_ends_a_long_epoch_midway_and_keeps_no_partial_epoch(store, tmp_p
     assert seen and seen[0]["batch"] < seen[0]["batches"] == 4000
 
 
+def test_a_stop_while_training_ends_the_fit_without_validating_the_dropped_epoch(store, tiny_data):
+    """Keras validates an epoch even after stop_training is set; the cut epoch is dropped anyway,
+    and its validation would first trace the test step (seconds between the click and the end)."""
+    import keras
+    import tensorflow as tf
+
+    from lsc_core.model import compile_model
+    from lsc_core.train import EpochCut, make_callback
+
+    config = small_config(epochs=2)
+    run_id = store.create_run(config, status=RUNNING)
+    model = build_model(config)
+    compile_model(model, config)
+    saved = make_callback(store, run_id, store.artifacts / str(run_id) / "best.keras", config.epochs)
+    x, y = tiny_data.x_train.astype("float32"), tiny_data.labels("train", "coarse")
+    x_val, y_val = tiny_data.x_test.astype("float32"), tiny_data.labels("test", "coarse")
+    pulled = []  # validation batches Keras asked for
+
+    def validation_batches():
+        for start in range(0, len(x_val), 32):
+            pulled.append(start)
+            yield x_val[start:start + 32], y_val[start:start + 32]
+
+    validation = tf.data.Dataset.from_generator(validation_batches, output_signature=(
+        tf.TensorSpec((None, *x_val.shape[1:]), tf.float32), tf.TensorSpec((None,), tf.as_dtype(y_val.dtype))))
+
+    class StopAtSecondBatch(keras.callbacks.Callback):  # as the Stop button, deterministically
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                saved.stop()
+
+    with pytest.raises(EpochCut):
+        model.fit(x, y, batch_size=8, epochs=config.epochs, validation_data=validation, verbose=0,
+                  callbacks=[StopAtSecondBatch(), saved])
+    assert ([], []) == (pulled, store.epochs(run_id))
+
+
 def test_a_stop_while_validating_ends_the_run_and_keeps_no_partly_validated_epoch(store, tmp_path):
     from cifar_files import synthetic_arrays, write_npz
 
