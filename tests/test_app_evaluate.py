@@ -1,4 +1,4 @@
-"""AppTest of the Evaluate page on real tiny runs: metrics, both confusion views, galleries."""
+"""AppTest of the Evaluate page on real tiny runs: metrics, both confusion views, other runs, galleries."""
 import json
 import os
 from pathlib import Path
@@ -41,6 +41,12 @@ def heatmap_classes(at) -> int:
     return len(json.loads(heatmap.proto.spec)["layer"][0]["encoding"]["x"]["sort"])
 
 
+def open_section(at, name: str):
+    """Open one of the page's tabs, as a click on it does (the address names the open one)."""
+    at.query_params["section"] = name
+    return at.run()
+
+
 @pytest.fixture
 def page(trained, tiny_npz, monkeypatch):
     db, ids = trained
@@ -66,8 +72,10 @@ def test_a_fine_run_shows_accuracy_derived_coarse_and_both_confusions(page):
     assert 100 == heatmap_classes(at)  # one heatmap at a time (a hidden tab squeezed its chart), per-class bars
     level.set_value("Coarse, derived from fine (20 superclasses)").run()
     assert 20 == heatmap_classes(at)
-    at.segmented_control[0].set_value("image count").run()
+    at.segmented_control(key="confusion_scale").set_value("image count").run()
     assert not at.exception
+    open_section(at, "Mistakes")
+    assert "image count" == at.segmented_control(key="confusion_scale").value  # one setting for the page
     at.selectbox(key="evaluate_class").set_value(3).run()  # gallery of class 3 (bear)
     assert not at.exception
 
@@ -79,8 +87,14 @@ def test_an_older_coarse_run_is_predicted_on_first_open(page):
     assert not at.exception
     assert ["Top-1 test accuracy", "Top-5 test accuracy", "Random guess"] == [m.label for m in at.metric][:3]
     assert "5%" == at.metric[2].value
-    # one heatmap, per-class bars; against a fine run (at coarse level): differences, reliability
-    assert 4 == len(at.get("vega_lite_chart"))
+    assert ["Confusion", "Against other runs", "Mistakes"] == [tab.label for tab in at.tabs]
+    # The first view runs the open section only: one heatmap and the per-class bars, no images.
+    assert (2, 0) == (len(at.get("vega_lite_chart")), len(at.get("image")))
+    open_section(at, "Against other runs")  # against a fine run (at coarse level): differences, reliability
+    assert (2, 0) == (len(at.get("vega_lite_chart")), len(at.get("image")))
+    assert not at.exception
+    open_section(at, "Mistakes")
+    assert at.get("image") and not at.get("vega_lite_chart")  # a coarse run has no superclass drill-down
     at.segmented_control[1].set_value("predicted class").run()
     assert not at.exception
 
@@ -115,7 +129,7 @@ def _percent(metric) -> float:
 def test_two_runs_give_per_class_differences_with_mcnemar_an_ensemble_and_calibration(page):
     at, ids = page
     at.session_state["selected_run"] = ids["fine"]
-    at.run()
+    open_section(at, "Against other runs")
     at.selectbox(key="evaluate_other").set_value(ids["fine_b"]).run()
     assert not at.exception
     assert ["fine", "coarse"] == at.radio(key="evaluate_compare_level").options
@@ -136,7 +150,7 @@ def test_two_runs_give_per_class_differences_with_mcnemar_an_ensemble_and_calibr
 def test_galleries_show_what_the_network_looked_at(page):
     at, ids = page
     at.session_state["selected_run"] = ids["fine"]
-    at.run()
+    open_section(at, "Mistakes")
     plain = [len(element.captions) for element in at.get("image")]
     at.toggle(key="evaluate_gradcam").set_value(True).run()
     assert not at.exception
@@ -150,7 +164,7 @@ def test_galleries_show_what_the_network_looked_at(page):
 def test_a_fine_run_drills_into_one_superclass(page):
     at, ids = page
     at.session_state["selected_run"] = ids["fine"]
-    at.run()
+    open_section(at, "Mistakes")
     at.selectbox(key="evaluate_superclass").set_value(1).run()  # fish
     assert not at.exception
     sorts = [json.loads(chart.proto.spec).get("layer", [{}])[0].get("encoding", {}).get("x", {}).get("sort")
