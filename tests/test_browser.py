@@ -389,6 +389,47 @@ def test_a_reload_of_build_keeps_the_form(prepared, page):
                            timeout=10_000)
 
 
+def test_a_launch_over_an_hour_or_repeating_a_queued_one_asks_first(tmp_path, tiny_npz, page):
+    """Launch's estimate comes from this device's measured runs: with a similar run measured at
+    10 minutes per full epoch, the default form (10 epochs of 50,000 images) asks before it
+    queues; once queued, the same form asks again, naming the run it repeats."""
+    from lsc_core.config import analyze, preset
+    from lsc_core.store import ACTIVE_STATES, COMPLETED, RUNNING
+
+    store = Store(tmp_path / "runs.sqlite")
+    measured = store.create_run(preset("seed-part2", epochs=1, name="slow"), status=RUNNING)
+    store.start_run(measured, params=analyze(preset("seed-part2")).total_params, versions={}, device="")
+    store.log_epoch(measured, 1, {"val_accuracy": 0.1}, 600.0)
+    store.finish_run(measured, COMPLETED)
+    with dashboard(tmp_path, tiny_npz) as url:
+        page.goto(f"{url}/build")
+        wait_for_app(page)
+        main = page.locator("[data-testid='stMain']")
+        launch = main.get_by_role("button", name="Launch")
+        main.get_by_text("Confirm first: it should take about 1h 40m.").wait_for(timeout=30_000)
+        assert f"about 1h 40m (measured: run {measured} on this device)" in main_text(page)
+        assert launch.is_disabled()
+        main.get_by_text("Queue it anyway").click()
+        wait_for_app(page)
+        assert (launch.is_enabled(), 1) == (True, len(store.list_runs()))
+        launch.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "launch-confirmed.png"))
+        launch.click()
+        page.wait_for_url("**/runs?run=*", timeout=30_000)
+        queued = store.list_runs()[0]
+        assert (queued.id != measured, queued.status in ACTIVE_STATES, queued.config.epochs) == (True, True, 10)
+
+        page.goto(f"{url}/build")  # the form as launched, and that run still queued or training
+        wait_for_app(page)
+        repeat = main.get_by_text(f"with exactly this config is still {store.get_run(queued.id).status}")
+        repeat.or_(main.get_by_text("with exactly this config is still")).first.wait_for(timeout=30_000)
+        assert f"run #{queued.id}" in main_text(page) and launch.is_disabled()
+        launch.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "launch-repeat.png"))  # the question in view
+        store.request_stop(queued.id)
+    assert [measured, queued.id] == sorted(run.id for run in store.list_runs())  # nothing else was queued
+
+
 # -- charts sized to their content, Stop answered, no Deploy button, suites stopped (issue 13) --
 DRAWN_CHART = "[data-testid='stVegaLiteChart'] :is(canvas, svg.marks)"
 
