@@ -174,4 +174,5 @@ def test_schedule_chart_draws_the_curve_and_marks_each_epochs_start():
     assert ("line", "point") == (line["mark"]["type"], starts["mark"]["type"])
     assert "pad" == spec["autosize"]["type"]
     assert [1.0, 2.0, 3.0, 4.0] == [row["epoch"] for row in spec["datasets"][starts["data"]["name"]]]
+    assert ({"tickMinStep": 1, "format": "d"}.items() <= line["encoding"]["x"]["axis"].items())  # no "1.5" ticks
     assert editor.schedule_frame(preset("seed-part1", epochs=2, warmup_epochs=2)) is None  # refused settings

@@ -28,8 +28,8 @@ def schedule_chart(frame: pd.DataFrame, width: int = LR_WIDTH) -> alt.LayerChart
 
     `frame` is `editor.schedule_frame` (epoch, learning_rate, starts_epoch).
     """
-    line = alt.Chart(frame).mark_line(color=LR_COLOUR).encode(x=alt.X("epoch:Q", title="epoch"),
-                                                                y=_rate_axis())
+    # Drawn step by step (fractional epochs), read on whole-epoch ticks: "1.5" read as an epoch number.
+    line = alt.Chart(frame).mark_line(color=LR_COLOUR).encode(x=epoch_axis(), y=_rate_axis())
     starts = alt.Chart(frame[frame["starts_epoch"]]).mark_point(filled=True, color=LR_COLOUR, size=40).encode(
         x="epoch:Q", y="learning_rate:Q",
         tooltip=[alt.Tooltip("epoch:Q", title="epoch starts", format="d"),
