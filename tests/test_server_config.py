@@ -21,6 +21,7 @@ def test_config_file_closes_the_dashboard():
     assert "none" == config["client"]["showErrorDetails"]  # false would mean "stacktrace"
     assert config["browser"]["gatherUsageStats"] is False
     assert config["runner"]["postScriptGC"] is False  # a forced full collection per run starves the trainer
+    assert "none" == config["server"]["fileWatcherType"]  # no walk over sys.modules after every run
 
 
 def free_port() -> int:
