@@ -13,8 +13,10 @@ IMAGE_PX = 72  # test images are 32x32: shown at about twice their size
 CONFUSION_LEVELS = {"Fine (100 classes)": "fine", "Coarse, derived from fine (20 superclasses)": "coarse"}
 # One tab per section, and only the open one runs: a first view sends the headline, the heatmap and
 # the per-class bars, not the galleries' images and the comparison's tables (whose browser code
-# alone is 1.2 MB). The address names the open one (?section=...), so a reload keeps it.
+# alone is 1.2 MB). The address names the open one unless it is the first (?section=...), so a
+# reload keeps it. The widgets inside keep their values while their tab is closed (KEEP).
 SECTIONS = ("Confusion", "Against other runs", "Mistakes")
+KEEP = "page"  # persist_state: a widget not drawn (its tab closed) keeps its value while the page is open
 for key, first in (("confusion_level", next(iter(CONFUSION_LEVELS))), ("confusion_scale", "share of true class")):
     if key not in st.session_state:
         st.session_state[key] = first
@@ -84,7 +86,7 @@ def show_confusion_section(evaluation: evaluate.Evaluation, summary: dict, norma
     result, coarse = evaluation.result, evaluation.derived_coarse
     if coarse:
         # One matrix at a time, not tabs: drawing only the one asked for halves the section's view.
-        level = st.segmented_control("Classes", list(CONFUSION_LEVELS), key="confusion_level",
+        level = st.segmented_control("Classes", list(CONFUSION_LEVELS), key="confusion_level", persist_state=KEEP,
                                      help="Fine classes are grouped by superclass: the 5x5 blocks on the diagonal "
                                           "are the superclasses.")
         show_confusion(coarse if CONFUSION_LEVELS.get(level) == "coarse" else result, normalised)
@@ -109,13 +111,14 @@ def show_comparison_section(runs: dict, run_id: int, evaluation: evaluate.Evalua
         return
     if st.session_state.get("evaluate_other") not in others:
         st.session_state["evaluate_other"] = next(iter(others))
-    other_id = st.selectbox("Compare with (run B)", list(others), key="evaluate_other", format_func=others.get)
+    other_id = st.selectbox("Compare with (run B)", list(others), key="evaluate_other", format_func=others.get,
+                            persist_state=KEEP)
     try:
         other = run_evaluation(common.db_path(), other_id)
         levels = compare.levels(evaluation, other)
         if st.session_state.get("evaluate_compare_level") not in levels:
             st.session_state["evaluate_compare_level"] = levels[0]
-        level = st.radio("Labels", levels, key="evaluate_compare_level", horizontal=True,
+        level = st.radio("Labels", levels, key="evaluate_compare_level", horizontal=True, persist_state=KEEP,
                          help="Coarse: a fine run's superclass is derived from its fine probabilities")
         comparison = compare.compare_runs(evaluation, other, level)
     except (evaluate.EvaluationError, DataError) as exc:
@@ -151,15 +154,16 @@ def show_ensemble(runs: dict, run_id: int, other_id: int, options: dict, normali
     if members_key not in st.session_state:
         st.session_state[members_key] = compare.default_members(run_id, other_id, list(same_mode))
     members = st.multiselect(f"Runs averaged ({mode} runs)", list(same_mode), key=members_key,
-                             format_func=same_mode.get)
+                             format_func=same_mode.get, persist_state=KEEP)
     calibrated = {options[i]: i for i in dict.fromkeys([run_id, other_id, *members])}
+    named_results = {}
     try:
         named_results = {label: run_evaluation(common.db_path(), i).result for label, i in calibrated.items()}
         together = compare.ensemble([run_evaluation(common.db_path(), i) for i in members]) \
             if len(members) >= 2 else None
-    except (evaluate.EvaluationError, DataError) as exc:
+    except (evaluate.EvaluationError, DataError) as exc:  # the runs read so far are still calibrated
         st.error(plain(exc))
-        return {}
+        return named_results
     if together is None:
         st.caption(f"Pick two or more {mode} runs to average.")
         return named_results
@@ -180,7 +184,7 @@ def show_mistakes_section(run, evaluation: evaluate.Evaluation, normalised: bool
     result, coarse = evaluation.result, evaluation.derived_coarse
     data = common.data()
     looked = st.toggle("Show what it looked at (Grad-CAM for the true and the predicted class)",
-                       key="evaluate_gradcam")
+                       key="evaluate_gradcam", persist_state=KEEP)
     explainer = None
     if looked:
         try:
@@ -208,8 +212,11 @@ def show_mistakes_section(run, evaluation: evaluate.Evaluation, normalised: bool
     st.subheader("Misclassified images of one class")
     left, right = st.columns([3, 2])
     chosen = left.selectbox("Class", range(len(result.names)), format_func=lambda c: result.names[c],
-                            key="evaluate_class")
-    role = right.segmented_control("It is the", ["true class", "predicted class"], default="true class")
+                            key="evaluate_class", persist_state=KEEP)
+    if "evaluate_role" not in st.session_state:
+        st.session_state["evaluate_role"] = "true class"
+    role = right.segmented_control("It is the", ["true class", "predicted class"], key="evaluate_role",
+                                   persist_state=KEEP)
     indices = (evaluate.misclassified(result, true_class=chosen, limit=40) if role != "predicted class"
                else evaluate.misclassified(result, predicted_class=chosen, limit=40))
     show_gallery(indices)
@@ -217,7 +224,7 @@ def show_mistakes_section(run, evaluation: evaluate.Evaluation, normalised: bool
     if coarse:
         st.subheader("Inside one superclass")
         superclass = st.selectbox("Superclass", range(len(coarse.names)), format_func=lambda c: coarse.names[c],
-                                  key="evaluate_superclass")
+                                  key="evaluate_superclass", persist_state=KEEP)
         block = evaluate.superclass_confusion_frame(result, superclass)
         st.altair_chart(charts.confusion_heatmap(block, evaluate.superclass_names(superclass),
                                                  normalised=normalised), width="content")

@@ -42,8 +42,8 @@ def heatmap_classes(at) -> int:
 
 
 def open_section(at, name: str):
-    """Open one of the page's tabs, as a click on it does (the address names the open one)."""
-    at.query_params["section"] = name
+    """Open one of the page's tabs, as a click on it does."""
+    at.session_state["section"] = name
     return at.run()
 
 
@@ -80,6 +80,31 @@ def test_a_fine_run_shows_accuracy_derived_coarse_and_both_confusions(page):
     assert not at.exception
 
 
+def test_choices_inside_a_tab_survive_a_visit_to_another_tab(page):
+    """Only the open tab's widgets are drawn; the others keep what the person chose."""
+    at, ids = page
+    at.session_state["selected_run"] = ids["fine"]
+    at.run()
+    at.segmented_control(key="confusion_level").set_value("Coarse, derived from fine (20 superclasses)").run()
+    open_section(at, "Mistakes")
+    at.selectbox(key="evaluate_class").set_value(3).run()
+    at.segmented_control(key="evaluate_role").set_value("predicted class").run()
+    open_section(at, "Confusion")
+    assert 20 == heatmap_classes(at)  # still the coarse matrix
+    open_section(at, "Mistakes")
+    assert (3, "predicted class") == (at.selectbox(key="evaluate_class").value,
+                                      at.segmented_control(key="evaluate_role").value)
+    assert not at.exception
+
+
+def test_a_link_naming_a_section_opens_it(page):
+    at, ids = page
+    at.query_params["run"], at.query_params["section"] = str(ids["fine"]), "Mistakes"  # a shared link
+    at.run()
+    assert not at.exception
+    assert "Most confused pairs" in [h.value for h in at.subheader] and at.get("image")
+
+
 def test_an_older_coarse_run_is_predicted_on_first_open(page):
     at, ids = page
     at.session_state["selected_run"] = ids["coarse"]
@@ -95,7 +120,7 @@ def test_an_older_coarse_run_is_predicted_on_first_open(page):
     assert not at.exception
     open_section(at, "Mistakes")
     assert at.get("image") and not at.get("vega_lite_chart")  # a coarse run has no superclass drill-down
-    at.segmented_control[1].set_value("predicted class").run()
+    at.segmented_control(key="evaluate_role").set_value("predicted class").run()
     assert not at.exception
 
 
