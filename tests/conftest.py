@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parent.parent
 REAL_DATA = Path(os.environ.get("LSC_DATA") or REPO.parent / "shared" / "data" / "cifar100.npz")
 
 
+@pytest.fixture(autouse=True)
+def streamlit_clean_up_restored(monkeypatch):
+    """Each test starts with Streamlit's own end-of-run clean-up: app.py replaces it for the whole
+    process (tests/test_app_keras_state.py), and a test that ran app.py would otherwise change it
+    for every test after it."""
+    from streamlit.runtime.scriptrunner import script_runner
+
+    monkeypatch.setattr(script_runner, "_clean_problem_modules", script_runner._clean_problem_modules)
+
+
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     """A fresh runs.sqlite with its artifacts beside it."""
