@@ -101,7 +101,8 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
     `checkpoint_to`, each epoch's checkpoint is written there before the epoch reaches the
     store, `checkpoint_state()` adding the model and optimizer it holds and the state beyond
     this callback's (phase, recipe); so a run killed at any point resumes with every stored
-    epoch (lsc_core.checkpoint).
+    epoch (lsc_core.checkpoint). A stop that cuts an epoch while it trains ends the fit with
+    EpochCut (from on_test_begin, before Keras validates that epoch): callers catch it.
     """
     import keras
 
@@ -626,7 +627,8 @@ def _fit_phases(store, run, plan, model, saved, split, stop_event, verbose, puls
                             validation_data=val_ds, callbacks=[feed, recipe_callback, callback],
                             verbose=verbose, shuffle=False)  # the datasets shuffle
             except EpochCut:  # stopped while training: the run ends now, not after a validation pass
-                pass
+                if verbose:
+                    print()  # Keras's progress bar of the cut epoch was left unfinished on its line
             finally:  # also when stopped or failing: the best epoch so far is not lost
                 pulse.phase("saving")
                 callback.save_best()
