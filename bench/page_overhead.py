@@ -3,11 +3,11 @@
 The dashboard trains in the server's own process, so every script run of a page (a live
 refresh every 2 s on Runs) shares the interpreter with the trainer. This starts
 `streamlit run app.py` on a store in a temporary folder and trains the same run in it
-several times, alternating: with no page open (the worker started by one visit to Home,
-that tab closed) and with the Runs page open on the run in Chromium (its live view
-refreshing), then prints each round's median epoch seconds (the first epoch of each run
-left out: it traces the training step) and the ratio open/closed. 1.0 means a watched run
-trains as fast as an unwatched one.
+several times, alternating (each kind first in turn): with no page open (the worker
+started by one visit to Home, that tab closed) and with the Runs page open on the run in
+Chromium (its live view refreshing). It prints each run's epoch seconds, then the median
+epoch of each kind (the first epoch of each run left out: it traces the training step)
+and the ratio open/closed. 1.0 means a watched run trains as fast as an unwatched one.
 
     python bench/page_overhead.py                       # seed-part2, 10,000 images, 3 epochs, 2 rounds
     python bench/page_overhead.py --limit 5000 --rounds 3
@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_timing import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, _free_port, find_data, start_server, wait_idle  # noqa: E402
+from browser_timing import (  # noqa: E402
+    CHROMIUM, CHROMIUM_ARGS, VIEWPORT, _free_port, find_data, start_server, wait_idle)
 
 from lsc_core.config import preset  # noqa: E402
 from lsc_core.store import ACTIVE_STATES, COMPLETED, Store  # noqa: E402
@@ -85,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
             visit.goto(url)
             wait_idle(visit)
             visit.close()
+            kinds = [("no page", None), ("Runs page open", url)]
             for round_number in range(1, args.rounds + 1):
-                for kind, page_url in (("no page", None), ("Runs page open", url)):
+                for kind, page_url in kinds if round_number % 2 else kinds[::-1]:  # each first in turn
                     seconds = train_once(store, config.replace(name=f"{kind} {round_number}"), page_url, browser)
                     epochs[kind] += seconds[1:]
                     print(f"round {round_number}, {kind}: epochs " + ", ".join(f"{s:.2f}" for s in seconds) + " s",

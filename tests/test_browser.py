@@ -421,9 +421,10 @@ def test_a_launch_over_an_hour_or_repeating_a_queued_one_asks_first(tmp_path, ti
 
         page.goto(f"{url}/build")  # the form as launched, and that run still queued or training
         wait_for_app(page)
-        repeat = main.get_by_text(f"with exactly this config is still {store.get_run(queued.id).status}")
-        repeat.or_(main.get_by_text("with exactly this config is still")).first.wait_for(timeout=30_000)
-        assert f"run #{queued.id}" in main_text(page) and launch.is_disabled()
+        text = main_text(page, "with exactly this config is still")
+        assert any(f"run #{queued.id} {queued.name} with exactly this config is still {status}" in text
+                   for status in ACTIVE_STATES), text
+        assert launch.is_disabled()
         launch.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "launch-repeat.png"))  # the question in view
         store.request_stop(queued.id)
