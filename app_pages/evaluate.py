@@ -133,7 +133,7 @@ def show_comparison_section(runs: dict, run_id: int, evaluation: evaluate.Evalua
                           "from the test images exactly one of them gets right")
         st.markdown(comparison.test.describe())
         st.altair_chart(charts.class_difference_bars(comparison.per_class, f"A #{run_id}", f"B #{other_id}"),
-                        width="stretch")
+                        width="content")
         with st.expander("Per-class table (p: McNemar's test on that class's images alone)"):
             st.dataframe(comparison.per_class, hide_index=True)
     named_results = show_ensemble(runs, run_id, other_id, options, normalised)

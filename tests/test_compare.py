@@ -131,6 +131,8 @@ def test_charts_of_the_comparison_and_the_reliability_diagram():
     assert ("confidence", "accuracy") == (curves["encoding"]["x"]["field"], curves["encoding"]["y"]["field"])
     legends = {row["legend"] for row in diagram["datasets"][curves["data"]["name"]]}
     assert {"#1 a (ECE 40.0%)", "#2 b (ECE 15.0%)"} == legends
+    # Sized to their content: axes, names and legends around the plot, never cut at its edge.
+    assert ["pad", "pad"] == [chart["autosize"]["type"] for chart in (bars, diagram)]
 
 
 def test_an_ensemble_starts_with_this_run_and_one_of_the_same_label_mode():

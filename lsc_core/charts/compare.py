@@ -4,11 +4,16 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from .common import RUN_SCHEME
+from .common import CONTENT_SIZED, PANEL_WIDTH, RUN_SCHEME
 
 __all__ = ["class_difference_bars", "reliability_diagram"]
 
 BETTER_B, BETTER_A = "#2ca02c", "#d62728"  # green where run B is better, red where run A is
+# px, the plotting areas. Content-sized (axes, labels and legend come on top): fitted into the
+# element's box, the class names took most of the bars' 240 px and cut the axis title, and the
+# reliability legend was cut at the diagram's edge ("(ECE 0.3").
+DIFFERENCE_WIDTH, DIFFERENCE_HEIGHT = 2 * PANEL_WIDTH, 200
+RELIABILITY_PX = 360
 
 
 def class_difference_bars(frame: pd.DataFrame, name_a: str, name_b: str) -> alt.Chart:
@@ -21,8 +26,9 @@ def class_difference_bars(frame: pd.DataFrame, name_a: str, name_b: str) -> alt.
     data = frame.assign(better=frame["difference"].map(lambda d: name_b if d > 0 else name_a if d < 0 else "same"))
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("class:N", sort=order, title=None,
-                axis=alt.Axis(labelAngle=-90, labelFontSize=9 if len(order) > 20 else 11, labelOverlap=False)),
-        y=alt.Y("difference:Q", axis=alt.Axis(format="+%"), title="accuracy of B minus A"),
+                axis=alt.Axis(labelAngle=-90, labelFontSize=9 if len(order) > 20 else 11, labelOverlap=False,
+                              labelLimit=240)),  # px: whole superclass names ("household_electrical_devices")
+        y=alt.Y("difference:Q", axis=alt.Axis(format="+%"), title="accuracy, B minus A"),
         color=alt.Color("better:N", scale=alt.Scale(domain=[name_b, name_a, "same"],
                                                     range=[BETTER_B, BETTER_A, "#999999"]),
                         title="better on the class"),
@@ -30,7 +36,7 @@ def class_difference_bars(frame: pd.DataFrame, name_a: str, name_b: str) -> alt.
                  alt.Tooltip("accuracy_a:Q", format=".0%", title=f"A: {name_a}"),
                  alt.Tooltip("accuracy_b:Q", format=".0%", title=f"B: {name_b}"),
                  alt.Tooltip("difference:Q", format="+.0%"), alt.Tooltip("p_value:Q", format=".3g", title="p")],
-    ).properties(height=240, width="container")
+    ).properties(width=DIFFERENCE_WIDTH, height=DIFFERENCE_HEIGHT, autosize=CONTENT_SIZED)
 
 
 def reliability_diagram(frame: pd.DataFrame) -> alt.Chart:
@@ -49,4 +55,4 @@ def reliability_diagram(frame: pd.DataFrame) -> alt.Chart:
                  alt.Tooltip("bin_high:Q", format=".0%", title="bin to"), alt.Tooltip("images:Q", format=","),
                  alt.Tooltip("confidence:Q", format=".1%"), alt.Tooltip("accuracy:Q", format=".1%")],
     )
-    return (diagonal + curves).properties(width=360, height=360)
+    return (diagonal + curves).properties(width=RELIABILITY_PX, height=RELIABILITY_PX, autosize=CONTENT_SIZED)
