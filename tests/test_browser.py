@@ -435,6 +435,40 @@ def test_a_launch_over_an_hour_or_repeating_a_queued_one_asks_first(tmp_path, ti
 DRAWN_CHART = "[data-testid='stVegaLiteChart'] :is(canvas, svg.marks)"
 
 
+def test_a_stopped_run_with_a_saved_model_is_used_like_a_completed_one(tmp_path, tiny_npz, tiny_data, page):
+    """Stopped after its first epoch, a run is Home's best, evaluated and predicted with, and each
+    page says it stopped before its last epoch."""
+    import threading
+
+    from stopping import StopsAfterEpoch
+
+    from lsc_core.config import LayerSpec, RunConfig
+    from lsc_core.evaluate import store_predictions
+    from lsc_core.store import RUNNING, STOPPED
+    from lsc_core.train import train_run
+
+    stop = threading.Event()
+    store = StopsAfterEpoch(tmp_path / "runs.sqlite", 1, stop)
+    config = RunConfig(layers=(LayerSpec.make("conv2d", filters=4), LayerSpec.make("maxpool2d", pool_size=4),
+                               LayerSpec.make("flatten")), label_mode="coarse", epochs=3, batch_size=50, name="cut-short")
+    run = train_run(store, store.create_run(config, status=RUNNING), load_data=lambda: tiny_data, stop_event=stop,
+                    after_training=store_predictions)
+    assert (STOPPED, 1, 1) == (run.status, run.best_epoch, store.get_run(run.id).model_epoch)
+    with dashboard(tmp_path, tiny_npz) as url:
+        page.goto(url)
+        assert "cut-short, epoch 1 (stopped before its last epoch)" in main_text(page, "cut-short")
+        page.goto(f"{url}/evaluate?run={run.id}")
+        text = main_text(page, "This run is stopped")
+        assert "Top-1 test accuracy" in text and "its best epoch so far is evaluated" in text
+        page.locator(DRAWN_CHART).first.wait_for(timeout=30_000)  # its confusion, from its saved model
+        page.goto(f"{url}/predict")
+        page.get_by_text("Upload one or more images").wait_for(timeout=60_000)
+        text = main_text(page, "best model: epoch 1 of 3")  # chosen for the coarse labels, its model named
+        assert f"#{run.id} cut-short (coarse, stopped" in text
+        shot(page, "stopped-run-predict")
+        no_error_text(page)
+
+
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_heatmaps_keep_their_size_and_fit_the_column_at_100_and_20_classes(prepared, browser, theme):
     """The 20-class heatmap was squeezed into 138x258 px (a hidden tab): both now have their
