@@ -14,10 +14,10 @@ from lsc_core.store import STOPPED, Store
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start_training(db: Path, tiny_npz) -> subprocess.Popen:
-    """`python -m lsc_core train` for far more epochs than the test waits for; returns once an epoch is stored."""
-    process = subprocess.Popen([sys.executable, "-m", "lsc_core", "train", "--preset", "seed-part1", "--epochs", "500",
-                                "--batch-size", "16", "--data", str(tiny_npz), "--db", str(db)], cwd=REPO,
+def start_after_an_epoch(db: Path, *arguments: str) -> subprocess.Popen:
+    """`python -m lsc_core ARGUMENTS --db DB`, which trains far longer than the test waits;
+    returns it once the store has an epoch (AssertionError, with its stderr, when it never does)."""
+    process = subprocess.Popen([sys.executable, "-m", "lsc_core", *arguments, "--db", str(db)], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
     deadline = time.time() + 120
@@ -27,6 +27,12 @@ def start_training(db: Path, tiny_npz) -> subprocess.Popen:
         time.sleep(0.2)
     process.kill()
     raise AssertionError(f"training did not start: {process.communicate()[1][-2000:]}")
+
+
+def start_training(db: Path, tiny_npz) -> subprocess.Popen:
+    """`python -m lsc_core train` for 500 epochs, once an epoch is stored."""
+    return start_after_an_epoch(db, "train", "--preset", "seed-part1", "--epochs", "500", "--batch-size", "16",
+                                "--data", str(tiny_npz))
 
 
 @pytest.mark.parametrize("number, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
@@ -83,14 +89,9 @@ def test_sigterm_stops_a_command_line_search_and_its_trial_cleanly(tmp_path, tin
 
     db, space = tmp_path / "runs.sqlite", tmp_path / "space.json"
     space.write_text(tiny_space().to_json())
-    process = subprocess.Popen([sys.executable, "-m", "lsc_core", "search", "--space", str(space), "--trials", "2",
-                                "--epochs", "200", "--limit", "64", "--data", str(tiny_npz), "--db", str(db)],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={"PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    process = start_after_an_epoch(db, "search", "--space", str(space), "--trials", "2", "--epochs", "200",
+                                   "--limit", "64", "--data", str(tiny_npz))
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (db.exists() and Store(db).epoch_counts()):
-            time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=120)
     finally:
