@@ -13,7 +13,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,21 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lsc_core.config import PRESETS, preset  # noqa: E402
 from lsc_core.data import load_cifar100  # noqa: E402
+from throughput import trained_run  # noqa: E402  (bench/ is this script's folder)
 
 
 def measure(data, name: str, limit: int, repeats: int) -> dict:
     from lsc_core import checkpoint, schedules
     from lsc_core.model import build_model, compile_model
-    from lsc_core.store import RUNNING, Store
-    from lsc_core.train import train_run
 
     config = preset(name, epochs=1, limit=limit)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "bench.sqlite")
-        run_id = store.create_run(config, status=RUNNING)
-        run = train_run(store, run_id, load_data=lambda: data)
-        if run.status != "completed":
-            raise SystemExit(f"{name}: the run ended {run.status}: {run.error}")
+    with trained_run(data, config, f"{name}: the run") as (store, run_id):
         path = store.checkpoint_path(run_id)
         found = checkpoint.read(path, run_id)
         model = build_model(config)

@@ -22,6 +22,7 @@ plain Keras defaults (which use none of them).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -43,8 +44,11 @@ SETTINGS_OFF = {"no mixed precision": {"mixed_precision": False}, "no XLA": {"xl
                 "1 step per execution": {"steps_per_execution": 1}, "data via tf.data": {"data_on_device": False}}
 
 
-def ours(data, config) -> list[dict]:
-    """Per-epoch {seconds, train_ips, val_ips} of a run through the dashboard's path."""
+@contextlib.contextmanager
+def trained_run(data, config, what: str = "our run"):
+    """(store, run id) of `config` trained to its end through the dashboard's path
+    (`train.train_run`), in a temporary store that lasts while the context is open;
+    SystemExit when the run does not complete."""
     from lsc_core.store import RUNNING, Store
     from lsc_core.train import train_run
 
@@ -53,7 +57,13 @@ def ours(data, config) -> list[dict]:
         run_id = store.create_run(config, status=RUNNING)
         run = train_run(store, run_id, load_data=lambda: data)
         if run.status != "completed":
-            raise SystemExit(f"our run ended {run.status}: {run.error}")
+            raise SystemExit(f"{what} ended {run.status}: {run.error}")
+        yield store, run_id
+
+
+def ours(data, config) -> list[dict]:
+    """Per-epoch {seconds, train_ips, val_ips} of a run through the dashboard's path."""
+    with trained_run(data, config) as (store, run_id):
         return [{"seconds": e["seconds"], "train_ips": e["train_images_per_s"], "val_ips": e["val_images_per_s"]}
                 for e in store.epochs(run_id)]
 
