@@ -2,11 +2,12 @@
 
 `StoreCallback` is the only bridge between Keras and the store: it writes each epoch's
 resumable checkpoint (lsc_core.checkpoint) and then the epoch, keeps progress, saves the
-best epoch's model, and turns a stop request into a clean stop after the current batch. A heartbeat thread (`_Pulse`) beats for the whole run, from data
-loading to the last save. Every write about the run carries this process's owner token
-(lsc_core/liveness.py): once another process has taken the run from it (marked it
-interrupted as dead, say), the store refuses the write (NotOwner) and training ends at
-once, with nothing more written and no model overwritten. The recipe's callback
+best epoch's model, and turns a stop request into a clean stop after the current batch.
+A heartbeat thread (`_Pulse`) beats for the whole run, from data loading to the last save.
+Every write about the run carries this process's owner token (lsc_core/liveness.py): once
+another process has taken the run from it (marked it interrupted as dead, say), the store
+refuses the write (NotOwner) and training ends at once, with nothing more written and no
+model overwritten. The recipe's callback
 (lsc_core.recipe) runs before it: it adds each epoch's learning rate, reduces the rate on
 plateaus and ends a run early, recording why.
 
@@ -115,7 +116,6 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
             self.best_epoch = None  # the epoch number of best_weights, recorded with the saved model
             self._best_saved = True
             self.save_error: str | None = None  # why the best model is not on disk, while it is not
-            self.checkpoint_error: str | None = None  # why the last epoch's checkpoint is not on disk
             self.epochs_done = 0  # the last epoch logged, over all phases (a resumed run's start)
             self.stop_asked = False
             # A stop that arrives before an epoch's validation has ended drops that epoch
@@ -267,11 +267,8 @@ def make_callback(store: Store, run_id: int, model_path: Path, total_epochs: int
                 self.abandon()
                 raise
             except OSError as exc:
-                self.checkpoint_error = f"the checkpoint of epoch {self._epoch} could not be written to " \
-                                        f"{checkpoint_to}: {exc.strerror or exc}"
-                logger.warning("run %s: %s", run_id, self.checkpoint_error)
-            else:
-                self.checkpoint_error = None
+                logger.warning("run %s: the checkpoint of epoch %s could not be written to %s: %s", run_id,
+                               self._epoch, checkpoint_to, exc.strerror or exc)
 
         def save_best(self) -> None:
             """Write the best epoch's model to disk (once per improvement at most) and record
