@@ -200,10 +200,10 @@ def _continue_run(args) -> int:
     if args.extend is not None and args.epochs is None:
         raise CommandError(f"--extend {run_id} needs --epochs N: how many more epochs to train")
     store = Store(args.db)
-    _wait_for_the_verdict(store, _existing_run(store, run_id))
-    if _existing_run(store, run_id).config is None:
-        raise CommandError(f"run {run_id} cannot be continued: its config cannot be read "
-                           f"({store.get_run(run_id).config_error})")
+    run = _existing_run(store, run_id)
+    _wait_for_the_verdict(store, run)
+    if run.config is None:
+        raise CommandError(f"run {run_id} cannot be continued: its config cannot be read ({run.config_error})")
     data = _load_data_or_fail(args.data)
     try:
         found = check_checkpoint(store, run_id, against_model=True)  # before anything stored changes
