@@ -19,11 +19,15 @@ out) is refused with one line saying so, and nothing reads it.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .runs import RUNNING
 
@@ -132,6 +136,28 @@ class StoreFolder:
             raise FolderError(problem.replace("stored model path", "model path", 1).replace("; not used",
                                                                                              "; not recorded"))
         return resolved.relative_to(self.path).as_posix()
+
+
+def write_atomically(path: Path, write: Callable[[Path], None],
+                     publish: Callable[[Callable[[], None]], None] | None = None) -> None:
+    """Write the file `path` so that readers see the old one or the new one, never half of one:
+    `write(partial)` writes a partial file beside it (its name ends like `path`'s), which is then
+    renamed onto `path`; `publish(rename)`, when given, makes the rename (e.g. inside a store
+    transaction that checks the run is still this process's). On any failure the partial file
+    is removed (a full disk must not keep megabytes of it) and the error propagates."""
+    partial = path.with_name(f".partial-{os.getpid()}-{threading.get_ident()}-{path.name}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(partial)
+        rename = functools.partial(os.replace, partial, path)
+        if publish is None:
+            rename()
+        else:
+            publish(rename)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a file system turned read-only refuses even this, and holds none
+            partial.unlink(missing_ok=True)
+        raise
 
 
 def read_without_links(path: Path) -> bytes:

@@ -16,11 +16,7 @@ The file is a plain .npz of numeric arrays plus one string; it is read with
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
-import os
-import threading
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -28,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from .artifacts import write_atomically
 
 
 FORMAT = 1  # the layout below; a file of another format is refused, not guessed at
@@ -77,20 +75,12 @@ def write(path: Path, model, optimizer, state: dict, publish: Callable[[Callable
     for prefix, variables in ((MODEL_PREFIX, model.variables), (OPTIMIZER_PREFIX, _inner(optimizer).variables)):
         for position, variable in enumerate(variables):
             arrays[f"{prefix}{position:05d}"] = keras.ops.convert_to_numpy(variable)
-    partial = path.with_name(f".partial-{os.getpid()}-{threading.get_ident()}-{path.name}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(partial: Path) -> None:
         with open(partial, "wb") as file:  # a file object: np.savez would add ".npz" to a name
             np.savez(file, **arrays)  # uncompressed: float weights hardly compress, and it is faster
-        rename = functools.partial(os.replace, partial, path)
-        if publish is None:
-            rename()
-        else:
-            publish(rename)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a file system turned read-only cannot remove it either
-            partial.unlink(missing_ok=True)
-        raise
+
+    write_atomically(path, save, publish)
 
 
 def read(path: Path, run_id: int) -> Checkpoint:

@@ -19,9 +19,7 @@ Nothing here knows about Streamlit.
 """
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import platform
 import threading
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import checkpoint, recipe, schedules
+from .artifacts import write_atomically
 from .backbones import WeightsUnavailable
 from .config import ConfigError, RunConfig, validate
 
@@ -49,31 +48,15 @@ class ModelSaveError(OSError):
 
 
 def save_atomically(model, path: Path, publish: Callable[[Callable[[], None]], None] | None = None) -> None:
-    """Write a .keras file so that readers never see a half-written one.
-
-    The model is written beside `path` and renamed onto it; `publish(rename)`, when given,
-    makes the rename (e.g. inside a store transaction that checks the run is still this
-    process's). On any failure the partial file is removed (a full disk must not keep
-    megabytes of it); an OSError (disk full, read-only, no permission) becomes a one-line
+    """Write a .keras file so that readers never see a half-written one (artifacts.write_atomically:
+    beside `path`, then renamed onto it, by `publish(rename)` when given; a partial file removed
+    on any failure). An OSError (disk full, read-only, no permission) becomes a one-line
     ModelSaveError.
     """
-    partial = path.with_name(f".partial-{os.getpid()}-{threading.get_ident()}.keras")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model.save(partial)
-        rename = functools.partial(os.replace, partial, path)
-        if publish is None:
-            rename()
-        else:
-            publish(rename)
-    except BaseException as exc:
-        try:
-            partial.unlink(missing_ok=True)
-        except OSError:  # a read-only file system refuses even this, and holds no partial file
-            pass
-        if isinstance(exc, OSError):
-            raise ModelSaveError(f"the best model could not be saved to {path}: {exc.strerror or exc}") from None
-        raise
+        write_atomically(path, model.save, publish)
+    except OSError as exc:
+        raise ModelSaveError(f"the best model could not be saved to {path}: {exc.strerror or exc}") from None
 
 
 class StopRun(Exception):
