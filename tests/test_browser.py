@@ -406,7 +406,8 @@ def test_a_launch_over_an_hour_or_repeating_a_queued_one_asks_first(tmp_path, ti
         wait_for_app(page)
         main = page.locator("[data-testid='stMain']")
         launch = main.get_by_role("button", name="Launch")
-        main.get_by_text("Confirm first: it should take about 1h 40m.").wait_for(timeout=30_000)
+        # The page fixture's 90 s: this is a fresh server's first view (a full suite's load made 30 s too few).
+        main.get_by_text("Confirm first: it should take about 1h 40m.").wait_for()
         assert f"about 1h 40m (measured: run {measured} on this device)" in main_text(page)
         assert launch.is_disabled()
         main.get_by_text("Queue it anyway").click()
@@ -456,6 +457,7 @@ def test_a_stopped_run_with_a_saved_model_is_used_like_a_completed_one(tmp_path,
     assert (STOPPED, 1, 1) == (run.status, run.best_epoch, store.get_run(run.id).model_epoch)
     with dashboard(tmp_path, tiny_npz) as url:
         page.goto(url)
+        page.get_by_text("Best so far").wait_for()  # the page fixture's 90 s: a fresh server's first view
         assert "cut-short, epoch 1 (stopped before its last epoch)" in main_text(page, "cut-short")
         page.goto(f"{url}/evaluate?run={run.id}")
         text = main_text(page, "This run is stopped")
