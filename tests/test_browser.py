@@ -235,10 +235,14 @@ def prepared(tmp_path_factory, tiny_npz, tiny_data):
         yield url, home / "runs.sqlite", [run.id for run in store.list_runs()], searches[::-1]
 
 
-def main_text(page, waiting_for: str = "") -> str:
-    """The page's main text, once it contains `waiting_for` (the script runs a moment after a click)."""
+def main_text(page, *waiting_for: str) -> str:
+    """The page's main text, once it contains every one of `waiting_for`: the script runs a moment
+    after a click, and the browser draws its elements one by one (a row of metrics can come after
+    the caption below it), so a test waits for each part it reads."""
     main = page.locator("[data-testid='stMain']")
-    main.filter(has_text=waiting_for).wait_for(timeout=30_000)
+    for part in waiting_for:
+        main = main.filter(has_text=part)
+    main.wait_for(timeout=30_000)
     return main.inner_text()
 
 
@@ -281,7 +285,7 @@ def test_evaluate_shows_each_run_picked_in_turn(prepared, page):
     for run_id in run_ids[1:1 + PICKS]:
         run = store.get_run(run_id)
         choose(page, "Run", views.run_label(run))
-        text = main_text(page, run.name + ":")
+        text = main_text(page, run.name + ":", "Random guess")
         assert ("1%" if run.label_mode == "fine" else "5%") in text
         page.wait_for_url(f"**?run={run_id}", timeout=10_000)
     shot(page, "pick-evaluate")
@@ -458,15 +462,13 @@ def test_a_stopped_run_with_a_saved_model_is_used_like_a_completed_one(tmp_path,
     with dashboard(tmp_path, tiny_npz) as url:
         page.goto(url)
         page.get_by_text("Best so far").wait_for()  # the page fixture's 90 s: a fresh server's first view
-        assert "cut-short, epoch 1 (stopped before its last epoch)" in main_text(page, "cut-short")
+        main_text(page, "cut-short, epoch 1 (stopped before its last epoch)")
         page.goto(f"{url}/evaluate?run={run.id}")
-        text = main_text(page, "This run is stopped")
-        assert "Top-1 test accuracy" in text and "its best epoch so far is evaluated" in text
+        main_text(page, "Top-1 test accuracy", "This run is stopped", "its best epoch so far is evaluated")
         page.locator(DRAWN_CHART).first.wait_for(timeout=30_000)  # its confusion, from its saved model
         page.goto(f"{url}/predict")
         page.get_by_text("Upload one or more images").wait_for(timeout=60_000)
-        text = main_text(page, "best model: epoch 1 of 3")  # chosen for the coarse labels, its model named
-        assert f"#{run.id} cut-short (coarse, stopped" in text
+        main_text(page, "best model: epoch 1 of 3", f"#{run.id} cut-short (coarse, stopped")  # its model named
         shot(page, "stopped-run-predict")
         no_error_text(page)
 
