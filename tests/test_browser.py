@@ -141,7 +141,7 @@ def test_build_launch_watch_and_compare(server, page):
     assert ("completed", None) == (run.status, run.error)
     page.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=30_000)  # the live curves
     shot(page, "run")
-    assert run.name in page.locator("[data-testid='stMain']").inner_text()
+    main_text(page, run.name)
     no_error_text(page)
     shot(page, "run")
 
@@ -150,7 +150,7 @@ def test_build_launch_watch_and_compare(server, page):
     page.get_by_role("tab", name="Compare").click()
     wait_for_app(page)
     page.locator("[data-testid='stVegaLiteChart']:visible").first.wait_for(timeout=30_000)
-    assert run.name in page.locator("[data-testid='stMultiSelect']:visible").first.inner_text()
+    page.locator("[data-testid='stMultiSelect']:visible").filter(has_text=run.name).first.wait_for(timeout=30_000)
     no_error_text(page)
     shot(page, "compare")
 
@@ -188,8 +188,7 @@ def test_upload_images_and_see_their_labels(server, page, tmp_path, tiny_data):
     page.get_by_text("notes.png").first.wait_for(timeout=30_000)
     page.locator("[data-testid='stVegaLiteChart']:visible").first.wait_for(timeout=60_000)
     wait_for_app(page)
-    text = page.locator("[data-testid='stMain']").inner_text()
-    assert "photo.png" in text and run.name in text
+    text = main_text(page, "photo.png", run.name)
     assert any(name in text for name in tiny_data.fine_names)  # a predicted fine label is shown
     assert "notes.png" in page.locator("[data-testid='stAlertContentError']").first.inner_text()
     shot(page, "predict-upload")
@@ -385,7 +384,7 @@ def test_a_reload_of_build_keeps_the_form(prepared, page):
                             page.get_by_label("Training images (empty: all)", exact=True).input_value())
     shot(page, "build-reloaded")
     page.get_by_role("button", name="Launch").scroll_into_view_if_needed()
-    assert "Launch queues 1 run x 3 epochs x 250 images = 750 training images" in main_text(page)
+    main_text(page, "Launch queues 1 run x 3 epochs x 250 images = 750 training images")
     page.screenshot(path=str(ARTIFACTS / "build-launch.png"))  # the launch summary in view
     page.get_by_role("button", name="Reset", exact=True).click()
     wait_for_app(page)
@@ -412,11 +411,11 @@ def test_a_launch_over_an_hour_or_repeating_a_queued_one_asks_first(tmp_path, ti
         launch = main.get_by_role("button", name="Launch")
         # The page fixture's 90 s: this is a fresh server's first view (a full suite's load made 30 s too few).
         main.get_by_text("Confirm first: it should take about 1h 40m.").wait_for()
-        assert f"about 1h 40m (measured: run {measured} on this device)" in main_text(page)
-        assert launch.is_disabled()
+        main_text(page, f"about 1h 40m (measured: run {measured} on this device)")
+        playwright_api.expect(launch).to_be_disabled()
         main.get_by_text("Queue it anyway").click()
-        wait_for_app(page)
-        assert (launch.is_enabled(), 1) == (True, len(store.list_runs()))
+        playwright_api.expect(launch).to_be_enabled(timeout=30_000)
+        assert 1 == len(store.list_runs())
         launch.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "launch-confirmed.png"))
         launch.click()
@@ -429,7 +428,7 @@ def test_a_launch_over_an_hour_or_repeating_a_queued_one_asks_first(tmp_path, ti
         text = main_text(page, "with exactly this config is still")
         assert any(f"run #{queued.id} {queued.name} with exactly this config is still {status}" in text
                    for status in ACTIVE_STATES), text
-        assert launch.is_disabled()
+        playwright_api.expect(launch).to_be_disabled()
         launch.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "launch-repeat.png"))  # the question in view
         store.request_stop(queued.id)
