@@ -128,7 +128,7 @@ def show_comparison_section(runs: dict, run_id: int, evaluation: evaluate.Evalua
         left.metric(f"A: #{run_id}", f"{comparison.accuracy_a:.1%}")
         middle.metric(f"B: #{other_id}", f"{comparison.accuracy_b:.1%}",
                       delta=f"{comparison.accuracy_b - comparison.accuracy_a:+.1%}")
-        right.metric("McNemar p-value", f"{comparison.test.p_value:.3g}",
+        right.metric("McNemar p-value", comparison.test.p_text,
                      help="The chance of a difference at least this large if the two runs were equally good, "
                           "from the test images exactly one of them gets right")
         st.markdown(comparison.test.describe())

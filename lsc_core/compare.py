@@ -27,6 +27,7 @@ from .evaluate import Evaluation, EvaluationError, Result, evaluate, per_class_a
 
 EXACT_BELOW = 25  # discordant pairs under which the exact binomial test is used (the usual rule)
 SIGNIFICANCE = 0.05
+SMALLEST_P_SHOWN = 1e-300  # a p-value that underflows to 0.0 is shown as below this, which it is
 CALIBRATION_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017
 
 
@@ -44,11 +45,18 @@ class McNemar:
     def significant(self) -> bool:
         return self.p_value < SIGNIFICANCE
 
+    @property
+    def p_text(self) -> str:
+        """The p-value as shown: '0.0336', '2.1e-45', or '< 1e-300' where the chi-square tail is
+        smaller than a float can hold (a few thousand discordant images one way), never '0'."""
+        return f"{self.p_value:.3g}" if self.p_value > 0 else f"< {SMALLEST_P_SHOWN:.0e}"
+
     def describe(self) -> str:
         """'B is right on 40 images A gets wrong, A on 25 the other way; p = 0.082 (chi-square ...): not significant'."""
         verdict = "significant at 5%" if self.significant else "not significant at 5%"
+        p = f"p {self.p_text}" if self.p_value == 0 else f"p = {self.p_text}"
         return (f"B right where A is wrong on {self.b_only} images, A right where B is wrong on {self.a_only}; "
-                f"McNemar p = {self.p_value:.3g} ({self.method}): {verdict}")
+                f"McNemar {p} ({self.method}): {verdict}")
 
 
 def exact_binomial_p(b: int, c: int) -> float:

@@ -34,6 +34,15 @@ def test_mcnemar_picks_the_exact_test_for_few_disagreements():
     assert "McNemar p = 0.0336" in test.describe() and "significant at 5%" in test.describe()
 
 
+def test_a_p_value_too_small_for_a_float_reads_as_below_a_bound_never_zero():
+    """4,000 images one run gets right and the other wrong, 100 the other way: the chi-square
+    tail underflows to 0.0, which would read as certainty."""
+    test = compare.mcnemar(*_correct(4000, 100))
+    assert (0.0, True) == (test.p_value, test.significant)
+    assert "< 1e-300" == test.p_text and "; McNemar p < 1e-300 (chi-square" in test.describe()
+    assert "1.3e-05" == compare.mcnemar(*_correct(20, 60)).p_text  # small but representable: its value
+
+
 def _predictions(probabilities: np.ndarray, fine: np.ndarray, coarse: np.ndarray, mode: str) -> dict:
     return {"probabilities": probabilities.astype(np.float16), "fine": fine.astype(np.uint8),
             "coarse": coarse.astype(np.uint8), "label_mode": mode}
