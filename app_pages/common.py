@@ -47,6 +47,10 @@ SELECTED_RUN = "selected_run"  # run id the Runs/Evaluate pages open on
 CLONE_CONFIG = "clone_config"  # a RunConfig dict the Build page starts from
 LIVE_REFRESH_S = 2.0  # how often live views re-read the store
 STOP_FOLLOW_S = 0.5  # while a run is stopping, how often its view looks for the end
+# A page's sections are lazy tabs (st.tabs(..., bind="query-params")): only the open one runs, so a
+# closed section costs no drawing and no live refresh. Its widgets keep their values while it is
+# closed with persist_state=KEEP_WHILE_CLOSED (the page's session, not the page run).
+KEEP_WHILE_CLOSED = "page"
 # Tables: a missing value reads as a dash (Streamlit's default is the word "None"), and parameter
 # counts get a fixed width that shows "25,000,000" in full (an automatic width cut the leading digit).
 EMPTY_CELL = "—"

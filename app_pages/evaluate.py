@@ -11,12 +11,12 @@ from app_pages import common
 
 IMAGE_PX = 72  # test images are 32x32: shown at about twice their size
 CONFUSION_LEVELS = {"Fine (100 classes)": "fine", "Coarse, derived from fine (20 superclasses)": "coarse"}
-# One tab per section, and only the open one runs: a first view sends the headline, the heatmap and
-# the per-class bars, not the galleries' images and the comparison's tables (whose browser code
+# One lazy tab per section (common.KEEP_WHILE_CLOSED): a first view sends the headline, the heatmap
+# and the per-class bars, not the galleries' images and the comparison's tables (whose browser code
 # alone is 1.2 MB). The address names the open one unless it is the first (?section=...), so a
-# reload keeps it. The widgets inside keep their values while their tab is closed (KEEP).
+# reload keeps it.
 SECTIONS = ("Confusion", "Against other runs", "Mistakes")
-KEEP = "page"  # persist_state: a widget not drawn (its tab closed) keeps its value while the page is open
+KEEP = common.KEEP_WHILE_CLOSED
 for key, first in (("confusion_level", next(iter(CONFUSION_LEVELS))), ("confusion_scale", "share of true class")):
     if key not in st.session_state:
         st.session_state[key] = first

@@ -41,7 +41,12 @@ if not store.list_runs():
     st.info("No runs yet. Launch one from Build & Train, or with `python -m lsc_core train`.")
     st.stop()
 
-runs_tab, compare_tab = st.tabs(["Runs", "Compare"])
+# Lazy tabs (common.KEEP_WHILE_CLOSED): each has its own live fragment, and only the open one
+# refreshes, so a watched run shares the process with one refresh every LIVE_REFRESH_S, not two.
+# ?tab=Compare in the address opens Compare on a reload or from a link.
+SECTIONS = ("Runs", "Compare")
+KEEP = common.KEEP_WHILE_CLOSED
+runs_tab, compare_tab = st.tabs(SECTIONS, key="tab", bind="query-params")
 
 
 # -- all runs and the one selected -----------------------------------------------------------
@@ -286,13 +291,17 @@ def cell(value) -> str:
     return common.EMPTY_CELL if value is None else plain(value)
 
 
-with runs_tab:
+def runs_section() -> None:
     with st.container(horizontal=True):
-        statuses = st.multiselect("Status", STATUSES, placeholder="any status", key="runs_statuses")
-        label_modes = st.multiselect("Label mode", LABEL_MODES, placeholder="coarse or fine", key="runs_label_modes")
-        text = st.text_input("Name contains", placeholder="e.g. seed-part2", key="runs_name_text")
-        tags = st.multiselect("Tags", store.all_tags(), placeholder="any tags", key="runs_tags")
-        archived = st.toggle("Archived", key="runs_archived", help="Show the archived runs instead of the others.")
+        statuses = st.multiselect("Status", STATUSES, placeholder="any status", key="runs_statuses",
+                                  persist_state=KEEP)
+        label_modes = st.multiselect("Label mode", LABEL_MODES, placeholder="coarse or fine", key="runs_label_modes",
+                                     persist_state=KEEP)
+        text = st.text_input("Name contains", placeholder="e.g. seed-part2", key="runs_name_text",
+                             persist_state=KEEP)
+        tags = st.multiselect("Tags", store.all_tags(), placeholder="any tags", key="runs_tags", persist_state=KEEP)
+        archived = st.toggle("Archived", key="runs_archived", help="Show the archived runs instead of the others.",
+                             persist_state=KEEP)
     runs_view(statuses, label_modes, text, tags, archived)
 
 
@@ -306,7 +315,7 @@ def compare(run_ids: list, smoothing: float, splits: list) -> None:
     st.altair_chart(charts.compare_chart(curves, tuple(splits)))
 
 
-with compare_tab:
+def compare_section() -> None:
     options = views.run_options(store.list_runs())
     # Driven through session state: the default is set once, and the person's choice is kept
     # (less any run deleted meanwhile) however the store changes.
@@ -314,13 +323,16 @@ with compare_tab:
         st.session_state[COMPARE_PICK] = views.compare_default(store)
     elif any(i not in options for i in st.session_state[COMPARE_PICK]):
         st.session_state[COMPARE_PICK] = [i for i in st.session_state[COMPARE_PICK] if i in options]
-    chosen = st.multiselect("Runs to compare", list(options), format_func=options.get, key=COMPARE_PICK)
+    chosen = st.multiselect("Runs to compare", list(options), format_func=options.get, key=COMPARE_PICK,
+                            persist_state=KEEP)
     left, right = st.columns([3, 1])
     with left:
         smoothing = st.slider("Smoothing", 0.0, views.MAX_SMOOTHING, 0.0, 0.01, key="smoothing",
-                              help="Exponential moving average as in TensorBoard; faint lines are the raw values.")
+                              help="Exponential moving average as in TensorBoard; faint lines are the raw values.",
+                              persist_state=KEEP)
     with right:
-        splits = st.pills("Show", ["test", "train"], selection_mode="multi", default=["test", "train"], key="splits")
+        splits = st.pills("Show", ["test", "train"], selection_mode="multi", default=["test", "train"], key="splits",
+                          persist_state=KEEP)
     # if/else, not st.stop(): a stop here would end the whole page script, not just this tab.
     if not chosen or not splits:
         st.info("Pick at least one run and one of test/train to compare.")
@@ -328,10 +340,19 @@ with compare_tab:
         compare(chosen, smoothing, splits)
     if chosen:
         st.markdown("**Settings**")
-        only_differences = st.toggle("Only the settings that differ", value=True, key="only_differences")
+        only_differences = st.toggle("Only the settings that differ", value=True, key="only_differences",
+                                     persist_state=KEEP)
         settings = views.settings_frame([r for r in (store.get_run(i) for i in chosen) if r is not None],
                                         only_differences)
         if settings.empty:
             st.info("These runs have the same settings." if only_differences else "No settings to show.")
         else:
             st.dataframe(settings, hide_index=True, width="stretch")
+
+
+if runs_tab.open:
+    with runs_tab:
+        runs_section()
+if compare_tab.open:
+    with compare_tab:
+        compare_section()

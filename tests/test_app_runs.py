@@ -76,6 +76,12 @@ def start(tmp_path, page: str, stand_ins: dict | None = None, **session) -> AppT
     return at
 
 
+def open_tab(at, name: str) -> AppTest:
+    """Open one of the Runs page's tabs, as a click on it does (only the open one runs)."""
+    at.session_state["tab"] = name
+    return at.run()
+
+
 def test_home_shows_the_running_run_and_the_best_results(tmp_path, app_store):
     store, trained, live = app_store
     at = start(tmp_path, "home")
@@ -133,9 +139,10 @@ def test_runs_page_opens_the_selected_run_with_curves_and_downloads(tmp_path, ap
     assert [plain(run.name)] == [h.value for h in at.subheader]
     assert "stop_run" not in [b.key for b in at.button]  # a completed run cannot be stopped
     assert ["download_csv", "download_model"] == [d.key for d in at.get("download_button")]
-    # The run's curves, its learning rate under them, its CPU and memory use while training, and the
-    # compare view of the one completed run.
-    assert 4 == len(at.get("vega_lite_chart"))
+    # The run's curves, its learning rate under them, its CPU and memory use while training; the
+    # Compare tab is closed, so it draws nothing (and does not refresh).
+    assert ["Runs", "Compare"] == [tab.label for tab in at.tabs]
+    assert 3 == len(at.get("vega_lite_chart")) and "compare_runs" not in [m.key for m in at.multiselect]
     assert "Learning rate" in str(at.get("vega_lite_chart")[1].proto.spec)
     speeds = next(frame.value for frame in at.dataframe if "training images/s" in frame.value.columns)
     assert [1, 2] == list(speeds["epoch"]) and (speeds["training images/s"] > 0).all()
@@ -161,21 +168,40 @@ def test_compare_defaults_to_the_newest_runs_with_epochs_running_ones_included(t
     store, trained, live = app_store
     store.create_run(preset("seed-part1", epochs=2), status=RUNNING)  # no epoch yet: nothing to compare
     at = start(tmp_path, "runs")
+    # The page opens the newest run, which has no curves yet.
+    assert ["No epoch has finished yet; the curves appear after the first one."] == [i.value for i in at.info]
+    open_tab(at, "Compare")
     assert not at.exception
     assert [live, trained] == at.multiselect(key="compare_runs").value
-    # The page opens the newest run, which has no curves yet; the chart is the comparison.
-    assert ["No epoch has finished yet; the curves appear after the first one."] == [i.value for i in at.info]
-    assert 1 == len(at.get("vega_lite_chart"))
+    assert 1 == len(at.get("vega_lite_chart"))  # the comparison alone: the Runs tab is closed
 
 
 def test_compare_with_nothing_picked_says_so_and_keeps_the_page(tmp_path, app_store):
     store, trained, _ = app_store
     at = start(tmp_path, "runs", selected_run=trained)
+    open_tab(at, "Compare")
     at.multiselect(key="compare_runs").set_value([]).run()
     assert not at.exception
     assert ["Pick at least one run and one of test/train to compare."] == [i.value for i in at.info]
-    assert 3 == len(at.get("vega_lite_chart"))  # the open run's curves, learning rate and system metrics still show
+    assert 0 == len(at.get("vega_lite_chart"))
+    # Back on Runs: the open run with its curves, learning rate, system metrics and downloads.
+    open_tab(at, "Runs")
+    assert 3 == len(at.get("vega_lite_chart"))
     assert ["download_csv", "download_model"] == [d.key for d in at.get("download_button")]
+
+
+def test_each_tab_keeps_its_choices_while_the_other_is_open(tmp_path, app_store):
+    store, trained, live = app_store
+    at = start(tmp_path, "runs", selected_run=trained)
+    at.multiselect(key="runs_label_modes").set_value(["coarse"]).run()
+    open_tab(at, "Compare")
+    at.multiselect(key="compare_runs").set_value([trained]).run()
+    at.slider(key="smoothing").set_value(0.5).run()
+    open_tab(at, "Runs")
+    assert (["coarse"], [trained]) == (at.multiselect(key="runs_label_modes").value, list(at.dataframe[0].value["id"]))
+    open_tab(at, "Compare")
+    assert ([trained], 0.5) == (at.multiselect(key="compare_runs").value, at.slider(key="smoothing").value)
+    assert not at.exception
 
 
 def test_runs_page_clone_hands_the_config_to_build(tmp_path, app_store):
@@ -237,6 +263,7 @@ def test_runs_page_tags_notes_archive_and_delete(tmp_path, app_store):
 def test_compare_shows_only_the_settings_that_differ(tmp_path, app_store):
     store, trained, live = app_store
     at = start(tmp_path, "runs")
+    open_tab(at, "Compare")
     at.multiselect(key="compare_runs").set_value([trained, live]).run()
     assert not at.exception
     settings = at.dataframe[-1].value

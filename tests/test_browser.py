@@ -153,6 +153,12 @@ def test_build_launch_watch_and_compare(server, page):
     page.locator("[data-testid='stMultiSelect']:visible").filter(has_text=run.name).first.wait_for(timeout=30_000)
     no_error_text(page)
     shot(page, "compare")
+    # Only the open tab runs, and the address names it: a reload opens Compare again.
+    page.wait_for_url("**tab=Compare**", timeout=10_000)
+    page.reload()
+    wait_for_app(page)
+    page.locator("[data-testid='stMultiSelect']:visible").filter(has_text=run.name).first.wait_for(timeout=30_000)
+    assert "Select a row to open it below" not in main_text(page, "Runs to compare")
 
 
 @pytest.mark.parametrize("path", ["", "data", "evaluate", "predict", "search", "study"])
