@@ -118,12 +118,14 @@ def organise(run: dict) -> None:
     if run.note:
         st.text(run.note)  # as typed, never as Markdown
     with st.expander("Edit note" if run.note else "Add a note"):
-        with st.form(f"note-{run_id}", border=False):
-            st.text_area("Note", value=run.note or "", key=f"note-text-{run_id}",
-                         placeholder="why this run was made, what it showed")
-            # A callback: the note is stored before the page is drawn again, so it shows at once.
-            st.form_submit_button("Save note", on_click=lambda: store.set_note(
-                run_id, st.session_state[f"note-text-{run_id}"]))
+        # Not a form: a form's text reaches the server only when submitted, so a draft would be
+        # lost when the person opens Compare; this one is sent when the field loses focus and
+        # kept while the tab is closed.
+        st.text_area("Note", value=run.note or "", key=f"note-text-{run_id}", persist_state=KEEP,
+                     placeholder="why this run was made, what it showed")
+        # A callback: the note is stored before the page is drawn again, so it shows at once.
+        st.button("Save note", key=f"save-note-{run_id}",
+                  on_click=lambda: store.set_note(run_id, st.session_state[f"note-text-{run_id}"]))
 
 
 def save_tags(run_id: int) -> None:
@@ -204,7 +206,7 @@ def continue_controls(run) -> None:
     elif action == "extend":
         count_col, button_col = st.columns([1, 2], vertical_alignment="bottom")
         more = count_col.number_input("More epochs", min_value=1, max_value=MAX_EPOCHS, value=5, step=1,
-                                      key=f"more-epochs-{run.id}")
+                                      key=f"more-epochs-{run.id}", persist_state=KEEP)
         button_col.button(f"Train {more} more epoch{'s' if more > 1 else ''}", key=f"extend-{run.id}",
                           icon=":material/add_circle:", on_click=continue_run, args=(run.id, f"more-epochs-{run.id}"),
                           help="Continue from its last epoch with its optimizer state; a cosine or one-cycle "
@@ -247,7 +249,7 @@ def downloads(run: dict) -> None:
 def export_download(run: dict) -> None:
     """The model in another format: exported and checked on a click (seconds), kept for this session."""
     fmt_col, action_col = st.columns([1, 2], vertical_alignment="bottom")
-    fmt = fmt_col.selectbox("Export as", FORMATS, key="export_format",
+    fmt = fmt_col.selectbox("Export as", FORMATS, key="export_format", persist_state=KEEP,
                             help="Checked before it is offered: top-1 identical to the Keras model on 100 test "
                                  "images, in the format's own runtime.")
     done = st.session_state.get(EXPORTS, {}).get((run.id, run.best_epoch, fmt))
@@ -308,6 +310,7 @@ def runs_section() -> None:
 # -- compare ---------------------------------------------------------------------------------
 @st.fragment(run_every=common.LIVE_REFRESH_S)
 def compare(run_ids: list, smoothing: float, splits: list) -> None:
+    common.recheck_live_runs()  # a run whose trainer died is shown interrupted here too
     curves = views.smooth_curves(views.curves(store, run_ids), smoothing)
     if curves.empty:
         st.info("None of these runs has finished an epoch yet.")

@@ -194,11 +194,14 @@ def test_each_tab_keeps_its_choices_while_the_other_is_open(tmp_path, app_store)
     store, trained, live = app_store
     at = start(tmp_path, "runs", selected_run=trained)
     at.multiselect(key="runs_label_modes").set_value(["coarse"]).run()
+    at.text_area(key=f"note-text-{trained}").input("a draft, not saved yet").run()
     open_tab(at, "Compare")
     at.multiselect(key="compare_runs").set_value([trained]).run()
     at.slider(key="smoothing").set_value(0.5).run()
     open_tab(at, "Runs")
     assert (["coarse"], [trained]) == (at.multiselect(key="runs_label_modes").value, list(at.dataframe[0].value["id"]))
+    assert ("a draft, not saved yet", None) == (at.text_area(key=f"note-text-{trained}").value,
+                                                store.get_run(trained).note)
     open_tab(at, "Compare")
     assert ([trained], 0.5) == (at.multiselect(key="compare_runs").value, at.slider(key="smoothing").value)
     assert not at.exception
