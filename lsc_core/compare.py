@@ -27,7 +27,7 @@ from .evaluate import Evaluation, EvaluationError, Result, evaluate, per_class_a
 
 EXACT_BELOW = 25  # discordant pairs under which the exact binomial test is used (the usual rule)
 SIGNIFICANCE = 0.05
-SMALLEST_P_SHOWN = 1e-300  # a p-value that underflows to 0.0 is shown as below this, which it is
+SMALLEST_P_SHOWN = 1e-300  # p-values below it, 0.0 from an underflow among them, read "< 1e-300"
 CALIBRATION_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017
 
 
@@ -47,14 +47,15 @@ class McNemar:
 
     @property
     def p_text(self) -> str:
-        """The p-value as shown: '0.0336', '2.1e-45', or '< 1e-300' where the chi-square tail is
-        smaller than a float can hold (a few thousand discordant images one way), never '0'."""
-        return f"{self.p_value:.3g}" if self.p_value > 0 else f"< {SMALLEST_P_SHOWN:.0e}"
+        """The p-value as shown: '0.0336', '2.1e-45', or '< 1e-300' below that bound, where the
+        chi-square tail nears what a float can hold and then underflows to 0.0 (a few thousand
+        discordant images one way). Never '0', and a more extreme result never reads larger."""
+        return f"{self.p_value:.3g}" if self.p_value >= SMALLEST_P_SHOWN else f"< {SMALLEST_P_SHOWN:.0e}"
 
     def describe(self) -> str:
         """'B is right on 40 images A gets wrong, A on 25 the other way; p = 0.082 (chi-square ...): not significant'."""
         verdict = "significant at 5%" if self.significant else "not significant at 5%"
-        p = f"p {self.p_text}" if self.p_value == 0 else f"p = {self.p_text}"
+        p = f"p {self.p_text}" if self.p_value < SMALLEST_P_SHOWN else f"p = {self.p_text}"
         return (f"B right where A is wrong on {self.b_only} images, A right where B is wrong on {self.a_only}; "
                 f"McNemar {p} ({self.method}): {verdict}")
 

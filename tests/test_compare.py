@@ -41,6 +41,8 @@ def test_a_p_value_too_small_for_a_float_reads_as_below_a_bound_never_zero():
     assert (0.0, True) == (test.p_value, test.significant)
     assert "< 1e-300" == test.p_text and "; McNemar p < 1e-300 (chi-square" in test.describe()
     assert "1.3e-05" == compare.mcnemar(*_correct(20, 60)).p_text  # small but representable: its value
+    near_the_bound = compare.mcnemar(*_correct(1400, 0))  # about 6e-306: smaller still, so it reads the same
+    assert (True, "< 1e-300") == (0 < near_the_bound.p_value < 1e-300, near_the_bound.p_text)
 
 
 def _predictions(probabilities: np.ndarray, fine: np.ndarray, coarse: np.ndarray, mode: str) -> dict:
