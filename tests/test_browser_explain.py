@@ -130,7 +130,8 @@ def test_predict_shows_heatmaps_for_the_top_and_a_picked_class_and_takes_a_camer
     page.get_by_text("on the image (the centred square it sees)").nth(3).wait_for(timeout=60_000)
     wait_for_app(page)
     no_error_text(page)
-    assert 2 == page.get_by_text("Where it looked for").count()  # the upload and the photo
+    page.get_by_text("Where it looked for").nth(1).wait_for(timeout=30_000)  # the upload and the photo
+    assert 2 == page.get_by_text("Where it looked for").count()
     shot(page, "explain-predict-camera")
 
 
