@@ -17,9 +17,11 @@ CONFUSION_LEVELS = {"Fine (100 classes)": "fine", "Coarse, derived from fine (20
 # reload keeps it.
 SECTIONS = ("Confusion", "Against other runs", "Mistakes")
 KEEP = common.KEEP_WHILE_CLOSED
-for key, first in (("confusion_level", next(iter(CONFUSION_LEVELS))), ("confusion_scale", "share of true class")):
-    if key not in st.session_state:
-        st.session_state[key] = first
+# The first value of each choice, set once; afterwards its widget holds the person's choice.
+FIRST_CHOICES = {"confusion_level": next(iter(CONFUSION_LEVELS)), "confusion_scale": "share of true class",
+                 "evaluate_role": "true class"}
+for key, first in FIRST_CHOICES.items():
+    st.session_state.setdefault(key, first)
 
 
 @st.cache_data(ttl=600, max_entries=4, show_spinner="Predicting the test set with this run's model (once)...")
@@ -213,8 +215,6 @@ def show_mistakes_section(run, evaluation: evaluate.Evaluation, normalised: bool
     left, right = st.columns([3, 2])
     chosen = left.selectbox("Class", range(len(result.names)), format_func=lambda c: result.names[c],
                             key="evaluate_class", persist_state=KEEP)
-    if "evaluate_role" not in st.session_state:
-        st.session_state["evaluate_role"] = "true class"
     role = right.segmented_control("It is the", ["true class", "predicted class"], key="evaluate_role",
                                    persist_state=KEEP)
     indices = (evaluate.misclassified(result, true_class=chosen, limit=40) if role != "predicted class"
