@@ -7,9 +7,10 @@ A heartbeat thread (`_Pulse`) beats for the whole run, from data loading to the 
 Every write about the run carries this process's owner token (lsc_core/liveness.py): once
 another process has taken the run from it (marked it interrupted as dead, say), the store
 refuses the write (NotOwner) and training ends at once, with nothing more written and no
-model overwritten. The recipe's callback
-(lsc_core.recipe) runs before it: it adds each epoch's learning rate, reduces the rate on
-plateaus and ends a run early, recording why.
+model overwritten. The recipe's callback (lsc_core.recipe) runs before it: it adds each
+epoch's learning rate, reduces the rate on plateaus and ends a run early, recording why.
+A stop that cuts an epoch while it trains ends the fit with EpochCut, before Keras would
+validate that dropped epoch.
 
 A run whose own checkpoint exists (a stopped, interrupted or extended run, see
 `Store.resume` / `Store.extend`) continues from it: the model's and the optimizer's
